@@ -1,0 +1,85 @@
+"""`create_app()`: the FastAPI application, its lifespan, middleware and error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from kennel import __version__
+from kennel.agents import build_model, is_offline
+from kennel.auth.service import bootstrap
+from kennel.db import Database, migrate
+from kennel.errors import install_error_handlers
+from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from kennel.settings import Settings, load_settings
+from kennel.workers.endpoints import router as workers_router
+
+__all__ = ["PUBLIC_PATHS", "create_app"]
+
+log = logging.getLogger("kennel")
+
+# The only routes served without an API key; a test walks app.routes against this list.
+PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+
+_OFFLINE_BANNER = (
+    "KENNEL_MODEL is 'offline': workers answer with Kennel's deterministic offline model, "
+    "not a real LLM. Set KENNEL_MODEL (e.g. openai:gpt-4.1) for real answers."
+)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    await asyncio.to_thread(migrate, settings)
+    db = Database.open(settings)
+    app.state.db = db
+    async with db.session() as session:
+        await bootstrap(session, key=settings.bootstrap_api_key, admin_email=settings.admin_email)
+        await session.commit()
+    if is_offline(settings.model):
+        log.warning("*" * 20 + " " + _OFFLINE_BANNER + " " + "*" * 20)
+    log.info(
+        "kennel %s ready (database: %s)",
+        __version__,
+        settings.async_database_url.get_backend_name(),
+    )
+    try:
+        yield
+    finally:
+        await db.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the database is opened and migrated by its lifespan."""
+    settings = settings or load_settings()
+    app = FastAPI(
+        title="Kennel",
+        version=__version__,
+        summary="Self-hosted AI agent workers, speaking the Handinger REST API.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    # Built here, not in the lifespan, so a bad KENNEL_MODEL fails before anything starts.
+    app.state.model = build_model(
+        settings.model, offline_delay_seconds=settings.offline_model_delay_seconds
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        json_limit=settings.max_json_body_bytes,
+        multipart_limit=settings.max_json_body_bytes * 64,
+    )
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/healthz", tags=["Operations"])
+    async def healthz() -> JSONResponse:
+        """Liveness for load balancers (no auth)."""
+        return JSONResponse({"status": "ok"})
+
+    app.include_router(workers_router)
+    return app

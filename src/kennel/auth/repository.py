@@ -1,0 +1,73 @@
+"""The only code that queries organizations, users and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kennel.models import ApiKey, Organization, User
+from kennel.timestamps import utcnow
+
+__all__ = ["AuthRepository", "KeyOwner"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    key_id: str
+    key_hash: str
+    user_id: str
+    organization_id: str
+    role: str
+
+
+class AuthRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def owner_of_key(self, key_hash: str) -> KeyOwner | None:
+        row = (
+            await self.session.execute(
+                select(ApiKey.id, ApiKey.key_hash, User.id, User.organization_id, User.role)
+                .join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+            )
+        ).first()
+        return KeyOwner(*row) if row else None
+
+    async def any_key_exists(self) -> bool:
+        return bool(await self.session.scalar(select(exists().select_from(ApiKey))))
+
+    async def organization_by_name(self, name: str) -> Organization | None:
+        return await self.session.scalar(select(Organization).where(Organization.name == name))
+
+    async def user_by_email(self, organization_id: str, email: str) -> User | None:
+        return await self.session.scalar(
+            select(User).where(User.organization_id == organization_id, User.email == email)
+        )
+
+    async def user_in_organization(self, organization_id: str, user_id: str) -> User | None:
+        return await self.session.scalar(
+            select(User).where(User.organization_id == organization_id, User.id == user_id)
+        )
+
+    async def revoke(self, key_id: str) -> bool:
+        result = await self.session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def list_keys(self) -> list[tuple[ApiKey, User, Organization]]:
+        rows = await self.session.execute(
+            select(ApiKey, User, Organization)
+            .join(User, User.id == ApiKey.user_id)
+            .join(Organization, Organization.id == User.organization_id)
+            .order_by(ApiKey.created_at)
+        )
+        return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+
+    def add(self, *objects: object) -> None:
+        self.session.add_all(objects)

@@ -1,0 +1,29 @@
+"""Opaque, URL-safe, prefixed ids that sort by creation time."""
+
+from __future__ import annotations
+
+import os
+import time
+
+__all__ = ["PREFIXES", "is_valid_id", "new_id"]
+
+PREFIXES = frozenset({"wrk", "tsk", "trn", "sch", "whx", "org", "usr", "key", "fil"})
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_BODY_LEN = 26
+
+
+def new_id(prefix: str) -> str:
+    """`<prefix>_` followed by 48 bits of milliseconds and 80 random bits, base32."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(_BODY_LEN):
+        value, digit = divmod(value, 32)
+        chars.append(_ALPHABET[digit])
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def is_valid_id(value: str, prefix: str) -> bool:
+    """Whether `value` has the shape of an id Kennel issues with that prefix."""
+    head, sep, body = value.partition("_")
+    return bool(sep) and head == prefix and len(body) == _BODY_LEN and set(body) <= set(_ALPHABET)

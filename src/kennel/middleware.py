@@ -1,0 +1,131 @@
+"""Pure ASGI middleware: request ids with access logs, and the request body size limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+from kennel.errors import error_body
+from kennel.logs import request_id_var
+
+__all__ = ["BodyLimitMiddleware", "RequestIdMiddleware"]
+
+Scope = dict[str, Any]
+log = logging.getLogger("kennel.access")
+
+
+class RequestIdMiddleware:
+    """Give each request an id (or keep a sane incoming one), echo it, log the request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and len(incoming) <= 64 and incoming.isascii() else None
+        request_id = request_id or secrets.token_hex(8)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "status": status,
+                    "durationMs": round((time.perf_counter() - started) * 1000, 2),
+                    "userId": (scope.get("state") or {}).get("caller_user_id"),
+                },
+            )
+            request_id_var.reset(token)
+
+
+class BodyLimitMiddleware:
+    """413 for a body over the limit: by its Content-Length, or as it streams in."""
+
+    def __init__(self, app: Any, *, json_limit: int, multipart_limit: int) -> None:
+        self.app = app
+        self.json_limit = json_limit
+        self.multipart_limit = multipart_limit
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS", "DELETE"}:
+            await self.app(scope, receive, send)
+            return
+        content_type = _header(scope, b"content-type") or ""
+        limit = self.multipart_limit if content_type.startswith("multipart/") else self.json_limit
+        declared = _header(scope, b"content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await _too_large(send, limit)
+
+
+class _BodyTooLarge(HTTPException):
+    # An HTTPException, so FastAPI's body parsing lets it through to the 413 rendering.
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit} bytes.")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps(error_body(413, f"The request body is larger than {limit} bytes.")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

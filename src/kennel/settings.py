@@ -1,0 +1,141 @@
+"""Kennel's configuration: one object, every field a `KENNEL_*` environment variable."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+_DEFAULT_DATA_DIR = Path("data")
+
+
+class SettingsError(Exception):
+    """A setting has a wrong value; the message is one line naming it."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the server; the environment variable is the field name, prefixed."""
+
+    model_config = SettingsConfigDict(env_prefix="KENNEL_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        _DEFAULT_DATA_DIR,
+        description="Folder for the default SQLite database and worker workspaces.",
+    )
+    database_url: str = Field(
+        "",
+        description=(
+            "`sqlite:///path` or `postgresql://user@host/db`; Kennel picks its own drivers. "
+            "Empty: a SQLite file `kennel.sqlite3` in the data folder."
+        ),
+    )
+    public_url: str = Field(
+        "http://localhost:8000",
+        description="Base of every `url` field (the dashboard and file downloads).",
+    )
+    host: str = Field("127.0.0.1", description="Address `kennel serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `kennel serve` listens on.")
+    bootstrap_api_key: str | None = Field(
+        None,
+        description=(
+            "With no API key in the database at start-up: create a default organization "
+            "and an admin user holding this key."
+        ),
+        repr=False,
+    )
+    admin_email: str = Field(
+        "admin@example.com", description="E-mail of the admin user the bootstrap key belongs to."
+    )
+    model: str = Field(
+        "offline",
+        description=(
+            "The LLM, in pydantic-ai's `provider:model` form (`openai:gpt-4.1`, "
+            "`anthropic:claude-sonnet-4-5`, `ollama:llama3.2`); `offline`: a deterministic "
+            "model that needs no key and no network."
+        ),
+    )
+    offline_model_delay_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Pause of the offline model before each answer (tests of long turns).",
+    )
+    mail_domain: str = Field("kennel.localhost", description="Domain of worker e-mail addresses.")
+    max_json_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest JSON request body accepted (413 past it)."
+    )
+    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value:
+            _async_url(value)
+        return value
+
+    @field_validator("mail_domain")
+    @classmethod
+    def _plain_domain(cls, value: str) -> str:
+        if not value or "@" in value or " " in value:
+            raise ValueError("must be a bare domain name such as kennel.example.com")
+        return value.lower()
+
+    @cached_property
+    def sync_database_url(self) -> str:
+        """The configured database as a plain URL (no driver), for DBOS and display."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'kennel.sqlite3').resolve()}"
+
+    @cached_property
+    def async_database_url(self) -> URL:
+        """The database URL with the async driver Kennel uses for it."""
+        return _async_url(self.sync_database_url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.async_database_url.get_backend_name() == "sqlite"
+
+
+def _async_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except Exception as exc:
+        raise ValueError(f"not a database URL: {exc}") from None
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ValueError("SQLite needs a file path (sqlite:///path/to/kennel.sqlite3)")
+        return url.set(drivername="sqlite+aiosqlite")
+    if backend in {"postgresql", "postgres"}:
+        return url.set(drivername="postgresql+asyncpg")
+    raise ValueError("must be a sqlite:/// or postgresql:// URL")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment, turning a bad value into one clear line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        raise SettingsError(f"invalid setting KENNEL_{field.upper()}: {first['msg']}") from None

@@ -1,0 +1,121 @@
+"""The only code that queries worker templates, their versions and members."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kennel.auth import Caller
+from kennel.models import User, Worker, WorkerInstructionVersion, WorkerMember
+from kennel.timestamps import utcnow
+
+__all__ = ["WorkerRepository"]
+
+
+class WorkerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _visible(self, caller: Caller):
+        """Live workers of the caller's organization that the caller may see."""
+        invited = (
+            select(WorkerMember.worker_id)
+            .where(WorkerMember.worker_id == Worker.id, WorkerMember.user_id == caller.user_id)
+            .exists()
+        )
+        return (
+            (Worker.organization_id == caller.organization_id)
+            & Worker.deleted_at.is_(None)
+            & or_(Worker.visibility == "public", Worker.user_id == caller.user_id, invited)
+        )
+
+    async def get_visible(self, caller: Caller, worker_id: str) -> Worker | None:
+        return await self.session.scalar(
+            select(Worker).where(Worker.id == worker_id, self._visible(caller))
+        )
+
+    async def add(self, worker: Worker, created_by_user_id: str) -> None:
+        self.session.add(worker)
+        await self.session.flush()
+        self.session.add(
+            WorkerInstructionVersion(
+                worker_id=worker.id,
+                version=worker.instructions_version,
+                instructions=worker.instructions,
+                created_by_user_id=created_by_user_id,
+            )
+        )
+        await self.session.flush()
+
+    async def update(self, worker: Worker, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            setattr(worker, name, value)
+        worker.updated_at = utcnow()
+        await self.session.flush()
+
+    async def add_instructions_version(
+        self, worker: Worker, instructions: str, created_by_user_id: str
+    ) -> int:
+        # An atomic increment, so that concurrent PATCHes get distinct version numbers.
+        version = await self.session.scalar(
+            update(Worker)
+            .where(Worker.id == worker.id)
+            .values(
+                instructions=instructions,
+                instructions_version=Worker.instructions_version + 1,
+                updated_at=utcnow(),
+            )
+            .returning(Worker.instructions_version)
+        )
+        assert version is not None
+        self.session.add(
+            WorkerInstructionVersion(
+                worker_id=worker.id,
+                version=version,
+                instructions=instructions,
+                created_by_user_id=created_by_user_id,
+            )
+        )
+        await self.session.flush()
+        await self.session.refresh(worker)
+        return version
+
+    async def instructions_version(self, worker_id: str, version: int) -> str | None:
+        return await self.session.scalar(
+            select(WorkerInstructionVersion.instructions).where(
+                WorkerInstructionVersion.worker_id == worker_id,
+                WorkerInstructionVersion.version == version,
+            )
+        )
+
+    async def mark_deleted(self, worker: Worker) -> None:
+        worker.deleted_at = utcnow()
+        await self.session.flush()
+
+    async def members(self, worker_id: str) -> list[tuple[WorkerMember, User]]:
+        rows = await self.session.execute(
+            select(WorkerMember, User)
+            .join(User, User.id == WorkerMember.user_id)
+            .where(WorkerMember.worker_id == worker_id)
+            .order_by(WorkerMember.created_at)
+        )
+        return [(m, u) for m, u in rows.all()]
+
+    async def member(self, worker_id: str, user_id: str) -> WorkerMember | None:
+        return await self.session.get(WorkerMember, (worker_id, user_id))
+
+    async def add_member(self, worker_id: str, user_id: str) -> WorkerMember:
+        member = WorkerMember(worker_id=worker_id, user_id=user_id)
+        self.session.add(member)
+        await self.session.flush()
+        return member
+
+    async def remove_member(self, worker_id: str, user_id: str) -> bool:
+        result = await self.session.execute(
+            delete(WorkerMember).where(
+                WorkerMember.worker_id == worker_id, WorkerMember.user_id == user_id
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]

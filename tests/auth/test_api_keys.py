@@ -1,0 +1,234 @@
+"""Bearer auth on every route, tenant isolation, the bootstrap key and `kennel keys`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from kennel.app import PUBLIC_PATHS, create_app
+from kennel.auth.keys import generate_key, hash_key
+from tests.conftest import make_settings
+from tests.factories import Member, make_member
+
+
+def api_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, path) the app serves, read from its OpenAPI document.
+
+    FastAPI keeps included routers as opaque objects in `app.routes`; the OpenAPI document is
+    the public, complete list (no Kennel route is hidden from it).
+    """
+    return sorted(
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    )
+
+
+def fill(path: str, ids: dict[str, str]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        assert name in ids, f"add a foreign id for path parameter {name!r} to this test"
+        return ids[name]
+
+    return re.sub(r"\{(\w+)\}", sub, path)
+
+
+class TestEveryRouteNeedsAKey:
+    async def test_only_the_allow_list_is_public(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        fake_ids = {
+            "workerId": "wrk_x",
+            "userId": "usr_x",
+            "taskId": "tsk_x",
+            "scheduleId": "sch_x",
+        }
+        routes = api_routes(app)
+        assert routes, "no routes found"
+        for method, path in routes:
+            url = fill(path, fake_ids)
+            if path in PUBLIC_PATHS:
+                continue
+            assert path.startswith("/api/"), f"{path} is outside /api and not in PUBLIC_PATHS"
+            kwargs = {"json": {}} if method in {"POST", "PUT", "PATCH"} else {}
+            for headers in (
+                {},
+                {"Authorization": f"Bearer {generate_key()}"},
+                {"Authorization": "Basic dXNlcjpwYXNz"},
+                {"Authorization": "Bearer"},
+            ):
+                r = await client.request(method, url, headers=headers, **kwargs)
+                assert r.status_code == 401, (method, path, headers, r.text)
+                assert r.json()["error"]["type"] == "authentication_error"
+
+    async def test_healthz_is_open(self, client: httpx.AsyncClient) -> None:
+        r = await client.get("/healthz")
+        assert r.status_code == 200
+        assert r.json() == {"status": "ok"}
+        assert r.headers["x-request-id"]
+
+
+class TestTenantIsolation:
+    async def test_foreign_ids_are_404_everywhere(
+        self, app: FastAPI, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        owner = await make_member(app)
+        worker = await client.post("/api/workers", json={"title": "Theirs"}, headers=owner.headers)
+        assert worker.status_code == 201
+        foreign = {"workerId": worker.json()["id"], "userId": owner.user_id}
+        bodies = {"PATCH": {"title": "mine now"}, "PUT": {}, "POST": {"input": "hi"}}
+        checked = 0
+        for method, path in api_routes(app):
+            if "{" not in path or path in PUBLIC_PATHS:
+                continue
+            url = fill(path, foreign)
+            r = await client.request(method, url, headers=member.headers, json=bodies.get(method))
+            assert r.status_code == 404, (method, path, r.text)
+            assert r.json()["error"]["type"] == "not_found_error"
+            checked += 1
+        assert checked >= 7
+        # And the foreign worker is untouched.
+        r = await client.get(f"/api/workers/{foreign['workerId']}", headers=owner.headers)
+        assert r.status_code == 200
+
+
+class TestErrorsOnUnknownRoutes:
+    async def test_404_and_405_have_the_contract_shape(
+        self, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        r = await client.get("/api/nothing-here", headers=member.headers)
+        assert r.status_code == 404
+        assert r.json()["error"]["type"] == "not_found_error"
+        r = await client.put("/api/workers", headers=member.headers)
+        assert r.status_code == 405
+        assert "error" in r.json()
+
+
+async def test_revoked_key_is_refused(app: FastAPI, client: httpx.AsyncClient) -> None:
+    from kennel.auth.service import revoke_key
+
+    member = await make_member(app)
+    assert (await client.post("/api/workers", json={}, headers=member.headers)).status_code == 201
+    async with app.state.db.session() as session:
+        assert await revoke_key(session, member.key)
+        await session.commit()
+    assert (await client.post("/api/workers", json={}, headers=member.headers)).status_code == 401
+
+
+async def test_keys_are_stored_hashed(app: FastAPI, member: Member) -> None:
+    from sqlalchemy import text
+
+    async with app.state.db.session(write=False) as session:
+        stored = (await session.execute(text("SELECT key_hash, prefix FROM api_keys"))).all()
+    assert member.key not in {h for h, _ in stored}
+    assert hash_key(member.key) in {h for h, _ in stored}
+    assert all(len(p) <= 12 for _, p in stored)
+
+
+async def test_bootstrap_key(empty_database_url: str, tmp_path: Path) -> None:
+    key = generate_key()
+    app = create_app(make_settings(empty_database_url, tmp_path, bootstrap_api_key=key))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            r = await client.post(
+                "/api/workers", json={}, headers={"Authorization": f"Bearer {key}"}
+            )
+            assert r.status_code == 201, r.text
+            org_id = r.json()["organizationId"]
+        async with app.state.db.session(write=False) as session:
+            from sqlalchemy import text
+
+            email, role = (await session.execute(text("SELECT email, role FROM users"))).one()
+        assert (email, role) == ("admin@example.com", "admin")
+    # A second start with another bootstrap key changes nothing: a key already exists.
+    other = generate_key()
+    app2 = create_app(make_settings(empty_database_url, tmp_path, bootstrap_api_key=other))
+    async with app2.router.lifespan_context(app2):
+        transport = httpx.ASGITransport(app=app2)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (
+                await client.post(
+                    "/api/workers", json={}, headers={"Authorization": f"Bearer {other}"}
+                )
+            ).status_code == 401
+            r = await client.post(
+                "/api/workers", json={}, headers={"Authorization": f"Bearer {key}"}
+            )
+            assert r.json()["organizationId"] == org_id
+
+
+def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KENNEL_")}
+    env["KENNEL_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "kennel", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_keys_create_and_revoke_commands(empty_database_url: str, tmp_path: Path) -> None:
+    created = run_cli(
+        empty_database_url, "keys", "create", "--email", "ada@example.com", "--org", "Acme"
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("knl_")
+    assert len(key) >= 40
+    again = run_cli(
+        empty_database_url, "keys", "create", "--email", "ada@example.com", "--org", "Acme"
+    )
+    second = again.stdout.strip().splitlines()[-1]
+    assert second != key
+    assert key not in run_cli(empty_database_url, "keys", "list").stdout
+
+    app = create_app(make_settings(empty_database_url, tmp_path))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            a = await client.post(
+                "/api/workers", json={}, headers={"Authorization": f"Bearer {key}"}
+            )
+            b = await client.post(
+                "/api/workers", json={}, headers={"Authorization": f"Bearer {second}"}
+            )
+            assert a.status_code == b.status_code == 201
+            assert a.json()["userId"] == b.json()["userId"]  # same user, two keys
+            revoked = run_cli(empty_database_url, "keys", "revoke", key)
+            assert revoked.returncode == 0, revoked.stderr
+            r = await client.post(
+                "/api/workers", json={}, headers={"Authorization": f"Bearer {key}"}
+            )
+            assert r.status_code == 401
+            r = await client.post(
+                "/api/workers", json={}, headers={"Authorization": f"Bearer {second}"}
+            )
+            assert r.status_code == 201
+    assert run_cli(empty_database_url, "keys", "revoke", key).returncode == 1
+
+
+def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KENNEL_")}
+    for name, value in [
+        ("KENNEL_PORT", "eighty"),
+        ("KENNEL_DATABASE_URL", "mysql://x/y"),
+        ("KENNEL_MODEL", "nosuchprovider:x"),
+    ]:
+        r = subprocess.run(
+            [sys.executable, "-m", "kennel", "serve"],
+            env={**env, name: value, "KENNEL_DATA_DIR": str(tmp_path)},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 2, (name, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1, (name, r.stderr)
+        assert name in lines[0], (name, r.stderr)

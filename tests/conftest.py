@@ -1,0 +1,114 @@
+"""Fixtures shared by the whole suite: one database per backend, the app, a client, callers.
+
+Every test that touches the database runs on SQLite and on PostgreSQL. PostgreSQL needs
+KENNEL_TEST_POSTGRES_URL (a server URL whose user may create databases); without it those
+tests skip with a message. `.ci/run` sets it, so in CI an unreachable server fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+from sqlalchemy import make_url
+
+from kennel.app import create_app
+from kennel.settings import Settings
+from tests.factories import Member, make_member
+
+POSTGRES_ENV = "KENNEL_TEST_POSTGRES_URL"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh, empty database of each backend for this test session."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'kennel.sqlite3'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+class fresh_postgres_database:
+    """Create a uniquely named database on the test server, drop it afterwards."""
+
+    def __enter__(self) -> str:
+        server = os.environ.get(POSTGRES_ENV)
+        if not server:
+            pytest.skip(f"{POSTGRES_ENV} is not set: PostgreSQL variant skipped (.ci/run sets it)")
+        import psycopg
+
+        self.admin_url = make_url(server).set(drivername="postgresql")
+        self.name = f"kennel_test_{secrets.token_hex(4)}"
+        with psycopg.connect(self._dsn(self.admin_url), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        return self.admin_url.set(database=self.name).render_as_string(hide_password=False)
+
+    def __exit__(self, *exc: object) -> None:
+        import psycopg
+
+        with psycopg.connect(self._dsn(self.admin_url), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    @staticmethod
+    def _dsn(url) -> str:  # type: ignore[no-untyped-def]
+        return url.render_as_string(hide_password=False)
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        public_url="http://kennel.test",
+        mail_domain="mail.kennel.test",
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def app(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FastAPI]:
+    """The real app on that database, its lifespan (migrations included) run once."""
+    application = create_app(make_settings(database_url, tmp_path_factory.mktemp("data")))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest_asyncio.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://kennel.test") as c:
+        yield c
+
+
+@pytest_asyncio.fixture
+async def member(app: FastAPI) -> Member:
+    """A user in an organization of its own, with an API key."""
+    return await make_member(app)
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of each backend that no other test uses, for tests of start-up behaviour."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    if not os.environ.get(POSTGRES_ENV):
+        terminalreporter.write_line(
+            f"PostgreSQL variants were skipped: {POSTGRES_ENV} is not set (.ci/run sets it)."
+        )

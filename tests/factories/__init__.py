@@ -1,0 +1,37 @@
+"""Factories for test data; each call makes rows no other test sees."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from kennel.auth.service import issue_key
+
+__all__ = ["Member", "make_member"]
+
+
+@dataclass(frozen=True)
+class Member:
+    key: str
+    user_id: str
+    organization_id: str
+    organization: str
+    email: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+async def make_member(
+    app: FastAPI, *, organization: str | None = None, role: str = "member"
+) -> Member:
+    """A user with a key, in `organization` (a new one unless given)."""
+    organization = organization or f"org-{secrets.token_hex(6)}"
+    email = f"user-{secrets.token_hex(4)}@example.com"
+    async with app.state.db.session() as session:
+        issued = await issue_key(session, email=email, organization=organization, role=role)
+        await session.commit()
+    return Member(issued.key, issued.user_id, issued.organization_id, organization, email)
