@@ -308,3 +308,40 @@ class TestVisibility:
             f"/api/workers/{worker['id']}/members/{outsider.user_id}", headers=member.headers
         )
         assert_error(r, 404)
+
+
+class TestModelFailure:
+    async def test_provider_error_is_502_and_nothing_saved(
+        self, app: FastAPI, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        from pydantic_ai.exceptions import ModelHTTPError
+        from pydantic_ai.models.function import FunctionModel
+        from sqlalchemy import func, select
+
+        from kennel.models import Worker
+
+        def refuse(messages, info):  # type: ignore[no-untyped-def]
+            raise ModelHTTPError(429, "test-model", body={"error": "quota exhausted for this key"})
+
+        async def count() -> int:
+            async with app.state.db.session(write=False) as session:
+                query = select(func.count()).where(Worker.organization_id == member.organization_id)
+                return int(await session.scalar(query) or 0)
+
+        original = app.state.model
+        app.state.model = FunctionModel(refuse, model_name="test-model")
+        try:
+            r = await create(client, member, prompt="Write release notes.")
+        finally:
+            app.state.model = original
+        error = assert_error(r, 502)
+        assert error["type"] == "model_error"
+        assert "quota exhausted" in error["message"]
+        assert await count() == 0
+        # With instructions given, the model is not asked at all.
+        app.state.model = FunctionModel(refuse, model_name="test-model")
+        try:
+            ok = await create(client, member, prompt="ignored", instructions="Given.")
+        finally:
+            app.state.model = original
+        assert ok.status_code == 201
