@@ -10,13 +10,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from kennel import __version__
+from kennel import __version__, runtime
 from kennel.agents import build_model, is_offline
 from kennel.auth.service import bootstrap
 from kennel.db import Database, migrate
+from kennel.durable import launch as launch_dbos
+from kennel.durable import shutdown as shutdown_dbos
 from kennel.errors import install_error_handlers
 from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.settings import Settings, load_settings
+from kennel.tasks.endpoints import router as tasks_router
+from kennel.tasks.repository import TaskRepository
+from kennel.tasks.service import enqueue_turn
 from kennel.workers.endpoints import router as workers_router
 
 __all__ = ["PUBLIC_PATHS", "create_app"]
@@ -43,19 +48,36 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await session.commit()
     if is_offline(settings.model):
         log.warning("*" * 20 + " " + _OFFLINE_BANNER + " " + "*" * 20)
-    log.info(
-        "kennel %s ready (database: %s)",
-        __version__,
-        settings.async_database_url.get_backend_name(),
-    )
+    durable = app.state.durable
+    if durable:
+        runtime.install(runtime.Runtime(settings, db, app.state.model))
+        await launch_dbos(settings)
+        await _requeue_pending_turns(db)
+    backend = settings.async_database_url.get_backend_name()
+    log.info("kennel %s ready (database: %s)", __version__, backend)
     try:
         yield
     finally:
+        if durable:
+            shutdown_dbos()
+            runtime.uninstall()
         await db.dispose()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the database is opened and migrated by its lifespan."""
+async def _requeue_pending_turns(db: Database) -> None:
+    """Enqueue turns whose request committed but died before enqueueing (idempotent)."""
+    async with db.session(write=False) as session:
+        pending = await TaskRepository(session).pending_turn_ids()
+    for turn_id in pending:
+        await enqueue_turn(turn_id)
+
+
+def create_app(settings: Settings | None = None, *, durable: bool = True) -> FastAPI:
+    """Build the app; the database is opened and migrated by its lifespan.
+
+    `durable=False` leaves DBOS (task runs) off: for tools and tests that only need the API
+    of a second app in a process where another one runs tasks.
+    """
     settings = settings or load_settings()
     app = FastAPI(
         title="Kennel",
@@ -64,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    app.state.durable = durable
     # Built here, not in the lifespan, so a bad KENNEL_MODEL fails before anything starts.
     app.state.model = build_model(
         settings.model, offline_delay_seconds=settings.offline_model_delay_seconds
@@ -72,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         json_limit=settings.max_json_body_bytes,
-        multipart_limit=settings.max_json_body_bytes * 64,
+        multipart_limit=settings.max_upload_request_bytes,
     )
     app.add_middleware(RequestIdMiddleware)
 
@@ -82,4 +105,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     app.include_router(workers_router)
+    app.include_router(tasks_router)
     return app

@@ -5,17 +5,27 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["BudgetCaps", "Settings", "SettingsError", "load_settings"]
 
 _DEFAULT_DATA_DIR = Path("data")
 
 
 class SettingsError(Exception):
     """A setting has a wrong value; the message is one line naming it."""
+
+
+class BudgetCaps(BaseModel):
+    """What one turn may spend; `None` means no cap."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: int | None = Field(None, ge=1, description="Model requests.")
+    tokens: int | None = Field(None, ge=1, description="Input plus output tokens.")
+    seconds: float | None = Field(None, gt=0, description="Wall time.")
 
 
 class Settings(BaseSettings):
@@ -64,6 +74,49 @@ class Settings(BaseSettings):
         ge=0,
         description="Pause of the offline model before each answer (tests of long turns).",
     )
+    offline_model_trace_file: Path | None = Field(
+        None, description="Append a line per offline-model request to this file (debugging, tests)."
+    )
+    allow_private_fetch: bool = Field(
+        False,
+        description="Let the web fetch tool read loopback and private addresses (dev, tests).",
+    )
+    task_wait_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "How long `POST /api/tasks` without `stream` waits for the turn before answering "
+            "with `running: true`."
+        ),
+    )
+    turn_concurrency: int = Field(
+        8, ge=1, description="Turns one process runs at once; the rest wait in the queue."
+    )
+    queue_polling_seconds: float = Field(
+        0.05,
+        gt=0,
+        description="How often an idle process looks for queued turns (DBOS polls 1 s by default).",
+    )
+    executor_id: str = Field(
+        "local",
+        description=(
+            "Stable id of this process for crash recovery; give each `kennel serve` sharing a "
+            "PostgreSQL database its own."
+        ),
+    )
+    max_file_bytes: int = Field(
+        25 * 1024 * 1024, ge=1, description="Largest file in a workspace (upload or agent write)."
+    )
+    max_upload_request_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024, description="Largest multipart body of `POST /api/tasks`."
+    )
+    budget_caps: dict[str, BudgetCaps] = Field(
+        default_factory=dict,
+        description=(
+            "Overrides of the per-turn caps of each budget, as JSON, e.g. "
+            '`{"low": {"requests": 2, "tokens": 5000, "seconds": 30}}`.'
+        ),
+    )
     mail_domain: str = Field("kennel.localhost", description="Domain of worker e-mail addresses.")
     max_json_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest JSON request body accepted (413 past it)."
@@ -90,6 +143,14 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         if value:
             _async_url(value)
+        return value
+
+    @field_validator("budget_caps")
+    @classmethod
+    def _known_budgets(cls, value: dict[str, BudgetCaps]) -> dict[str, BudgetCaps]:
+        unknown = set(value) - {"low", "standard", "high", "unlimited"}
+        if unknown:
+            raise ValueError(f"unknown budget {sorted(unknown)[0]!r}")
         return value
 
     @field_validator("mail_domain")

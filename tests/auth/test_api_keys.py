@@ -48,6 +48,7 @@ class TestEveryRouteNeedsAKey:
             "userId": "usr_x",
             "taskId": "tsk_x",
             "scheduleId": "sch_x",
+            "path": "notes.txt",
         }
         routes = api_routes(app)
         assert routes, "no routes found"
@@ -81,7 +82,19 @@ class TestTenantIsolation:
         owner = await make_member(app)
         worker = await client.post("/api/workers", json={"title": "Theirs"}, headers=owner.headers)
         assert worker.status_code == 201
-        foreign = {"workerId": worker.json()["id"], "userId": owner.user_id}
+        task = await client.post(
+            "/api/tasks",
+            data={"input": "keep this", "workerId": worker.json()["id"]},
+            files=[("files", ("notes.txt", b"secret", "text/plain"))],
+            headers=owner.headers,
+        )
+        assert task.status_code == 200, task.text
+        foreign = {
+            "workerId": worker.json()["id"],
+            "userId": owner.user_id,
+            "taskId": task.json()["metadata"]["taskId"],
+            "path": "notes.txt",
+        }
         bodies = {"PATCH": {"title": "mine now"}, "PUT": {}, "POST": {"input": "hi"}}
         checked = 0
         for method, path in api_routes(app):
@@ -133,7 +146,9 @@ async def test_keys_are_stored_hashed(app: FastAPI, member: Member) -> None:
 
 async def test_bootstrap_key(empty_database_url: str, tmp_path: Path) -> None:
     key = generate_key()
-    app = create_app(make_settings(empty_database_url, tmp_path, bootstrap_api_key=key))
+    app = create_app(
+        make_settings(empty_database_url, tmp_path, bootstrap_api_key=key), durable=False
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -149,7 +164,9 @@ async def test_bootstrap_key(empty_database_url: str, tmp_path: Path) -> None:
         assert (email, role) == ("admin@example.com", "admin")
     # A second start with another bootstrap key changes nothing: a key already exists.
     other = generate_key()
-    app2 = create_app(make_settings(empty_database_url, tmp_path, bootstrap_api_key=other))
+    app2 = create_app(
+        make_settings(empty_database_url, tmp_path, bootstrap_api_key=other), durable=False
+    )
     async with app2.router.lifespan_context(app2):
         transport = httpx.ASGITransport(app=app2)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -191,7 +208,7 @@ async def test_keys_create_and_revoke_commands(empty_database_url: str, tmp_path
     assert second != key
     assert key not in run_cli(empty_database_url, "keys", "list").stdout
 
-    app = create_app(make_settings(empty_database_url, tmp_path))
+    app = create_app(make_settings(empty_database_url, tmp_path), durable=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

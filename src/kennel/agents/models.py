@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic_ai.models import Model, infer_model
 from pydantic_ai.providers import infer_provider_class
 
@@ -36,10 +38,12 @@ def is_offline(spec: str) -> bool:
     return spec.strip().lower() in ("", OFFLINE_SPEC)
 
 
-def build_model(spec: str, *, offline_delay_seconds: float = 0.0) -> Model:
+def build_model(
+    spec: str, *, offline_delay_seconds: float = 0.0, offline_trace_file: Path | None = None
+) -> Model:
     """Return the model for a `KENNEL_MODEL` value, raising `ModelConfigError` if unusable."""
     if is_offline(spec):
-        return OfflineModel(delay_seconds=offline_delay_seconds)
+        return OfflineModel(delay_seconds=offline_delay_seconds, trace_file=offline_trace_file)
     spec = spec.strip()
     provider, _, name = spec.partition(":")
     if not provider or not name or any(c.isspace() for c in spec):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from pydantic_ai.messages import (
@@ -60,11 +62,26 @@ _WORDS_PER_CHUNK = 3
 class OfflineModel(FunctionModel):
     """Keyless deterministic `FunctionModel` with an optional per-response delay."""
 
-    def __init__(self, *, delay_seconds: float = 0.0, model_name: str = OFFLINE_MODEL_NAME) -> None:
+    def __init__(
+        self,
+        *,
+        delay_seconds: float = 0.0,
+        model_name: str = OFFLINE_MODEL_NAME,
+        trace_file: Path | None = None,
+    ) -> None:
         self.delay_seconds = delay_seconds
+        # One line per request answered, so tests can count requests across processes.
+        self.trace_file = trace_file
         super().__init__(self._respond, stream_function=self._stream, model_name=model_name)
 
+    def _trace(self, messages: list[ModelMessage]) -> None:
+        if self.trace_file is not None:
+            prompt, _ = latest_prompt(messages)
+            with self.trace_file.open("a") as trace:
+                trace.write(json.dumps({"pid": os.getpid(), "prompt": prompt}) + "\n")
+
     async def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        self._trace(messages)
         await self._pause()
         parts = plan_response(messages, info)
         return ModelResponse(parts=parts, usage=estimate_usage(messages, info, parts))
@@ -72,6 +89,7 @@ class OfflineModel(FunctionModel):
     async def _stream(
         self, messages: list[ModelMessage], info: AgentInfo
     ) -> AsyncIterator[str | DeltaToolCalls]:
+        self._trace(messages)
         await self._pause()
         for index, part in enumerate(plan_response(messages, info)):
             if isinstance(part, TextPart):

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from collections.abc import AsyncIterator
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
 
 from kennel.auth import CallerDep
 from kennel.db import SessionDep
+from kennel.errors import NotFound
+from kennel.tasks import service as tasks
+from kennel.tasks.streaming import live_events, replayed_events, sse_response
 from kennel.timestamps import iso_z
 from kennel.workers import service
-from kennel.workers.render import pending_state, worker_email, worker_template
+from kennel.workers.render import worker_email, worker_template
 from kennel.workers.schemas import (
     DeleteWorkerResponse,
     MemberList,
@@ -20,6 +28,7 @@ from kennel.workers.schemas import (
     WorkerTemplate,
     WorkerUpdate,
 )
+from kennel.workspaces import Workspace
 
 __all__ = ["router"]
 
@@ -35,13 +44,51 @@ async def create_worker(
     return worker_template(request.app.state.settings, worker)
 
 
-@router.get("/{workerId}", response_model=WorkerState)
+@router.get(
+    "/{workerId}",
+    response_model=WorkerState,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+)
 async def retrieve_worker(
-    workerId: str, request: Request, session: SessionDep, caller: CallerDep
-) -> WorkerState:
+    workerId: str,
+    request: Request,
+    session: SessionDep,
+    caller: CallerDep,
+    stream: Annotated[bool, Query(description="Answer with an SSE stream instead.")] = False,
+) -> Any:
     """Retrieve a worker: its live state as of its most recent task."""
     worker = await service.get_worker(session, caller, workerId)
-    return pending_state(request.app.state.settings, worker)
+    settings = request.app.state.settings
+    if stream:
+        finished, live = await tasks.latest_turns_for_stream(session, worker.id)
+        polling = settings.queue_polling_seconds
+
+        async def events() -> AsyncIterator[Any]:
+            for event in replayed_events(finished):
+                yield event
+            if live is not None:
+                async for event in live_events(live, polling_seconds=polling):
+                    yield event
+
+        return sse_response(events())
+    return await tasks.load_worker_state(session, settings, worker)
+
+
+@router.get("/{workerId}/files/{path:path}", response_class=FileResponse)
+async def download_worker_file(
+    workerId: str, path: str, request: Request, session: SessionDep, caller: CallerDep
+) -> FileResponse:
+    """Download a file from the worker's workspace."""
+    worker = await service.get_worker(session, caller, workerId)
+    settings = request.app.state.settings
+    workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
+    found = workspace.file(path)
+    if found is None:
+        raise NotFound("file", path)
+    full_path, info = found
+    return FileResponse(
+        full_path, media_type=info.media_type, filename=PurePosixPath(info.path).name
+    )
 
 
 @router.patch("/{workerId}", response_model=WorkerTemplate)

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kennel.auth import Caller
 from kennel.models import User, Worker, WorkerInstructionVersion, WorkerMember
 from kennel.timestamps import utcnow
 
-__all__ = ["WorkerRepository"]
+__all__ = ["WorkerRepository", "visible_to"]
+
+
+def visible_to(caller: Caller) -> ColumnElement[bool]:
+    """Live workers of the caller's organization that the caller may see."""
+    invited = (
+        select(WorkerMember.worker_id)
+        .where(WorkerMember.worker_id == Worker.id, WorkerMember.user_id == caller.user_id)
+        .exists()
+    )
+    return (
+        (Worker.organization_id == caller.organization_id)
+        & Worker.deleted_at.is_(None)
+        & or_(Worker.visibility == "public", Worker.user_id == caller.user_id, invited)
+    )
 
 
 class WorkerRepository:
@@ -33,7 +47,7 @@ class WorkerRepository:
 
     async def get_visible(self, caller: Caller, worker_id: str) -> Worker | None:
         return await self.session.scalar(
-            select(Worker).where(Worker.id == worker_id, self._visible(caller))
+            select(Worker).where(Worker.id == worker_id, visible_to(caller))
         )
 
     async def add(self, worker: Worker, created_by_user_id: str) -> None:

@@ -1,0 +1,116 @@
+"""The tools of a turn: web fetch and the worker's workspace files.
+
+Each tool's I/O runs in a DBOS step, so a turn recovered after a crash replays what a tool
+already did instead of doing it again. Tenant ids come from the turn's deps, never from the
+model's arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dbos import DBOS
+from pydantic_ai import ModelRetry, RunContext
+from pydantic_ai.common_tools.web_fetch import WebFetchLocalTool
+
+from kennel import runtime
+from kennel.workspaces import WorkspaceError
+
+__all__ = ["TurnDeps", "list_files", "read_file", "web_fetch", "write_file"]
+
+_MAX_READ_CHARS = 100_000
+_MAX_PAGE_CHARS = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDeps:
+    """What the tools of one turn may touch."""
+
+    worker_id: str
+    turn_id: str
+    output_schema: dict[str, Any] | None = None
+
+
+@DBOS.step()
+async def _fetch_page(url: str) -> dict[str, Any]:
+    settings = runtime.current().settings
+    fetch = WebFetchLocalTool(
+        max_content_length=_MAX_PAGE_CHARS,
+        allow_local_urls=settings.allow_private_fetch,
+        timeout=30,
+    )
+    try:
+        page = await fetch(url)
+    except ModelRetry as exc:
+        return {"error": str(exc)}
+    if isinstance(page, dict):
+        return dict(page)
+    return {"url": url, "title": "", "content": f"(binary content, {page.media_type})"}
+
+
+async def web_fetch(ctx: RunContext[TurnDeps], url: str) -> dict[str, Any]:
+    """Fetch a web page (http or https) and return its title and content as markdown."""
+    page = await _fetch_page(url)
+    if "error" in page:
+        raise ModelRetry(page["error"])
+    return page
+
+
+@DBOS.step()
+async def _list(worker_id: str) -> list[dict[str, Any]]:
+    files = runtime.current().workspace(worker_id).list()
+    return [{"path": f.path, "size": f.size, "mediaType": f.media_type} for f in files]
+
+
+async def list_files(ctx: RunContext[TurnDeps]) -> list[dict[str, Any]]:
+    """List the files in your workspace (path, size in bytes, media type)."""
+    return await _list(ctx.deps.worker_id)
+
+
+@DBOS.step()
+async def _read(worker_id: str, path: str) -> dict[str, str]:
+    try:
+        data = runtime.current().workspace(worker_id).read(path)
+    except (WorkspaceError, FileNotFoundError) as exc:
+        return {"error": f"cannot read {path!r}: {exc}"}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"error": f"{path!r} is a binary file of {len(data)} bytes"}
+    if len(text) > _MAX_READ_CHARS:
+        text = text[:_MAX_READ_CHARS] + f"\n…(truncated, {len(text)} characters in all)"
+    return {"content": text}
+
+
+async def read_file(ctx: RunContext[TurnDeps], path: str) -> str:
+    """Read a text file from your workspace."""
+    result = await _read(ctx.deps.worker_id, path)
+    if "error" in result:
+        raise ModelRetry(result["error"])
+    return result["content"]
+
+
+@DBOS.step()
+async def _write(worker_id: str, turn_id: str, path: str, content: str) -> dict[str, Any]:
+    from kennel.tasks.repository import TaskRepository
+
+    rt = runtime.current()
+    try:
+        written = rt.workspace(worker_id).write(path, content.encode("utf-8"))
+    except WorkspaceError as exc:
+        return {"error": str(exc)}
+    async with rt.db.session() as session:
+        await TaskRepository(session).record_file(
+            turn_id, written.path, written.media_type, written.size
+        )
+        await session.commit()
+    return {"path": written.path, "size": written.size}
+
+
+async def write_file(ctx: RunContext[TurnDeps], path: str, content: str) -> str:
+    """Write a text file into your workspace (replacing it if it exists); it is published."""
+    result = await _write(ctx.deps.worker_id, ctx.deps.turn_id, path, content)
+    if "error" in result:
+        raise ModelRetry(result["error"])
+    return f"wrote {result['size']} bytes to {result['path']}"

@@ -1,0 +1,53 @@
+"""DBOS Transact: configuration, launch and shutdown, and the queue turns wait in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from dbos import DBOS, DBOSConfig
+
+from kennel import __version__
+from kennel.settings import Settings
+
+__all__ = ["TURN_QUEUE", "launch", "shutdown"]
+
+log = logging.getLogger("kennel.durable")
+
+TURN_QUEUE = "kennel_turns"
+
+
+def config(settings: Settings) -> DBOSConfig:
+    return {
+        "name": "kennel",
+        # The app's own database: SQLite file by default, PostgreSQL (schema `dbos`) when set.
+        "system_database_url": settings.sync_database_url,
+        # Pinned so that a restart recovers the turns that were in flight: DBOS only recovers
+        # workflows of its own application version, which by default hashes workflow sources.
+        "application_version": f"kennel-{__version__}",
+        "executor_id": settings.executor_id,
+        "log_level": "WARNING",
+        # Stream readers poll on SQLite (there is no LISTEN/NOTIFY): a second is too slow for SSE.
+        "notification_listener_polling_interval_sec": settings.queue_polling_seconds,
+    }
+
+
+async def launch(settings: Settings) -> None:
+    """Start DBOS (recovering this executor's unfinished workflows) and register the queue."""
+    from kennel.tasks import workflows  # noqa: F401 - registers the workflows before launch
+
+    DBOS(config=config(settings))
+    DBOS.launch()
+    await DBOS.register_queue_async(
+        TURN_QUEUE,
+        worker_concurrency=settings.turn_concurrency,
+        polling_interval_sec=settings.queue_polling_seconds,
+    )
+
+
+def shutdown() -> None:
+    DBOS.destroy(workflow_completion_timeout_sec=0)
+    # DBOS made its (now shut down) thread pool the loop's default executor; give the loop a
+    # working one back, or every later `asyncio.to_thread` on it fails.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())

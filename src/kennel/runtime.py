@@ -1,0 +1,50 @@
+"""What code running outside a request (DBOS workflows, steps, agent tools) needs of the server.
+
+DBOS is a process-wide singleton, so one server runs per process; the app installs its
+runtime when it starts and removes it when it stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic_ai.models import Model
+
+from kennel.db import Database
+from kennel.settings import Settings
+from kennel.workspaces import Workspace
+
+__all__ = ["Runtime", "current", "install", "uninstall"]
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    model: Model
+
+    def workspace(self, worker_id: str) -> Workspace:
+        return Workspace(
+            self.settings.data_dir, worker_id, max_file_bytes=self.settings.max_file_bytes
+        )
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime) -> None:
+    global _current
+    if _current is not None:
+        raise RuntimeError("a Kennel server is already running in this process")
+    _current = runtime
+
+
+def uninstall() -> None:
+    global _current
+    _current = None
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("no Kennel server is running in this process")
+    return _current

@@ -1,0 +1,50 @@
+"""Budgets: what one turn may spend, and the credits rule.
+
+| budget | model requests | tokens (input + output) | wall time |
+| --- | --- | --- | --- |
+| low | 4 | 20,000 | 60 s |
+| standard | 16 | 200,000 | 300 s |
+| high | 64 | 1,000,000 | 1,800 s |
+| unlimited | no cap | no cap | no cap |
+
+Credits are whole numbers: one credit per started thousand tokens of a turn
+(`ceil((input_tokens + output_tokens) / 1000)`), so a budget's token cap is also its credit
+cap (20, 200 and 1,000 credits). `KENNEL_BUDGET_CAPS` overrides any of these.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic_ai import UsageLimits
+
+from kennel.settings import BudgetCaps, Settings
+
+__all__ = ["BUDGETS", "DEFAULT_CAPS", "Budget", "caps_for", "credits_for", "usage_limits"]
+
+Budget = Literal["low", "standard", "high", "unlimited"]
+BUDGETS: tuple[Budget, ...] = ("low", "standard", "high", "unlimited")
+
+DEFAULT_CAPS: dict[str, BudgetCaps] = {
+    "low": BudgetCaps(requests=4, tokens=20_000, seconds=60),
+    "standard": BudgetCaps(requests=16, tokens=200_000, seconds=300),
+    "high": BudgetCaps(requests=64, tokens=1_000_000, seconds=1_800),
+    "unlimited": BudgetCaps(),
+}
+
+
+def caps_for(settings: Settings, budget: str) -> BudgetCaps:
+    override = settings.budget_caps.get(budget)
+    if override is None:
+        return DEFAULT_CAPS[budget]
+    return DEFAULT_CAPS[budget].model_copy(update=override.model_dump(exclude_unset=True))
+
+
+def usage_limits(caps: BudgetCaps) -> UsageLimits:
+    # pydantic-ai checks the request cap before each request, so no request past it is made.
+    return UsageLimits(request_limit=caps.requests, total_tokens_limit=caps.tokens)
+
+
+def credits_for(input_tokens: int, output_tokens: int) -> int:
+    return math.ceil((input_tokens + output_tokens) / 1000)

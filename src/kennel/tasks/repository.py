@@ -1,0 +1,215 @@
+"""The only code that queries tasks, turns and the files turns published."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kennel.auth import Caller
+from kennel.models import Task, Turn, TurnFile, Worker
+from kennel.timestamps import utcnow
+from kennel.workers.repository import visible_to
+
+__all__ = ["IN_FLIGHT", "TaskRepository"]
+
+IN_FLIGHT = ("pending", "running")
+
+
+class TaskRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task | None:
+        return await self.session.get(Task, task_id)
+
+    async def get_visible(self, caller: Caller, task_id: str) -> tuple[Task, Worker] | None:
+        row = (
+            await self.session.execute(
+                select(Task, Worker)
+                .join(Worker, Worker.id == Task.worker_id)
+                .where(Task.id == task_id, visible_to(caller))
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    async def turns(self, task_id: str) -> list[Turn]:
+        result = await self.session.scalars(
+            select(Turn).where(Turn.task_id == task_id).order_by(Turn.seq)
+        )
+        return list(result)
+
+    async def turn(self, turn_id: str) -> Turn | None:
+        return await self.session.get(Turn, turn_id)
+
+    async def latest_task(self, worker_id: str) -> Task | None:
+        return await self.session.scalar(
+            select(Task)
+            .where(Task.worker_id == worker_id)
+            .order_by(Task.last_turn_at.desc(), Task.id.desc())
+            .limit(1)
+        )
+
+    async def files_of_turns(self, turn_ids: list[str]) -> dict[str, list[TurnFile]]:
+        found: dict[str, list[TurnFile]] = {turn_id: [] for turn_id in turn_ids}
+        if turn_ids:
+            rows = await self.session.scalars(
+                select(TurnFile).where(TurnFile.turn_id.in_(turn_ids)).order_by(TurnFile.path)
+            )
+            for row in rows:
+                found[row.turn_id].append(row)
+        return found
+
+    async def page(
+        self,
+        caller: Caller,
+        *,
+        worker_id: str | None,
+        status: str | None,
+        page: int,
+        size: int,
+    ) -> tuple[list[Task], int]:
+        where = [visible_to(caller), Task.archived_at.is_(None)]
+        if worker_id is not None:
+            where.append(Task.worker_id == worker_id)
+        if status is not None:
+            where.append(Task.status == status)
+        base = select(Task).join(Worker, Worker.id == Task.worker_id).where(*where)
+        total = await self.session.scalar(select(func.count()).select_from(base.subquery()))
+        rows = await self.session.scalars(
+            base.order_by(Task.created_at.desc(), Task.id.desc())
+            .offset((page - 1) * size)
+            .limit(size)
+        )
+        return list(rows), int(total or 0)
+
+    async def in_flight_turn_ids(self, *, worker_id: str | None = None) -> list[str]:
+        query = (
+            select(Turn.id).join(Task, Task.id == Turn.task_id).where(Turn.status.in_(IN_FLIGHT))
+        )
+        if worker_id is not None:
+            query = query.where(Task.worker_id == worker_id)
+        return list(await self.session.scalars(query))
+
+    async def pending_turn_ids(self) -> list[str]:
+        return list(await self.session.scalars(select(Turn.id).where(Turn.status == "pending")))
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def add(self, *rows: object) -> None:
+        self.session.add_all(rows)
+
+    async def claim_for_turn(self, task_id: str, turn_id: str) -> bool:
+        """Make `turn_id` the task's turn in flight, unless another one already is."""
+        result = await self.session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.active_turn_id.is_(None))
+            .values(
+                active_turn_id=turn_id,
+                status="pending",
+                turn_count=Task.turn_count + 1,
+                last_turn_at=utcnow(),
+                completed_at=None,
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def start_turn(self, turn_id: str) -> Turn | None:
+        """Mark a pending turn running; None when it is no longer pending (aborted)."""
+        now = utcnow()
+        result = await self.session.execute(
+            update(Turn)
+            .where(Turn.id == turn_id, Turn.status == "pending")
+            .values(status="running", started_at=now)
+        )
+        turn = await self.session.get(Turn, turn_id, populate_existing=True)
+        if turn is None:
+            return None
+        if result.rowcount:  # type: ignore[attr-defined]
+            await self.session.execute(
+                update(Task).where(Task.id == turn.task_id).values(status="running")
+            )
+            return turn
+        # A recovered workflow finds its turn running already: carry on with it.
+        return turn if turn.status == "running" else None
+
+    async def finish_turn(self, turn_id: str, status: str, values: dict[str, Any]) -> bool:
+        """Record the end of a running turn; False when it was aborted meanwhile."""
+        now = utcnow()
+        turn = await self.session.get(Turn, turn_id, populate_existing=True)
+        if turn is None or turn.status != "running":
+            return False
+        started = turn.started_at or now
+        duration_ms = max(0, int((now - started).total_seconds() * 1000))
+        result = await self.session.execute(
+            update(Turn)
+            .where(Turn.id == turn_id, Turn.status == "running")
+            .values(status=status, completed_at=now, duration_ms=duration_ms, **values)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return False
+        await self._close_task(turn.task_id, turn_id, status, values.get("credits", 0), duration_ms)
+        return True
+
+    async def abort_turn(self, turn_id: str, message: str) -> bool:
+        now = utcnow()
+        turn = await self.session.get(Turn, turn_id, populate_existing=True)
+        if turn is None:
+            return False
+        result = await self.session.execute(
+            update(Turn)
+            .where(Turn.id == turn_id, Turn.status.in_(IN_FLIGHT))
+            .values(
+                status="aborted",
+                completed_at=now,
+                error_code="aborted",
+                error_message=message,
+                duration_ms=int((now - (turn.started_at or now)).total_seconds() * 1000),
+            )
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return False
+        await self._close_task(turn.task_id, turn_id, "aborted", 0, 0)
+        return True
+
+    async def _close_task(
+        self, task_id: str, turn_id: str, status: str, credits: int, duration_ms: int
+    ) -> None:
+        await self.session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.active_turn_id == turn_id)
+            .values(
+                active_turn_id=None,
+                status=status,
+                credits=Task.credits + credits,
+                duration_ms=Task.duration_ms + duration_ms,
+                completed_at=utcnow(),
+            )
+        )
+
+    async def archive(self, task: Task) -> None:
+        task.archived_at = utcnow()
+        await self.session.flush()
+
+    async def record_file(self, turn_id: str, path: str, media_type: str, size: int) -> None:
+        """Note that a turn published a file (idempotent: a re-run step writes the same row)."""
+        values = {
+            "turn_id": turn_id,
+            "path": path,
+            "media_type": media_type,
+            "size": size,
+            "created_at": utcnow(),
+        }
+        dialect = self.session.bind.dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(TurnFile).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["turn_id", "path"],
+            set_={"media_type": media_type, "size": size, "created_at": values["created_at"]},
+        )
+        await self.session.execute(statement)

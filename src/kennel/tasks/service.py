@@ -1,0 +1,247 @@
+"""Decisions about tasks: starting turns (new tasks, follow-ups), waiting, archiving, aborting."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+
+from dbos import DBOS, SetWorkflowID
+from dbos._error import DBOSAwaitedWorkflowCancelledError
+from pydantic_ai.models import Model
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kennel.auth import Caller
+from kennel.durable import TURN_QUEUE
+from kennel.errors import BadRequest, Conflict, Forbidden, NotFound
+from kennel.ids import new_id
+from kennel.models import Task, Turn, Worker
+from kennel.settings import Settings
+from kennel.tasks import waiters
+from kennel.tasks.render import worker_state
+from kennel.tasks.repository import IN_FLIGHT, TaskRepository
+from kennel.tasks.schemas import TaskCreate
+from kennel.workers import service as workers
+from kennel.workers.schemas import WorkerCreate, WorkerState
+from kennel.workspaces import Workspace, WorkspaceError
+
+__all__ = [
+    "PAGE_SIZE",
+    "StartedTurn",
+    "Upload",
+    "abort_turns",
+    "archive_task",
+    "cancel_workflows",
+    "enqueue_turn",
+    "get_task",
+    "latest_turns_for_stream",
+    "load_worker_state",
+    "start_turn",
+    "wait_for_turn",
+]
+
+log = logging.getLogger("kennel.tasks")
+
+PAGE_SIZE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StartedTurn:
+    worker: Worker
+    task: Task
+    turn: Turn
+
+
+def _title(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else "Task"
+    return first if len(first) <= 80 else first[:79] + "…"
+
+
+async def start_turn(
+    session: AsyncSession,
+    caller: Caller,
+    data: TaskCreate,
+    *,
+    settings: Settings,
+    model: Model,
+    uploads: list[Upload] = (),  # type: ignore[assignment]
+    triggered_by: str = "api",
+) -> StartedTurn:
+    """Record a new turn (and task, and worker, when new); the caller enqueues it after commit."""
+    repo = TaskRepository(session)
+    task: Task | None = None
+    if data.task_id is not None:
+        task = await repo.get(data.task_id)
+    if task is not None:
+        visible = await repo.get_visible(caller, task.id)
+        if visible is None:
+            raise Conflict(f"taskId {data.task_id!r} is already in use.")
+        if data.worker_id is not None and data.worker_id != task.worker_id:
+            raise Conflict(f"Task {task.id!r} belongs to another worker.")
+        if task.archived_at is not None:
+            raise Conflict(f"Task {task.id!r} is archived.")
+        worker = visible[1]
+    elif data.worker_id is not None:
+        worker = await workers.get_worker(session, caller, data.worker_id)
+    else:
+        # No worker named: one is made on the fly with the input as its instructions.
+        worker = await workers.create_worker(
+            session, caller, WorkerCreate(instructions=data.input[:20_000]), model=model
+        )
+    workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
+    cleaned = _check_uploads(workspace, uploads)
+
+    turn_id = new_id("trn")
+    if task is None:
+        task = Task(
+            id=data.task_id or new_id("tsk"),
+            organization_id=caller.organization_id,
+            worker_id=worker.id,
+            created_by_user_id=caller.user_id,
+            title=_title(data.input),
+            status="pending",
+            triggered_by=triggered_by,
+            instructions_version=worker.instructions_version,
+            active_turn_id=turn_id,
+            turn_count=1,
+        )
+        repo.add(task)
+        await session.flush()
+    elif not await repo.claim_for_turn(task.id, turn_id):
+        raise Conflict(f"A turn is already running on task {task.id!r}; wait for it to end.")
+    else:
+        await session.refresh(task)
+    turn = Turn(
+        id=turn_id,
+        task_id=task.id,
+        seq=task.turn_count,
+        input=data.input,
+        budget=data.budget,
+        status="pending",
+        instructions_version=task.instructions_version,
+    )
+    repo.add(turn)
+    await session.flush()
+    # Uploads land in the workspace before the turn can start (it is enqueued after commit).
+    for path, upload in zip(cleaned, uploads, strict=True):
+        written = workspace.write(path, upload.data)
+        await repo.record_file(turn.id, written.path, written.media_type, written.size)
+    return StartedTurn(worker, task, turn)
+
+
+def _check_uploads(workspace: Workspace, uploads: list[Upload]) -> list[str]:
+    """Validate every upload before writing any, so a bad one leaves nothing behind."""
+    paths = []
+    for upload in uploads:
+        try:
+            path = workspace.clean_path(upload.filename)
+        except WorkspaceError as exc:
+            raise BadRequest(str(exc), param="files") from None
+        if len(upload.data) > workspace.max_file_bytes:
+            raise BadRequest(
+                f"{upload.filename!r} is larger than {workspace.max_file_bytes} bytes.",
+                param="files",
+            )
+        paths.append(path)
+    return paths
+
+
+async def enqueue_turn(turn_id: str) -> None:
+    """Queue the turn's workflow; idempotent, as the workflow id is the turn id."""
+    from kennel.tasks.workflows import run_turn
+
+    with SetWorkflowID(turn_id):
+        await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id)
+
+
+async def wait_for_turn(turn_id: str, timeout: float) -> bool:
+    """Wait until the turn ends or `timeout` passes; True when it ended."""
+    if timeout <= 0:
+        return False
+    local = waiters.wait(turn_id)
+    try:
+        handle = await DBOS.retrieve_workflow_async(turn_id)
+        # The in-process signal is immediate; the slow poll covers turns run by another process.
+        remote = asyncio.ensure_future(handle.get_result(polling_interval_sec=1.0))
+        done, _ = await asyncio.wait(
+            {local, remote}, timeout=timeout, return_when="FIRST_COMPLETED"
+        )
+        for future in (local, remote):
+            if future not in done:
+                future.cancel()
+        for future in done:
+            exc = future.exception()
+            if exc is not None and not isinstance(exc, DBOSAwaitedWorkflowCancelledError):
+                log.warning("waiting for turn %s: %r", turn_id, exc)
+        return bool(done)
+    finally:
+        waiters.forget(turn_id, local)
+
+
+async def get_task(session: AsyncSession, caller: Caller, task_id: str) -> tuple[Task, Worker]:
+    found = await TaskRepository(session).get_visible(caller, task_id)
+    if found is None:
+        raise NotFound("task", task_id)
+    return found
+
+
+async def archive_task(session: AsyncSession, caller: Caller, task_id: str) -> list[str]:
+    """Archive the task and abort its turn in flight; returns the turn ids to cancel."""
+    task, worker = await get_task(session, caller, task_id)
+    if worker.user_id != caller.user_id:
+        raise Forbidden("Only the worker's creator may archive its tasks.")
+    repo = TaskRepository(session)
+    aborted = []
+    if task.active_turn_id and await repo.abort_turn(task.active_turn_id, "The task was archived."):
+        aborted.append(task.active_turn_id)
+    await repo.archive(task)
+    return aborted
+
+
+async def abort_turns(session: AsyncSession, worker_id: str, reason: str) -> list[str]:
+    repo = TaskRepository(session)
+    return [
+        turn_id
+        for turn_id in await repo.in_flight_turn_ids(worker_id=worker_id)
+        if await repo.abort_turn(turn_id, reason)
+    ]
+
+
+async def cancel_workflows(turn_ids: list[str]) -> None:
+    """Stop aborted turns' workflows (after the abort is committed) and wake their waiters."""
+    for turn_id in turn_ids:
+        await DBOS.cancel_workflow_async(turn_id)
+        waiters.notify(turn_id)
+
+
+async def load_worker_state(
+    session: AsyncSession, settings: Settings, worker: Worker
+) -> WorkerState:
+    repo = TaskRepository(session)
+    task = await repo.latest_task(worker.id)
+    turns = await repo.turns(task.id) if task else []
+    workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
+    files = await asyncio.to_thread(workspace.list)
+    return worker_state(settings, worker, task, turns, files)
+
+
+async def latest_turns_for_stream(
+    session: AsyncSession, worker_id: str
+) -> tuple[list[Turn], str | None]:
+    """The latest task's finished turns (to replay) and the id of its turn in flight, if any."""
+    repo = TaskRepository(session)
+    task = await repo.latest_task(worker_id)
+    turns = await repo.turns(task.id) if task else []
+    live = turns[-1].id if turns and turns[-1].status in IN_FLIGHT else None
+    return [t for t in turns if t.id != live], live
+
+
+def page_count(total: int) -> int:
+    return max(1, math.ceil(total / PAGE_SIZE))

@@ -1,0 +1,62 @@
+"""Server-sent events in the Vercel AI SDK UI-message stream protocol.
+
+Live chunks come from the turn's DBOS stream, which lives in the database, so a stream can be
+read by any process; the stored messages of finished turns are replayed as the same events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from dbos import DBOS
+from pydantic_ai.messages import (
+    AgentStreamEvent,
+    FunctionToolResultEvent,
+    ModelMessagesTypeAdapter,
+    ModelRequest,
+    ModelResponse,
+    PartEndEvent,
+    PartStartEvent,
+    ToolReturnPart,
+)
+from pydantic_ai.ui.vercel_ai import VercelAIEventStream
+from starlette.responses import StreamingResponse
+
+from kennel.agents.agent import EVENTS_STREAM, event_adapter
+from kennel.models import Turn
+
+__all__ = ["live_events", "replayed_events", "sse_response"]
+
+
+async def live_events(turn_id: str, *, polling_seconds: float) -> AsyncIterator[AgentStreamEvent]:
+    """The turn's events as they happen, from the start; ends when the turn does."""
+    seen: set[tuple[int | None, int]] = set()
+    async for item in DBOS.read_stream_async(
+        turn_id, EVENTS_STREAM, polling_interval_sec=polling_seconds
+    ):
+        key = (item["s"], item["n"])
+        if key in seen:  # a step re-run after a crash publishes its events again
+            continue
+        seen.add(key)
+        yield event_adapter.validate_json(item["e"])
+
+
+def replayed_events(turns: list[Turn]) -> list[AgentStreamEvent]:
+    """Stored messages of finished turns as the events a live run would have produced."""
+    events: list[AgentStreamEvent] = []
+    for turn in turns:
+        for message in ModelMessagesTypeAdapter.validate_python(turn.messages or []):
+            if isinstance(message, ModelResponse):
+                for index, part in enumerate(message.parts):
+                    events.append(PartStartEvent(index=index, part=part))
+                    events.append(PartEndEvent(index=index, part=part))
+            elif isinstance(message, ModelRequest):
+                for part in message.parts:
+                    if isinstance(part, ToolReturnPart):
+                        events.append(FunctionToolResultEvent(part=part))
+    return events
+
+
+def sse_response(events: AsyncIterator[AgentStreamEvent]) -> StreamingResponse:
+    stream = VercelAIEventStream(run_input=None)
+    return stream.streaming_response(stream.transform_stream(events))

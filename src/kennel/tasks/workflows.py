@@ -1,0 +1,192 @@
+"""The durable turn: a DBOS workflow whose model requests and tool calls are steps.
+
+`run_turn` is keyed by the turn id (the DBOS workflow id), so enqueueing a turn twice runs it
+once, and a server killed mid-turn resumes it on restart without repeating finished steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from typing import Any
+
+from dbos import DBOS
+from pydantic_ai import capture_run_messages
+from pydantic_ai.exceptions import (
+    AgentRunError,
+    ModelAPIError,
+    ModelHTTPError,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+)
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelMessagesTypeAdapter,
+    ModelResponse,
+    ToolReturnPart,
+)
+
+from kennel import runtime
+from kennel.agents.agent import EVENTS_STREAM, MODEL_ID, turn_agent
+from kennel.agents.instructions import describe_error
+from kennel.agents.output import schema_output_type
+from kennel.agents.tools import TurnDeps
+from kennel.models import Worker
+from kennel.settings import BudgetCaps
+from kennel.tasks import waiters
+from kennel.tasks.budgets import credits_for, usage_limits
+from kennel.tasks.repository import TaskRepository
+from kennel.workers.repository import WorkerRepository
+
+__all__ = ["run_turn"]
+
+log = logging.getLogger("kennel.tasks")
+
+
+@DBOS.step()
+async def begin_turn(turn_id: str) -> dict[str, Any] | None:
+    """Mark the turn running and gather what the agent needs; None when it was aborted."""
+    from kennel.tasks.budgets import caps_for
+
+    rt = runtime.current()
+    async with rt.db.session() as session:
+        repo = TaskRepository(session)
+        turn = await repo.start_turn(turn_id)
+        if turn is None:
+            await session.commit()
+            return None
+        task = await repo.get(turn.task_id)
+        assert task is not None
+        worker = await session.get(Worker, task.worker_id)
+        instructions = await WorkerRepository(session).instructions_version(
+            task.worker_id, task.instructions_version
+        )
+        history: list[Any] = []
+        for earlier in await repo.turns(task.id):
+            if earlier.seq < turn.seq and earlier.status == "completed":
+                history.extend(earlier.messages)
+        await session.commit()
+    return {
+        "turn_id": turn.id,
+        "task_id": task.id,
+        "worker_id": task.worker_id,
+        "input": turn.input,
+        "budget": turn.budget,
+        "caps": caps_for(rt.settings, turn.budget).model_dump(),
+        "instructions": instructions or "",
+        "output_schema": worker.output_schema if worker is not None else None,
+        "history": history,
+    }
+
+
+@DBOS.step()
+async def finish_turn(turn_id: str, outcome: dict[str, Any]) -> bool:
+    rt = runtime.current()
+    values = {k: v for k, v in outcome.items() if k != "status"}
+    async with rt.db.session() as session:
+        recorded = await TaskRepository(session).finish_turn(turn_id, outcome["status"], values)
+        await session.commit()
+    waiters.notify(turn_id)
+    return recorded
+
+
+@DBOS.workflow()
+async def run_turn(turn_id: str) -> str:
+    context = await begin_turn(turn_id)
+    if context is None:
+        return "aborted"
+    outcome = await _run_agent(context)
+    status = outcome["status"]
+    await finish_turn(turn_id, outcome)
+    await DBOS.close_stream_async(EVENTS_STREAM)
+    return status
+
+
+async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
+    """Run the agent for one turn and describe how it ended, errors included."""
+    caps = BudgetCaps(**context["caps"])
+    history = ModelMessagesTypeAdapter.validate_python(context["history"])
+    schema = context["output_schema"]
+    deps = TurnDeps(
+        worker_id=context["worker_id"], turn_id=context["turn_id"], output_schema=schema
+    )
+    error: tuple[str, str] | None = None
+    output: Any = None
+    with capture_run_messages() as captured:
+        try:
+            async with asyncio.timeout(caps.seconds):
+                result = await turn_agent.run(
+                    context["input"],
+                    deps=deps,
+                    model=MODEL_ID,
+                    instructions=context["instructions"] or None,
+                    message_history=history or None,
+                    output_type=schema_output_type(schema) if schema else str,
+                    usage_limits=usage_limits(caps),
+                )
+            output = result.output
+        except UsageLimitExceeded as exc:
+            error = ("budget_exceeded", f"The {context['budget']!r} budget ran out: {exc}")
+        except TimeoutError:
+            error = (
+                "budget_exceeded",
+                f"The {context['budget']!r} budget's wall time of {caps.seconds:g} s ran out.",
+            )
+        except UnexpectedModelBehavior as exc:
+            error = ("invalid_output", f"The model did not produce a valid answer: {exc.message}")
+        except (ModelHTTPError, ModelAPIError) as exc:
+            error = ("model_error", describe_error(exc))
+        except AgentRunError as exc:
+            error = ("agent_error", str(exc))
+    new_messages: list[ModelMessage] = list(captured[len(history) :])
+    return _outcome(output, new_messages, error)
+
+
+def _outcome(
+    output: Any, messages: list[ModelMessage], error: tuple[str, str] | None
+) -> dict[str, Any]:
+    input_tokens = output_tokens = requests = 0
+    for message in messages:
+        if isinstance(message, ModelResponse):
+            requests += 1
+            input_tokens += message.usage.input_tokens
+            output_tokens += message.usage.output_tokens
+    structured = output if isinstance(output, dict) else None
+    if structured is not None:
+        text = json.dumps(structured, ensure_ascii=False)
+    else:
+        text = output if isinstance(output, str) else ""
+    return {
+        "status": "error" if error else "completed",
+        "output_text": text,
+        "structured_output": structured,
+        "messages": ModelMessagesTypeAdapter.dump_python(messages, mode="json"),
+        "sources": _sources(messages),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "requests": requests,
+        "credits": credits_for(input_tokens, output_tokens),
+        "error_code": error[0] if error else None,
+        "error_message": error[1] if error else None,
+    }
+
+
+def _sources(messages: list[ModelMessage]) -> list[dict[str, str]]:
+    """The pages the turn read with web_fetch, once each."""
+    seen: dict[str, dict[str, str]] = {}
+    for message in messages:
+        for part in getattr(message, "parts", ()):
+            if not isinstance(part, ToolReturnPart) or part.tool_name != "web_fetch":
+                continue
+            content = part.content
+            if isinstance(content, dict) and content.get("url") and content["url"] not in seen:
+                url = str(content["url"])
+                seen[url] = {
+                    "id": "src_" + hashlib.sha256(url.encode()).hexdigest()[:16],
+                    "type": "url",
+                    "url": url,
+                    "title": str(content.get("title") or url),
+                }
+    return list(seen.values())
