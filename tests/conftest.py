@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from pydantic_ai.models import Model
 from sqlalchemy import make_url
 
 from kennel.app import create_app
@@ -82,6 +83,27 @@ async def app(
     application = create_app(make_settings(database_url, tmp_path_factory.mktemp("data")))
     async with application.router.lifespan_context(application):
         yield application
+
+
+@pytest.fixture
+def reconfigure(app: FastAPI) -> Iterator[Callable[..., None]]:
+    """Change the running app's model or settings for one test; restored afterwards.
+
+    `reconfigure(model=OfflineModel(delay_seconds=1), allow_private_fetch=True)`.
+    """
+    from kennel import runtime
+
+    rt = runtime.current()
+    saved = (app.state.model, app.state.settings, rt.model, rt.settings)
+
+    def apply(*, model: Model | None = None, **settings: object) -> None:
+        if model is not None:
+            app.state.model = rt.model = model
+        if settings:
+            app.state.settings = rt.settings = rt.settings.model_copy(update=settings)
+
+    yield apply
+    app.state.model, app.state.settings, rt.model, rt.settings = saved
 
 
 @pytest_asyncio.fixture

@@ -17,7 +17,7 @@ from kennel.workspaces import Workspace
 __all__ = ["Runtime", "current", "install", "uninstall"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Runtime:
     settings: Settings
     db: Database
