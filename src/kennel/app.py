@@ -89,7 +89,9 @@ def create_app(settings: Settings | None = None, *, durable: bool = True) -> Fas
     app.state.durable = durable
     # Built here, not in the lifespan, so a bad KENNEL_MODEL fails before anything starts.
     app.state.model = build_model(
-        settings.model, offline_delay_seconds=settings.offline_model_delay_seconds
+        settings.model,
+        offline_delay_seconds=settings.offline_model_delay_seconds,
+        offline_trace_file=settings.offline_model_trace_file,
     )
     install_error_handlers(app)
     app.add_middleware(
