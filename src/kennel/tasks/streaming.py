@@ -6,17 +6,22 @@ read by any process; the stored messages of finished turns are replayed as the s
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from dbos import DBOS
+from dbos._error import DBOSNonExistentWorkflowError
 from pydantic_ai.messages import (
     AgentStreamEvent,
+    FunctionToolCallEvent,
     FunctionToolResultEvent,
     ModelMessagesTypeAdapter,
     ModelRequest,
     ModelResponse,
     PartEndEvent,
     PartStartEvent,
+    ToolCallPart,
     ToolReturnPart,
 )
 from pydantic_ai.ui.vercel_ai import VercelAIEventStream
@@ -27,32 +32,53 @@ from kennel.models import Turn
 
 __all__ = ["live_events", "replayed_events", "sse_response"]
 
+# How long a reader waits for a recorded turn's workflow to be enqueued before giving up.
+_ENQUEUE_WAIT_SECONDS = 10.0
+
 
 async def live_events(turn_id: str, *, polling_seconds: float) -> AsyncIterator[AgentStreamEvent]:
     """The turn's events as they happen, from the start; ends when the turn does."""
     seen: set[tuple[int | None, int]] = set()
-    async for item in DBOS.read_stream_async(
-        turn_id, EVENTS_STREAM, polling_interval_sec=polling_seconds
-    ):
-        key = (item["s"], item["n"])
-        if key in seen:  # a step re-run after a crash publishes its events again
-            continue
-        seen.add(key)
-        yield event_adapter.validate_json(item["e"])
+    deadline = time.monotonic() + _ENQUEUE_WAIT_SECONDS
+    while True:
+        try:
+            async for item in DBOS.read_stream_async(
+                turn_id, EVENTS_STREAM, polling_interval_sec=polling_seconds
+            ):
+                key = (item["s"], item["n"])
+                if key in seen:  # a step re-run after a crash publishes its events again
+                    continue
+                seen.add(key)
+                yield event_adapter.validate_json(item["e"])
+            return
+        except DBOSNonExistentWorkflowError:
+            # A turn's row is committed before its workflow is enqueued: a reader that comes in
+            # between waits for the workflow (not forever: a request that died there leaves the
+            # turn pending until the next start-up enqueues it).
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(polling_seconds)
 
 
 def replayed_events(turns: list[Turn]) -> list[AgentStreamEvent]:
     """Stored messages of finished turns as the events a live run would have produced."""
     events: list[AgentStreamEvent] = []
+    calls: dict[str, ToolCallPart] = {}
     for turn in turns:
         for message in ModelMessagesTypeAdapter.validate_python(turn.messages or []):
             if isinstance(message, ModelResponse):
                 for index, part in enumerate(message.parts):
                     events.append(PartStartEvent(index=index, part=part))
                     events.append(PartEndEvent(index=index, part=part))
+                    if isinstance(part, ToolCallPart):
+                        calls[part.tool_call_id] = part
             elif isinstance(message, ModelRequest):
                 for part in message.parts:
                     if isinstance(part, ToolReturnPart):
+                        if (call := calls.pop(part.tool_call_id, None)) is not None:
+                            # The call event turns the stream to the request side, so the next
+                            # response opens a new step (finish-step, start-step) as live runs do.
+                            events.append(FunctionToolCallEvent(call))
                         events.append(FunctionToolResultEvent(part=part))
     return events
 
