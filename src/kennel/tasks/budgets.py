@@ -9,7 +9,8 @@
 
 Credits are whole numbers: one credit per started thousand tokens of a turn
 (`ceil((input_tokens + output_tokens) / 1000)`), so a budget's token cap is also its credit
-cap (20, 200 and 1,000 credits). `KENNEL_BUDGET_CAPS` overrides any of these.
+cap (20, 200 and 1,000 credits): a turn that crossed it is charged the cap, not more.
+`KENNEL_BUDGET_CAPS` overrides any of these.
 """
 
 from __future__ import annotations
@@ -46,5 +47,10 @@ def usage_limits(caps: BudgetCaps) -> UsageLimits:
     return UsageLimits(request_limit=caps.requests, total_tokens_limit=caps.tokens)
 
 
-def credits_for(input_tokens: int, output_tokens: int) -> int:
-    return math.ceil((input_tokens + output_tokens) / 1000)
+def credits_for(input_tokens: int, output_tokens: int, caps: BudgetCaps | None = None) -> int:
+    credits = math.ceil((input_tokens + output_tokens) / 1000)
+    if caps is not None and caps.tokens is not None:
+        # A response's size is known only once it arrived, so the request that crosses the
+        # token cap is used in full; the turn is charged up to the cap, never past it.
+        credits = min(credits, math.ceil(caps.tokens / 1000))
+    return credits

@@ -123,7 +123,9 @@ async def create_task(request: Request, session: SessionDep, caller: CallerDep) 
     async with request.app.state.db.session(write=False) as fresh:
         worker = await fresh.get(Worker, started.worker.id)
         assert worker is not None
-        return await service.load_worker_state(fresh, settings, worker)
+        # As of the task this call started: with several tasks of the worker in flight, its
+        # latest task may be another caller's.
+        return await service.load_worker_state(fresh, settings, worker, task_id=started.task.id)
 
 
 @router.get("", response_model=TaskList)

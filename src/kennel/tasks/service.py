@@ -199,8 +199,10 @@ async def archive_task(session: AsyncSession, caller: Caller, task_id: str) -> l
         raise Forbidden("Only the worker's creator may archive its tasks.")
     repo = TaskRepository(session)
     aborted = []
-    if task.active_turn_id and await repo.abort_turn(task.active_turn_id, "The task was archived."):
-        aborted.append(task.active_turn_id)
+    # Read before aborting: the abort's UPDATE clears `task.active_turn_id` in the session too.
+    turn_id = task.active_turn_id
+    if turn_id and await repo.abort_turn(turn_id, "The task was archived."):
+        aborted.append(turn_id)
     await repo.archive(task)
     return aborted
 
@@ -222,10 +224,11 @@ async def cancel_workflows(turn_ids: list[str]) -> None:
 
 
 async def load_worker_state(
-    session: AsyncSession, settings: Settings, worker: Worker
+    session: AsyncSession, settings: Settings, worker: Worker, *, task_id: str | None = None
 ) -> WorkerState:
+    """The `Worker` object as of its latest task, or as of `task_id` (the task a POST started)."""
     repo = TaskRepository(session)
-    task = await repo.latest_task(worker.id)
+    task = await repo.get(task_id) if task_id else await repo.latest_task(worker.id)
     turns = await repo.turns(task.id) if task else []
     workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
     files = await asyncio.to_thread(workspace.list)

@@ -135,17 +135,27 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
                 f"The {context['budget']!r} budget's wall time of {caps.seconds:g} s ran out.",
             )
         except UnexpectedModelBehavior as exc:
-            error = ("invalid_output", f"The model did not produce a valid answer: {exc.message}")
+            error = ("invalid_output", _invalid_output_message(exc))
         except (ModelHTTPError, ModelAPIError) as exc:
             error = ("model_error", describe_error(exc))
         except AgentRunError as exc:
             error = ("agent_error", str(exc))
     new_messages: list[ModelMessage] = list(captured[len(history) :])
-    return _outcome(output, new_messages, error)
+    return _outcome(output, new_messages, error, caps)
+
+
+def _invalid_output_message(exc: UnexpectedModelBehavior, limit: int = 1000) -> str:
+    """Why the answer was refused: pydantic-ai's message says only that retries ran out."""
+    message = f"The model did not produce a valid answer: {exc.message}"
+    if exc.__cause__ is not None:
+        # The cause is a validation error: keep its text, not pydantic's "[type=..." trailer.
+        problem = " ".join(str(exc.__cause__).split()).split(" [type=")[0]
+        message += f"; last problem: {problem}"
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def _outcome(
-    output: Any, messages: list[ModelMessage], error: tuple[str, str] | None
+    output: Any, messages: list[ModelMessage], error: tuple[str, str] | None, caps: BudgetCaps
 ) -> dict[str, Any]:
     input_tokens = output_tokens = requests = 0
     for message in messages:
@@ -167,7 +177,7 @@ def _outcome(
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "requests": requests,
-        "credits": credits_for(input_tokens, output_tokens),
+        "credits": credits_for(input_tokens, output_tokens, caps),
         "error_code": error[0] if error else None,
         "error_message": error[1] if error else None,
     }

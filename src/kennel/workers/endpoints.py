@@ -104,8 +104,11 @@ async def update_worker(
 async def delete_worker(
     workerId: str, session: SessionDep, caller: CallerDep
 ) -> DeleteWorkerResponse:
-    """Delete a worker template."""
+    """Delete a worker template, aborting its running tasks."""
     await service.delete_worker(session, caller, workerId)
+    aborted = await tasks.abort_turns(session, workerId, "The worker was deleted.")
+    await session.commit()
+    await tasks.cancel_workflows(aborted)
     return DeleteWorkerResponse(deleted=True)
 
 
