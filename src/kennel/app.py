@@ -18,6 +18,7 @@ from kennel.durable import launch as launch_dbos
 from kennel.durable import shutdown as shutdown_dbos
 from kennel.errors import install_error_handlers
 from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from kennel.openapi import install_openapi
 from kennel.settings import Settings, load_settings
 from kennel.tasks.endpoints import router as tasks_router
 from kennel.tasks.repository import TaskRepository
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, durable: bool = True) -> Fas
         offline_trace_file=settings.offline_model_trace_file,
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(
         BodyLimitMiddleware,
         json_limit=settings.max_json_body_bytes,
