@@ -10,15 +10,11 @@ turn: the trace and the page server's hit list show what ran again, and what did
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +22,7 @@ import pytest
 
 from tests.conftest import BACKENDS, fresh_postgres_database
 from tests.e2e.conftest import LiveServer, start_live_server
+from tests.factories.pages import page_html, serve_page
 
 pytestmark = pytest.mark.e2e
 
@@ -33,42 +30,6 @@ PAGE_TITLE = "Crash Recovery Fixture"
 DELAY_SECONDS = 1.0
 DEADLINE_SECONDS = 60.0  # each wait below; the whole test takes about 15 s
 EXECUTOR_ID = "crash-test-executor"
-
-
-@dataclass
-class Page:
-    url: str = ""
-    hits: list[str] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def serve_page() -> Iterator[Page]:
-    page = Page()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            page.hits.append(self.path)
-            body = f"<html><head><title>{PAGE_TITLE}</title></head><body>Sit. Stay.</body></html>"
-            data = body.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    page.url = f"http://127.0.0.1:{server.server_address[1]}/page.html"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield page
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -119,7 +80,7 @@ def test_turn_survives_sigkill(database_url: str, tmp_path: Path) -> None:
         "KENNEL_EXECUTOR_ID": EXECUTOR_ID,  # the same on both starts: the restart recovers
     }
     workdir = tmp_path / "server"
-    with serve_page() as page:
+    with serve_page(page_html(PAGE_TITLE)) as page:
         prompt = f"Summarise {page.url} please"
         with start_live_server(workdir, database_url, extra_env=env) as first:
             api_key = first.api_key  # the second start finds it in the database
@@ -134,14 +95,14 @@ def test_turn_survives_sigkill(database_url: str, tmp_path: Path) -> None:
             # The first request answered (a web_fetch call), the page was fetched, and the
             # second request has begun: its trace line is written as it starts, and it then
             # streams its answer for a few seconds.
-            wait_for("the page fetch", lambda: page.hits, first)
+            wait_for("the page fetch", lambda: page.requests, first)
             if not trace_lines(trace):
                 pytest.fail(
                     "the offline model answered a request but wrote nothing to"
                     f" KENNEL_OFFLINE_MODEL_TRACE_FILE ({trace}): the setting is not applied"
                 )
             wait_for("the second model request", lambda: len(trace_lines(trace)) >= 2, first)
-            assert page.hits == ["/page.html"]
+            assert page.requests == ["/page.html"]
             time.sleep(DELAY_SECONDS / 2)
             sigkill(first)
             first_pid = first.process.pid
@@ -189,7 +150,7 @@ def test_turn_survives_sigkill(database_url: str, tmp_path: Path) -> None:
 
     # Not repeated: the page was fetched once, and the second server made only the request
     # that was in flight when the first one died.
-    assert page.hits == ["/page.html"]
+    assert page.requests == ["/page.html"]
     lines = trace_lines(trace)
     assert [line["pid"] for line in lines] == [first_pid, first_pid, second_pid]
     assert {line["prompt"] for line in lines} == {prompt}

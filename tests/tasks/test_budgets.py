@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -23,45 +20,16 @@ from kennel.agents.offline_model import OfflineModel
 from kennel.settings import BudgetCaps
 from kennel.tasks.budgets import DEFAULT_CAPS
 from tests.factories import Member
+from tests.factories.pages import PageServer, page_html, serve_page
 
 PAGE_TITLE = "Budget Fixture Page"
 
 
-@dataclass
-class Page:
-    url: str
-    hits: list[str] = field(default_factory=list)
-
-
 @pytest.fixture
-def page() -> Iterator[Page]:
+def page() -> Iterator[PageServer]:
     """A page on 127.0.0.1 that counts its fetches."""
-    served = Page(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            served.hits.append(self.path)
-            body = f"<html><head><title>{PAGE_TITLE}</title></head><body>Woof.</body></html>"
-            data = body.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    served.url = f"http://127.0.0.1:{server.server_address[1]}/page.html"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_page(page_html(PAGE_TITLE)) as served:
         yield served
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def requests_made(trace: Path) -> int:
@@ -117,7 +85,7 @@ class TestRequestCap:
         client: httpx.AsyncClient,
         member: Member,
         reconfigure: Callable[..., None],
-        page: Page,
+        page: PageServer,
         tmp_path: Path,
     ) -> None:
         trace = tmp_path / "trace.jsonl"
@@ -133,7 +101,7 @@ class TestRequestCap:
         assert "'low' budget" in message
         assert "request_limit of 1" in message
         assert requests_made(trace) == 1
-        assert page.hits == ["/page.html"]  # the tool call the one request asked for ran
+        assert page.requests == ["/page.html"]  # the tool call the one request asked for ran
         assert turn["inputTokens"] > 0
         assert turn["outputTokens"] > 0
         assert_credits(turn)
@@ -144,7 +112,7 @@ class TestRequestCap:
         client: httpx.AsyncClient,
         member: Member,
         reconfigure: Callable[..., None],
-        page: Page,
+        page: PageServer,
         tmp_path: Path,
     ) -> None:
         trace = tmp_path / "trace.jsonl"
@@ -165,7 +133,7 @@ class TestTokenCap:
         client: httpx.AsyncClient,
         member: Member,
         reconfigure: Callable[..., None],
-        page: Page,
+        page: PageServer,
         tmp_path: Path,
     ) -> None:
         trace = tmp_path / "trace.jsonl"
@@ -182,7 +150,7 @@ class TestTokenCap:
         # A response's size is known only once it arrived: the first one crossed the cap, so
         # neither the page fetch it asked for nor a second request happened.
         assert requests_made(trace) == 1
-        assert page.hits == []
+        assert page.requests == []
         assert turn["inputTokens"] + turn["outputTokens"] > 10
         assert_credits(turn)
 
@@ -214,7 +182,7 @@ class TestWallTime:
         client: httpx.AsyncClient,
         member: Member,
         reconfigure: Callable[..., None],
-        page: Page,
+        page: PageServer,
         tmp_path: Path,
     ) -> None:
         trace = tmp_path / "trace.jsonl"
@@ -230,7 +198,7 @@ class TestWallTime:
         assert "'low' budget" in message
         assert "wall time of 1.5 s" in message
         assert requests_made(trace) == 1  # the request in flight was cut short
-        assert page.hits == []
+        assert page.requests == []
         assert 1500 <= turn["durationMs"] < 10_000
         assert turn["inputTokens"] == turn["outputTokens"] == turn["credits"] == 0
 

@@ -18,7 +18,7 @@ import pytest
 from kennel.agents.offline_model import OfflineModel
 from kennel.tasks import service
 from tests.factories import Member
-from tests.tasks.test_web_fetch import PAGE_TITLE, serve_page
+from tests.factories.pages import PAGE_TITLE, serve_page
 
 DONE = "[DONE]"
 Event = dict[str, Any] | str  # a JSON chunk, or the final "[DONE]"

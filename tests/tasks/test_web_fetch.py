@@ -2,59 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 
 import httpx
 
 from tests.factories import Member
-
-PAGE_TITLE = "Kennel Fetch Fixture"
-PAGE_HTML = (
-    f"<html><head><title>{PAGE_TITLE}</title></head>"
-    "<body><h1>Dogs</h1><p>Beagles are patient.</p></body></html>"
-)
-
-
-@dataclass
-class PageServer:
-    """A page served on 127.0.0.1, and the paths it was asked for."""
-
-    url: str
-    requests: list[str] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def serve_page(html: str = PAGE_HTML) -> Iterator[PageServer]:
-    """Serve `html` at /page.html on 127.0.0.1 (a free port) from a thread."""
-    served = PageServer(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            served.requests.append(self.path)
-            body = html.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # keep test output clean
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    served.url = f"http://127.0.0.1:{server.server_address[1]}/page.html"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield served
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+from tests.factories.pages import PAGE_TITLE, serve_page
 
 
 async def run(client: httpx.AsyncClient, member: Member, text: str) -> dict:
