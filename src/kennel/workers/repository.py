@@ -32,19 +32,6 @@ class WorkerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def _visible(self, caller: Caller):
-        """Live workers of the caller's organization that the caller may see."""
-        invited = (
-            select(WorkerMember.worker_id)
-            .where(WorkerMember.worker_id == Worker.id, WorkerMember.user_id == caller.user_id)
-            .exists()
-        )
-        return (
-            (Worker.organization_id == caller.organization_id)
-            & Worker.deleted_at.is_(None)
-            & or_(Worker.visibility == "public", Worker.user_id == caller.user_id, invited)
-        )
-
     async def get_visible(self, caller: Caller, worker_id: str) -> Worker | None:
         return await self.session.scalar(
             select(Worker).where(Worker.id == worker_id, visible_to(caller))
