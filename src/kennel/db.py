@@ -66,7 +66,9 @@ class Database:
 
 
 def _sqlite_engine(url: Any, *, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # No rollback on check-in: sessions and connections end their transactions themselves,
+    # and on aiosqlite that rollback is one more round trip to its thread per request.
+    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

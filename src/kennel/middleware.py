@@ -47,17 +47,18 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log.info(
-                "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "status": status,
-                    "durationMs": round((time.perf_counter() - started) * 1000, 2),
-                    "userId": (scope.get("state") or {}).get("caller_user_id"),
-                },
-            )
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "status": status,
+                        "durationMs": round((time.perf_counter() - started) * 1000, 2),
+                        "userId": (scope.get("state") or {}).get("caller_user_id"),
+                    },
+                )
             request_id_var.reset(token)
 
 

@@ -62,7 +62,7 @@ class TestCreate:
         sent = extras(worker)
         assert sent["instructionsVersion"] == 1
         slug = worker.title.lower().replace(" ", "-")
-        assert re.fullmatch(rf"{slug}-[0-9a-f]{{6}}@kennel\.localhost", sent["email"])
+        assert re.fullmatch(rf"{slug}-[0-9a-f]{{8}}@kennel\.localhost", sent["email"])
 
     def test_all_fields(self, sdk: Handinger) -> None:
         worker = sdk.workers.create(
@@ -221,7 +221,7 @@ class TestRetrieveEmail:
     def test_email(self, sdk: Handinger) -> None:
         created = sdk.workers.create(title="Mail Hound")
         email = sdk.workers.retrieve_email(created.id).email
-        assert re.fullmatch(r"mail-hound-[0-9a-f]{6}@kennel\.localhost", email)
+        assert re.fullmatch(r"mail-hound-[0-9a-f]{8}@kennel\.localhost", email)
         assert email == extras(created)["email"]
 
 

@@ -254,8 +254,12 @@ class TestQueue:
         for task_id in task_ids:
             await wait_turn(client, member, task_id, {"completed"})
         assert len(model.instructions) == limit + 2  # every turn asked the model once
-        statuses = await DBOS.list_workflows_async(workflow_ids=turn_ids)
-        assert {s.status for s in statuses} == {"SUCCESS"}
+        # DBOS records success just after the turn's rows say completed: wait for it.
+
+        async def statuses() -> set[str]:
+            return {s.status for s in await DBOS.list_workflows_async(workflow_ids=turn_ids)}
+
+        await eventually(statuses, lambda found: found == {"SUCCESS"}, "every workflow to succeed")
 
     async def test_worker_state_while_its_turn_is_queued(
         self,

@@ -345,3 +345,17 @@ class TestModelFailure:
         finally:
             app.state.model = original
         assert ok.status_code == 201
+
+
+async def test_email_local_part_clash_picks_another(
+    client: httpx.AsyncClient, member: Member, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kennel.workers import service
+
+    candidates = iter(["clash-00000001", "clash-00000001", "clash-00000002"])
+    monkeypatch.setattr(service, "email_local_part", lambda title: next(candidates))
+    first = (await create(client, member, title="Clash")).json()
+    second = await create(client, member, title="Clash")
+    assert second.status_code == 201, second.text
+    assert first["email"].startswith("clash-00000001@")
+    assert second.json()["email"].startswith("clash-00000002@")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,11 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kennel.auth import Caller
 from kennel.models import Task, Turn, TurnFile, Worker
 from kennel.timestamps import utcnow
-from kennel.workers.repository import visible_to
+from kennel.workers.repository import VISIBLE_TO_CALLER, caller_params
 
 __all__ = ["IN_FLIGHT", "TaskRepository"]
 
 IN_FLIGHT = ("pending", "running")
+
+
+# Built once: it runs on every worker read.
+_LATEST_TASK = (
+    select(Task)
+    .where(Task.worker_id == bindparam("worker_id"))
+    .order_by(Task.last_turn_at.desc(), Task.id.desc())
+    .limit(1)
+)
 
 
 class TaskRepository:
@@ -33,7 +42,8 @@ class TaskRepository:
             await self.session.execute(
                 select(Task, Worker)
                 .join(Worker, Worker.id == Task.worker_id)
-                .where(Task.id == task_id, visible_to(caller))
+                .where(Task.id == task_id, VISIBLE_TO_CALLER),
+                caller_params(caller),
             )
         ).first()
         return (row[0], row[1]) if row else None
@@ -48,12 +58,7 @@ class TaskRepository:
         return await self.session.get(Turn, turn_id)
 
     async def latest_task(self, worker_id: str) -> Task | None:
-        return await self.session.scalar(
-            select(Task)
-            .where(Task.worker_id == worker_id)
-            .order_by(Task.last_turn_at.desc(), Task.id.desc())
-            .limit(1)
-        )
+        return await self.session.scalar(_LATEST_TASK, {"worker_id": worker_id})
 
     async def files_of_turns(self, turn_ids: list[str]) -> dict[str, list[TurnFile]]:
         found: dict[str, list[TurnFile]] = {turn_id: [] for turn_id in turn_ids}
@@ -74,17 +79,19 @@ class TaskRepository:
         page: int,
         size: int,
     ) -> tuple[list[Task], int]:
-        where = [visible_to(caller), Task.archived_at.is_(None)]
+        where = [VISIBLE_TO_CALLER, Task.archived_at.is_(None)]
         if worker_id is not None:
             where.append(Task.worker_id == worker_id)
         if status is not None:
             where.append(Task.status == status)
         base = select(Task).join(Worker, Worker.id == Task.worker_id).where(*where)
-        total = await self.session.scalar(select(func.count()).select_from(base.subquery()))
+        params = caller_params(caller)
+        total = await self.session.scalar(select(func.count()).select_from(base.subquery()), params)
         rows = await self.session.scalars(
             base.order_by(Task.created_at.desc(), Task.id.desc())
             .offset((page - 1) * size)
-            .limit(size)
+            .limit(size),
+            params,
         )
         return list(rows), int(total or 0)
 

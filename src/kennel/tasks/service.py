@@ -231,7 +231,8 @@ async def load_worker_state(
     task = await repo.get(task_id) if task_id else await repo.latest_task(worker.id)
     turns = await repo.turns(task.id) if task else []
     workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
-    files = await asyncio.to_thread(workspace.list)
+    # Why the check first: most workers have no files yet, and a thread hop costs more.
+    files = await asyncio.to_thread(workspace.list) if workspace.root.is_dir() else []
     return worker_state(settings, worker, task, turns, files)
 
 

@@ -26,6 +26,6 @@ def dog_name() -> str:
 
 
 def email_local_part(title: str) -> str:
-    """A readable, unique-enough local part: the title slugged, then six random characters."""
+    """A readable local part: the title slugged, then eight random hex characters."""
     slug = _NOT_LOCAL.sub("-", title.lower()).strip("-")[:40].rstrip("-") or "worker"
-    return f"{slug}-{secrets.token_hex(3)}"
+    return f"{slug}-{secrets.token_hex(4)}"

@@ -82,10 +82,18 @@ async def create_worker(
         instructions_version=1,
         output_schema=data.output_schema,
         visibility=data.visibility,
-        email_local_part=email_local_part(title),
+        email_local_part=await _free_email_local_part(session, title),
     )
     await WorkerRepository(session).add(worker, caller.user_id)
     return worker
+
+
+async def _free_email_local_part(session: AsyncSession, title: str) -> str:
+    # 32 random bits per title make a clash rare, not impossible: a clash would be a 500.
+    repo = WorkerRepository(session)
+    while await repo.email_local_part_taken(candidate := email_local_part(title)):
+        pass
+    return candidate
 
 
 async def update_worker(
