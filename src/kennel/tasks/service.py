@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dbos import DBOS, SetWorkflowID
@@ -71,7 +72,7 @@ async def start_turn(
     *,
     settings: Settings,
     model: Model,
-    uploads: list[Upload] = (),  # type: ignore[assignment]
+    uploads: Sequence[Upload] = (),
     triggered_by: str = "api",
 ) -> StartedTurn:
     """Record a new turn (and task, and worker, when new); the caller enqueues it after commit."""
@@ -136,7 +137,7 @@ async def start_turn(
     return StartedTurn(worker, task, turn)
 
 
-def _check_uploads(workspace: Workspace, uploads: list[Upload]) -> list[str]:
+def _check_uploads(workspace: Workspace, uploads: Sequence[Upload]) -> list[str]:
     """Validate every upload before writing any, so a bad one leaves nothing behind."""
     paths = []
     for upload in uploads:
