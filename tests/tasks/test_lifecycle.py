@@ -80,6 +80,18 @@ async def start(client: httpx.AsyncClient, member: Member, **body: object) -> di
     return r.json()
 
 
+async def start_slow_turn(
+    client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None], text: str
+) -> tuple[dict, str, str]:
+    """A new worker with a slow turn that is running: (worker, task id, turn id)."""
+    reconfigure(model=OfflineModel(delay_seconds=DELAY), task_wait_seconds=0)
+    worker = await new_worker(client, member)
+    answered = await start(client, member, input=text, workerId=worker["id"])
+    task_id = answered["metadata"]["taskId"]
+    await wait_turn(client, member, task_id, {"running"})
+    return worker, task_id, answered["metadata"]["turnId"]
+
+
 async def get_task(client: httpx.AsyncClient, member: Member, task_id: str) -> dict:
     r = await client.get(f"/api/tasks/{task_id}", headers=member.headers)
     assert r.status_code == 200, r.text
@@ -302,12 +314,9 @@ class TestAbort:
         member: Member,
         reconfigure: Callable[..., None],
     ) -> None:
-        reconfigure(model=OfflineModel(delay_seconds=DELAY), task_wait_seconds=0)
-        worker = await new_worker(client, member)
-        answered = await start(client, member, input="Archive me midway", workerId=worker["id"])
-        task_id = answered["metadata"]["taskId"]
-        turn_id = answered["metadata"]["turnId"]
-        await wait_turn(client, member, task_id, {"running"})
+        worker, task_id, turn_id = await start_slow_turn(
+            client, member, reconfigure, "Archive me midway"
+        )
 
         r = await client.delete(f"/api/tasks/{task_id}", headers=member.headers)
         assert r.json() == {"archived": True}
@@ -411,12 +420,9 @@ class TestAbort:
         member: Member,
         reconfigure: Callable[..., None],
     ) -> None:
-        reconfigure(model=OfflineModel(delay_seconds=DELAY), task_wait_seconds=0)
-        worker = await new_worker(client, member)
-        answered = await start(client, member, input="Delete me midway", workerId=worker["id"])
-        task_id = answered["metadata"]["taskId"]
-        turn_id = answered["metadata"]["turnId"]
-        await wait_turn(client, member, task_id, {"running"})
+        worker, task_id, turn_id = await start_slow_turn(
+            client, member, reconfigure, "Delete me midway"
+        )
 
         r = await client.delete(f"/api/workers/{worker['id']}", headers=member.headers)
         assert r.json() == {"deleted": True}
