@@ -11,7 +11,12 @@ __all__ = ["configure_logging", "request_id_var"]
 
 request_id_var: ContextVar[str | None] = ContextVar("kennel_request_id", default=None)
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# Record attributes that are not extra fields (uvicorn adds an ANSI-coloured copy of its message).
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class _JsonFormatter(logging.Formatter):
