@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from contextvars import ContextVar
 
 __all__ = ["configure_logging", "request_id_var"]
@@ -39,7 +40,7 @@ class _JsonFormatter(logging.Formatter):
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     formatter = _JsonFormatter()
-    formatter.converter = __import__("time").gmtime
+    formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
