@@ -7,6 +7,7 @@ tests skip with a message. `.ci/run` sets it, so in CI an unreachable server fai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,8 +33,15 @@ def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A fresh, empty database of each backend for this test session."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'kennel.sqlite3'}"
+    with fresh_database(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """A new empty database: a SQLite file in `folder`, or a scratch PostgreSQL database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'kennel.sqlite3'}"
         return
     with fresh_postgres_database() as url:
         yield url
@@ -122,10 +130,7 @@ async def member(app: FastAPI) -> Member:
 @pytest.fixture(params=BACKENDS)
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database of each backend that no other test uses, for tests of start-up behaviour."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
-        return
-    with fresh_postgres_database() as url:
+    with fresh_database(request.param, tmp_path) as url:
         yield url
 
 

@@ -40,7 +40,7 @@ import pytest
 from handinger import AsyncHandinger, Handinger
 
 from kennel.auth.keys import generate_key
-from tests.conftest import BACKENDS, fresh_postgres_database
+from tests.conftest import BACKENDS, fresh_database
 
 __all__ = ["LiveServer", "Member", "free_port", "start_live_server"]
 
@@ -262,12 +262,11 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """The real server, once per session and backend, on a fresh database."""
     workdir = tmp_path_factory.mktemp(f"kennel-{request.param}")
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            database_url = f"sqlite:///{workdir / 'kennel.sqlite3'}"
-        else:
-            database_url = stack.enter_context(fresh_postgres_database())
-        yield stack.enter_context(start_live_server(workdir, database_url, backend=request.param))
+    with (
+        fresh_database(request.param, workdir) as database_url,
+        start_live_server(workdir, database_url, backend=request.param) as server,
+    ):
+        yield server
 
 
 @pytest.fixture

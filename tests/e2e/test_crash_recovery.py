@@ -14,13 +14,12 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import BACKENDS, fresh_postgres_database
 from tests.e2e.conftest import LiveServer, start_live_server
 from tests.factories.pages import page_html, serve_page
 
@@ -30,16 +29,6 @@ PAGE_TITLE = "Crash Recovery Fixture"
 DELAY_SECONDS = 1.0
 DEADLINE_SECONDS = 60.0  # each wait below; the whole test takes about 15 s
 EXECUTOR_ID = "crash-test-executor"
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database of its own: the test kills the server that uses it."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'crash.sqlite3'}"
-        return
-    with fresh_postgres_database() as url:
-        yield url
 
 
 def trace_lines(trace: Path) -> list[dict[str, Any]]:
@@ -69,7 +58,8 @@ def sigkill(server: LiveServer) -> None:
     assert server.process.returncode == -signal.SIGKILL
 
 
-def test_turn_survives_sigkill(database_url: str, tmp_path: Path) -> None:
+def test_turn_survives_sigkill(empty_database_url: str, tmp_path: Path) -> None:
+    database_url = empty_database_url  # its own: the test kills the server that uses it
     began = time.monotonic()
     trace = tmp_path / "model-trace.jsonl"
     env = {

@@ -6,7 +6,6 @@ it arrives as the turn runs, and that a client hanging up does not stop the turn
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BACKENDS, fresh_postgres_database
+from tests.conftest import BACKENDS, fresh_database
 from tests.e2e.conftest import LiveServer, start_live_server
 
 pytestmark = pytest.mark.e2e
@@ -31,19 +30,12 @@ def slow_server(
 ) -> Iterator[LiveServer]:
     """A live server whose offline model pauses before each chunk it streams."""
     workdir = tmp_path_factory.mktemp(f"kennel-slow-{request.param}")
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            database_url = f"sqlite:///{workdir / 'kennel.sqlite3'}"
-        else:
-            database_url = stack.enter_context(fresh_postgres_database())
-        yield stack.enter_context(
-            start_live_server(
-                workdir,
-                database_url,
-                backend=request.param,
-                extra_env={"KENNEL_OFFLINE_MODEL_DELAY_SECONDS": str(DELAY_SECONDS)},
-            )
-        )
+    extra = {"KENNEL_OFFLINE_MODEL_DELAY_SECONDS": str(DELAY_SECONDS)}
+    with (
+        fresh_database(request.param, workdir) as database_url,
+        start_live_server(workdir, database_url, backend=request.param, extra_env=extra) as server,
+    ):
+        yield server
 
 
 def new_worker(http: httpx.Client) -> str:

@@ -8,6 +8,7 @@ once the test lets it; `task_wait_seconds=0` makes `POST /api/tasks` answer at o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -90,6 +91,28 @@ async def start_slow_turn(
     task_id = answered["metadata"]["taskId"]
     await wait_turn(client, member, task_id, {"running"})
     return worker, task_id, answered["metadata"]["turnId"]
+
+
+@contextlib.asynccontextmanager
+async def full_queue(
+    client: httpx.AsyncClient,
+    member: Member,
+    reconfigure: Callable[..., None],
+    model: HeldModel,
+    limit: int,
+) -> AsyncIterator[None]:
+    """`limit` turns held in `model`, so the next turn waits in the queue; released on exit."""
+    reconfigure(model=model, task_wait_seconds=0)
+    blockers = await asyncio.gather(
+        *(start(client, member, input=f"blocker {i}") for i in range(limit))
+    )
+    try:
+        await eventually(model.asked, lambda n: n >= limit, "a full queue")
+        yield
+    finally:
+        model.gate.set()
+    for blocker in blockers:
+        await wait_turn(client, member, blocker["metadata"]["taskId"], {"completed"})
 
 
 async def get_task(client: httpx.AsyncClient, member: Member, task_id: str) -> dict:
@@ -282,12 +305,7 @@ class TestQueue:
     ) -> None:
         limit = app.state.settings.turn_concurrency
         model = HeldModel()
-        reconfigure(model=model, task_wait_seconds=0)
-        blockers = await asyncio.gather(
-            *(start(client, member, input=f"blocker {i}") for i in range(limit))
-        )
-        try:
-            await eventually(model.asked, lambda n: n >= limit, "a full queue")
+        async with full_queue(client, member, reconfigure, model, limit):
             worker = await new_worker(client, member)
             queued = await start(client, member, input="Wait your turn", workerId=worker["id"])
             await asyncio.sleep(0.3)
@@ -299,11 +317,7 @@ class TestQueue:
             assert queued["running"] is state["running"] is True
             assert state["metadata"]["taskStatus"] == "pending"
             assert await workflow_status(state["metadata"]["turnId"]) == "ENQUEUED"
-        finally:
-            model.gate.set()
         await wait_turn(client, member, queued["metadata"]["taskId"], {"completed"})
-        for blocker in blockers:
-            await wait_turn(client, member, blocker["metadata"]["taskId"], {"completed"})
 
 
 class TestAbort:
@@ -356,20 +370,11 @@ class TestAbort:
     ) -> None:
         limit = app.state.settings.turn_concurrency
         model = HeldModel()
-        reconfigure(model=model, task_wait_seconds=0)
-        blockers = await asyncio.gather(
-            *(start(client, member, input=f"blocker {i}") for i in range(limit))
-        )
-        try:
-            await eventually(model.asked, lambda n: n >= limit, "a full queue")
+        async with full_queue(client, member, reconfigure, model, limit):
             queued = await start(client, member, input="Never to run")
             task_id = queued["metadata"]["taskId"]
             r = await client.delete(f"/api/tasks/{task_id}", headers=member.headers)
             assert r.json() == {"archived": True}
-        finally:
-            model.gate.set()
-        for blocker in blockers:
-            await wait_turn(client, member, blocker["metadata"]["taskId"], {"completed"})
         await asyncio.sleep(0.3)
         assert len(model.instructions) == limit  # the archived turn never reached the model
         task = await get_task(client, member, task_id)
