@@ -20,7 +20,6 @@ import asyncio
 import multiprocessing
 import os
 import secrets
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from _machine import cpu_seconds, free_port, scratch_postgres
 from sqlalchemy.engine import make_url
 
 from kennel.auth.keys import generate_key
 
 PYTHON = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
 AIMS = {"read": 0.5, "create": 0.2}  # req/s of the endpoint divided by req/s of /healthz
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -184,35 +183,10 @@ def _client_process(args: tuple) -> tuple[int, int, list[float], float]:
 # --- server ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
-
-
-async def _postgres(admin_url: str, name: str, create: bool) -> None:
-    import asyncpg
-
-    url = make_url(admin_url).set(drivername="postgresql")
-    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
-    try:
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 def _start_server(
     tmp: Path, database_url: str, key: str, with_logs: bool
 ) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "KENNEL_DATABASE_URL": database_url,
@@ -260,9 +234,9 @@ def _measure(
     ]
     pending = pool.map_async(_client_process, jobs)
     time.sleep(max(0.0, start + opts.warmup - time.perf_counter()))
-    server_before = _cpu_seconds(server_pid)
+    server_before = cpu_seconds(server_pid)
     time.sleep(opts.duration)
-    server_cpu = (_cpu_seconds(server_pid) - server_before) / opts.duration
+    server_cpu = (cpu_seconds(server_pid) - server_before) / opts.duration
     parts = pending.get(timeout=opts.warmup + opts.duration + 60)
     return Result(
         endpoint.name,
@@ -276,9 +250,9 @@ def _measure(
 
 
 def _idle_cpu(server_pid: int, seconds: float = 1.0) -> float:
-    before = _cpu_seconds(server_pid)
+    before = cpu_seconds(server_pid)
     time.sleep(seconds)
-    return (_cpu_seconds(server_pid) - before) / seconds
+    return (cpu_seconds(server_pid) - before) / seconds
 
 
 def _report(
@@ -324,7 +298,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kennel-bench-") as tmpdir:
         tmp = Path(tmpdir)
         if opts.postgres:
-            asyncio.run(_postgres(opts.postgres, scratch, create=True))
+            asyncio.run(scratch_postgres(opts.postgres, scratch, create=True))
             database_url = make_url(opts.postgres).set(database=scratch).render_as_string(False)
         else:
             database_url = f"sqlite:///{tmp / 'kennel.sqlite3'}"
@@ -358,7 +332,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     server.kill()
             if opts.postgres:
-                asyncio.run(_postgres(opts.postgres, scratch, create=False))
+                asyncio.run(scratch_postgres(opts.postgres, scratch, create=False))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from _machine import cpu_seconds, free_port, scratch_postgres
+
 PYTHON = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
 RATIO_AIM = 0.5  # HTTP tasks/s divided by bare two-step workflows/s, on SQLite
 START_AIM_MS = 100.0  # a queued turn starts within this on an idle server
@@ -62,7 +64,6 @@ MEMORY_AIM_KIB = 1024.0  # RSS per idle waiting turn
 QUEUE_POLLING_SECONDS = 0.05  # Kennel's default KENNEL_QUEUE_POLLING_SECONDS
 TASK_INPUT = "Say hello."
 CALL_TIMEOUT = 60.0
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- measurement -------------------------------------------------------------------------------
@@ -99,11 +100,6 @@ class Result:
         return cls(**data)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
-
-
 async def _load(
     call: Callable[[int], Awaitable[str | None]],
     concurrency: int,
@@ -135,9 +131,9 @@ async def _load(
 
     async def cpu() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-        before, client_before = _cpu_seconds(cpu_pid), time.process_time()
+        before, client_before = cpu_seconds(cpu_pid), time.process_time()
         await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
-        result.server_cpu = (_cpu_seconds(cpu_pid) - before) / duration
+        result.server_cpu = (cpu_seconds(cpu_pid) - before) / duration
         result.client_cpu = (time.process_time() - client_before) / duration
 
     await asyncio.gather(cpu(), *(client(i) for i in range(concurrency)))
@@ -228,27 +224,6 @@ class _Connection:
 # --- server ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _postgres(admin_url: str, name: str, create: bool) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(admin_url).set(drivername="postgresql")
-    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
-    try:
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 class Databases:
     """Fresh databases: SQLite files in the temp folder, or scratch PostgreSQL databases."""
 
@@ -261,13 +236,13 @@ class Databases:
         from sqlalchemy.engine import make_url
 
         name = f"kennel_bench_{label}_{secrets.token_hex(4)}"
-        asyncio.run(_postgres(self.postgres, name, create=True))
+        asyncio.run(scratch_postgres(self.postgres, name, create=True))
         self.created.append(name)
         return make_url(self.postgres).set(database=name).render_as_string(hide_password=False)
 
     def drop_all(self) -> None:
         for name in self.created:
-            asyncio.run(_postgres(self.postgres, name, create=False))  # type: ignore[arg-type]
+            asyncio.run(scratch_postgres(self.postgres, name, create=False))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -290,7 +265,7 @@ class Server:
 def _start_server(tmp: Path, label: str, database_url: str, env: dict[str, str]) -> Server:
     from kennel.auth.keys import generate_key
 
-    port, key = _free_port(), generate_key()
+    port, key = free_port(), generate_key()
     log = tmp / f"{label}.log"
     full_env = {
         **os.environ,
