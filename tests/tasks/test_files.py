@@ -274,3 +274,22 @@ class TestDownload:
         colleague = await make_member(app, organization=member.organization)
         allowed = await client.get(url, headers=colleague.headers)  # public worker, same org
         assert allowed.content == b"ours"
+
+
+async def test_multipart_fields_are_validated_like_json(
+    client: httpx.AsyncClient, member: Member
+) -> None:
+    for fields, param in [
+        ({"input": "x", "stream": "maybe"}, "stream"),
+        ({"input": "x", "budget": "huge"}, "budget"),
+        ({"stream": "false"}, "input"),
+        ({"input": "x", "colour": "brown"}, "colour"),
+    ]:
+        r = await client.post(
+            "/api/tasks",
+            data=fields,
+            files=[("files", ("a.txt", b"a", "text/plain"))],
+            headers=member.headers,
+        )
+        assert r.status_code == 400, (fields, r.text)
+        assert r.json()["error"]["param"] == param

@@ -359,3 +359,37 @@ async def test_email_local_part_clash_picks_another(
     assert second.status_code == 201, second.text
     assert first["email"].startswith("clash-00000001@")
     assert second.json()["email"].startswith("clash-00000002@")
+
+
+async def test_writing_instructions_does_not_block_other_writes(
+    app: FastAPI, client: httpx.AsyncClient, member: Member
+) -> None:
+    """On SQLite a write transaction holds the database's one write lock: not during an LLM call."""
+    import asyncio
+
+    from pydantic_ai.messages import ModelMessage, ModelResponse
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    from kennel.agents.offline_model import OfflineModel
+
+    release = asyncio.Event()
+    offline = OfflineModel()
+
+    async def slow(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        await release.wait()
+        return await offline._respond(messages, info)
+
+    original = app.state.model
+    app.state.model = FunctionModel(slow, model_name="slow")
+    try:
+        writing = asyncio.create_task(create(client, member, prompt="Guard the gate."))
+        await asyncio.sleep(0.3)  # the first request is now waiting on the model
+        other = await asyncio.wait_for(create(client, member, title="Meanwhile"), timeout=10)
+        assert other.status_code == 201, other.text
+        release.set()
+        written = await writing
+    finally:
+        release.set()
+        app.state.model = original
+    assert written.status_code == 201, written.text
+    assert "Guard the gate" in written.json()["instructions"]

@@ -64,9 +64,7 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
                     fields[name] = value
         finally:
             await form.close()  # spooled temporary files
-        if "stream" in fields:
-            fields["stream"] = fields["stream"].lower() in {"1", "true", "yes", "on"}
-        raw: Any = fields
+        raw: Any = fields  # pydantic reads "true"/"false"/"1"/"0" and refuses anything else
     elif content_type.startswith("application/json") or not content_type:
         try:
             raw = json.loads(await request.body() or b"null")
