@@ -99,7 +99,10 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-SessionDep = Annotated[AsyncSession, Depends(_request_session)]
+# scope="function": the commit ends before the response is sent. FastAPI's default ("request")
+# commits after the client already has its answer, so a 201 could precede a failed commit and a
+# client's next request could miss the row it was just told exists.
+SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 
 
 def sync_migration_url(settings: Settings) -> str:
