@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from alembic import command
 from alembic.config import Config
 from fastapi import Depends, Request
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from kennel import sqlite_driver
 from kennel.settings import Settings
 
 __all__ = ["Database", "SessionDep", "migrate", "sync_migration_url"]
@@ -26,6 +26,7 @@ __all__ = ["Database", "SessionDep", "migrate", "sync_migration_url"]
 log = logging.getLogger("kennel.db")
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_BUSY_TIMEOUT_SECONDS = 30.0
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -66,25 +67,16 @@ class Database:
 
 
 def _sqlite_engine(url: Any, *, immediate: bool) -> AsyncEngine:
-    # No rollback on check-in: sessions and connections end their transactions themselves,
-    # and on aiosqlite that rollback is one more round trip to its thread per request.
-    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
+    # Statements run on the event loop (kennel.sqlite_driver), which also begins transactions
+    # and waits for locks. No rollback on check-in: sessions end their transactions themselves.
+    path = url.database or ""
+    return create_async_engine(
+        url,
+        async_creator=lambda: sqlite_driver.connect(
+            path, immediate=immediate, busy_timeout=_BUSY_TIMEOUT_SECONDS
+        ),
+        pool_reset_on_return=None,
+    )
 
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:

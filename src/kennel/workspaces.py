@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
 from dataclasses import dataclass
@@ -28,11 +29,17 @@ def media_type_of(path: str) -> str:
     return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
+@functools.lru_cache(maxsize=8)
+def _resolved(folder: Path) -> Path:
+    return folder.resolve()
+
+
 class Workspace:
     """Files of one worker under `<data dir>/workspaces/<worker id>/`."""
 
     def __init__(self, data_dir: Path, worker_id: str, *, max_file_bytes: int) -> None:
-        self.root = (data_dir / "workspaces" / worker_id).resolve()
+        # Worker ids are ours (letters, digits, "_"): only the data folder needs resolving.
+        self.root = _resolved(data_dir) / "workspaces" / worker_id
         self.max_file_bytes = max_file_bytes
 
     def clean_path(self, name: str) -> str:
