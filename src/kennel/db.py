@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from kennel import sqlite_driver
+from kennel.reads import Reader
 from kennel.settings import Settings
 
 __all__ = ["Database", "SessionDep", "migrate", "sync_migration_url"]
@@ -37,6 +38,7 @@ class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     write_sessions: async_sessionmaker[AsyncSession]
+    reader: Reader  # Core reads outside the ORM, for the hottest paths (kennel.reads)
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
@@ -44,7 +46,7 @@ class Database:
         if not settings.is_sqlite:
             engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
             maker = async_sessionmaker(engine, expire_on_commit=False)
-            return cls(engine, maker, maker)
+            return cls(engine, maker, maker, Reader(engine))
         Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
         reader = _sqlite_engine(url, immediate=False)
         # Why: a deferred transaction that reads and then writes fails at once with
@@ -54,12 +56,14 @@ class Database:
             reader,
             async_sessionmaker(reader, expire_on_commit=False),
             async_sessionmaker(writer, expire_on_commit=False),
+            Reader.sqlite(url.database or "", busy_timeout=_BUSY_TIMEOUT_SECONDS),
         )
 
     def session(self, *, write: bool = True) -> AsyncSession:
         return (self.write_sessions if write else self.sessions)()
 
     async def dispose(self) -> None:
+        await self.reader.dispose()
         await self.engine.dispose()
         write_engine = self.write_sessions.kw["bind"]
         if write_engine is not self.engine:
@@ -76,6 +80,9 @@ def _sqlite_engine(url: Any, *, immediate: bool) -> AsyncEngine:
             path, immediate=immediate, busy_timeout=_BUSY_TIMEOUT_SECONDS
         ),
         pool_reset_on_return=None,
+        # A connection is a file handle: keep enough that concurrent requests never open one.
+        pool_size=32,
+        max_overflow=64,
     )
 
 

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["connect"]
+__all__ = ["connect", "connect_now", "retry_busy"]
 
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _FIRST_PAUSE = 0.001
@@ -203,24 +203,35 @@ class Connection:
             raise
 
     async def _retry_busy(self, method: Any, *args: Any) -> Any:
-        deadline = None
-        for pause in _pauses():
-            try:
-                return method(*args)
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error):
-                    raise
-                now = time.monotonic()
-                deadline = deadline or now + self._busy_timeout
-                if now >= deadline:
-                    raise
-                await asyncio.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await retry_busy(self._busy_timeout, method, *args)
 
     def _release_write_lock(self) -> None:
         lock, self._holds_write_lock = self._holds_write_lock, None
         if lock is not None and lock.locked():
             lock.release()
+
+
+async def retry_busy(timeout: float, method: Any, *args: Any) -> Any:
+    """`method(*args)`, repeated after growing pauses while SQLite answers busy, for up to
+    `timeout` seconds; then SQLite's own error."""
+    deadline = None
+    for pause in _pauses():
+        try:
+            return method(*args)
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise
+            now = time.monotonic()
+            deadline = deadline or now + timeout
+            if now >= deadline:
+                raise
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def connect_now(path: str) -> sqlite3.Connection:
+    """A plain connection for reads run on the loop: autocommit, no waiting inside SQLite."""
+    return sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
 
 
 def _pauses() -> Iterator[float]:
@@ -237,7 +248,7 @@ async def connect(path: str, *, immediate: bool, busy_timeout: float = 30.0) -> 
     """A connection for `create_async_engine(..., async_creator=...)`, in WAL mode. Its
     transactions begin with the first statement: `BEGIN IMMEDIATE` (the write lock, waited for
     as above) when `immediate`, else a plain `BEGIN`, whose reads see one snapshot."""
-    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    conn = connect_now(path)
     connection = Connection(conn, immediate=immediate, busy_timeout=busy_timeout)
     for pragma in _PRAGMAS:
         await connection._retry_busy(conn.execute, f"PRAGMA {pragma}")

@@ -9,8 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kennel.auth.keys import hash_key, key_matches, looks_like_key
-from kennel.auth.repository import AuthRepository
-from kennel.db import SessionDep
+from kennel.auth.repository import owner_of_key
 from kennel.errors import Unauthorized
 
 __all__ = ["Caller", "CallerDep", "authenticate"]
@@ -34,7 +33,6 @@ class Caller:
 
 async def authenticate(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -42,7 +40,7 @@ async def authenticate(
     key = credentials.credentials
     if not looks_like_key(key):
         raise Unauthorized()
-    owner = await AuthRepository(session).owner_of_key(hash_key(key))
+    owner = await owner_of_key(request.app.state.db.reader, hash_key(key))
     if owner is None or not key_matches(key, owner.key_hash):
         raise Unauthorized()
     request.state.caller_user_id = owner.user_id

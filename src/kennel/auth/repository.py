@@ -8,9 +8,10 @@ from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kennel.models import ApiKey, Organization, User
+from kennel.reads import Reader
 from kennel.timestamps import utcnow
 
-__all__ = ["AuthRepository", "KeyOwner"]
+__all__ = ["AuthRepository", "KeyOwner", "owner_of_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,12 @@ _OWNER_OF_KEY = (
     .join(User, User.id == ApiKey.user_id)
     .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
 )
+
+
+async def owner_of_key(reader: Reader, key_hash: str) -> KeyOwner | None:
+    """The key's owner, outside any ORM session: this runs before every request."""
+    row = await reader.first(_OWNER_OF_KEY, {"key_hash": key_hash})
+    return KeyOwner(*row) if row else None
 
 
 class AuthRepository:

@@ -12,7 +12,6 @@ from starlette.datastructures import UploadFile
 from kennel.auth import CallerDep
 from kennel.db import SessionDep
 from kennel.errors import ApiError, BadRequest
-from kennel.models import Worker
 from kennel.tasks import service
 from kennel.tasks.render import task_out, turn_out
 from kennel.tasks.repository import TaskRepository
@@ -25,6 +24,7 @@ from kennel.tasks.schemas import (
     TurnList,
 )
 from kennel.tasks.streaming import live_events, sse_response
+from kennel.workers.repository import WORKER_ROW
 from kennel.workers.schemas import WorkerState
 
 __all__ = ["router"]
@@ -118,12 +118,12 @@ async def create_task(request: Request, session: SessionDep, caller: CallerDep) 
         )
     await service.wait_for_turn(started.turn.id, settings.task_wait_seconds)
     # A fresh session: the request's own one holds the rows as they were before the turn ran.
-    async with request.app.state.db.session(write=False) as fresh:
-        worker = await fresh.get(Worker, started.worker.id)
+    async with request.app.state.db.reader.snapshot() as read:
+        worker = await read.first(WORKER_ROW, {"worker_id": started.worker.id})
         assert worker is not None
         # As of the task this call started: with several tasks of the worker in flight, its
         # latest task may be another caller's.
-        return await service.load_worker_state(fresh, settings, worker, task_id=started.task.id)
+        return await service.load_worker_state(read, settings, worker, task_id=started.task.id)
 
 
 @router.get("", response_model=TaskList)

@@ -14,18 +14,21 @@ from kennel.models import Task, Turn, TurnFile, Worker
 from kennel.timestamps import utcnow
 from kennel.workers.repository import VISIBLE_TO_CALLER, caller_params
 
-__all__ = ["IN_FLIGHT", "TaskRepository"]
+__all__ = ["IN_FLIGHT", "LATEST_TASK_ROW", "TASK_ROW", "TURN_ROWS", "TaskRepository"]
 
 IN_FLIGHT = ("pending", "running")
 
 
-# Built once: it runs on every worker read.
-_LATEST_TASK = (
-    select(Task)
+# Built once, as Core rows for reads outside the ORM (kennel.reads): they run on every worker
+# read.
+LATEST_TASK_ROW = (
+    select(Task.__table__)
     .where(Task.worker_id == bindparam("worker_id"))
     .order_by(Task.last_turn_at.desc(), Task.id.desc())
     .limit(1)
 )
+TASK_ROW = select(Task.__table__).where(Task.id == bindparam("task_id"))
+TURN_ROWS = select(Turn.__table__).where(Turn.task_id == bindparam("task_id")).order_by(Turn.seq)
 
 
 class TaskRepository:
@@ -56,9 +59,6 @@ class TaskRepository:
 
     async def turn(self, turn_id: str) -> Turn | None:
         return await self.session.get(Turn, turn_id)
-
-    async def latest_task(self, worker_id: str) -> Task | None:
-        return await self.session.scalar(_LATEST_TASK, {"worker_id": worker_id})
 
     async def files_of_turns(self, turn_ids: list[str]) -> dict[str, list[TurnFile]]:
         found: dict[str, list[TurnFile]] = {turn_id: [] for turn_id in turn_ids}

@@ -7,6 +7,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 from dbos._error import DBOSAwaitedWorkflowCancelledError
@@ -18,10 +19,17 @@ from kennel.durable import TURN_QUEUE
 from kennel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kennel.ids import new_id
 from kennel.models import Task, Turn, Worker
+from kennel.reads import Snapshot
 from kennel.settings import Settings
 from kennel.tasks import waiters
 from kennel.tasks.render import worker_state
-from kennel.tasks.repository import IN_FLIGHT, TaskRepository
+from kennel.tasks.repository import (
+    IN_FLIGHT,
+    LATEST_TASK_ROW,
+    TASK_ROW,
+    TURN_ROWS,
+    TaskRepository,
+)
 from kennel.tasks.schemas import TaskCreate
 from kennel.workers import service as workers
 from kennel.workers.schemas import WorkerCreate, WorkerState
@@ -224,26 +232,34 @@ async def cancel_workflows(turn_ids: list[str]) -> None:
         waiters.notify(turn_id)
 
 
+async def _task_and_turns(
+    read: Snapshot, worker_id: str, task_id: str | None = None
+) -> tuple[Any, Sequence[Any]]:
+    if task_id:
+        task = await read.first(TASK_ROW, {"task_id": task_id})
+    else:
+        task = await read.first(LATEST_TASK_ROW, {"worker_id": worker_id})
+    turns = await read.all(TURN_ROWS, {"task_id": task.id}) if task else []
+    return task, turns
+
+
 async def load_worker_state(
-    session: AsyncSession, settings: Settings, worker: Worker, *, task_id: str | None = None
+    read: Snapshot, settings: Settings, worker: Any, *, task_id: str | None = None
 ) -> WorkerState:
-    """The `Worker` object as of its latest task, or as of `task_id` (the task a POST started)."""
-    repo = TaskRepository(session)
-    task = await repo.get(task_id) if task_id else await repo.latest_task(worker.id)
-    turns = await repo.turns(task.id) if task else []
+    """The `Worker` object as of its latest task, or as of `task_id` (the task a POST started).
+
+    Read as Core rows (kennel.reads): `worker`, the task and its turns have the attributes of
+    the ORM objects, which is all the rendering needs."""
+    task, turns = await _task_and_turns(read, worker.id, task_id)
     workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
     # Why the check first: most workers have no files yet, and a thread hop costs more.
     files = await asyncio.to_thread(workspace.list) if workspace.root.is_dir() else []
     return worker_state(settings, worker, task, turns, files)
 
 
-async def latest_turns_for_stream(
-    session: AsyncSession, worker_id: str
-) -> tuple[list[Turn], str | None]:
+async def latest_turns_for_stream(read: Snapshot, worker_id: str) -> tuple[list[Any], str | None]:
     """The latest task's finished turns (to replay) and the id of its turn in flight, if any."""
-    repo = TaskRepository(session)
-    task = await repo.latest_task(worker_id)
-    turns = await repo.turns(task.id) if task else []
+    _, turns = await _task_and_turns(read, worker_id)
     live = turns[-1].id if turns and turns[-1].status in IN_FLIGHT else None
     return [t for t in turns if t.id != live], live
 

@@ -56,15 +56,17 @@ async def create_worker(
 async def retrieve_worker(
     workerId: str,
     request: Request,
-    session: SessionDep,
     caller: CallerDep,
     stream: Annotated[bool, Query(description="Answer with an SSE stream instead.")] = False,
 ) -> Any:
     """Retrieve a worker: its live state as of its most recent task."""
-    worker = await service.get_worker(session, caller, workerId)
-    settings = request.app.state.settings
-    if stream:
-        finished, live = await tasks.latest_turns_for_stream(session, worker.id)
+    # The most frequent request: Core reads in one snapshot, no ORM session (kennel.reads).
+    async with request.app.state.db.reader.snapshot() as read:
+        worker = await service.read_worker(read, caller, workerId)
+        settings = request.app.state.settings
+        if not stream:
+            return await tasks.load_worker_state(read, settings, worker)
+        finished, live = await tasks.latest_turns_for_stream(read, worker.id)
         polling = settings.queue_polling_seconds
 
         async def events() -> AsyncIterator[Any]:
@@ -74,8 +76,7 @@ async def retrieve_worker(
                 async for event in live_events(live, polling_seconds=polling):
                     yield event
 
-        return sse_response(events())
-    return await tasks.load_worker_state(session, settings, worker)
+    return sse_response(events())
 
 
 @router.get("/{workerId}/files/{path:path}", response_class=FileResponse)

@@ -11,7 +11,13 @@ from kennel.auth import Caller
 from kennel.models import User, Worker, WorkerInstructionVersion, WorkerMember
 from kennel.timestamps import utcnow
 
-__all__ = ["VISIBLE_TO_CALLER", "WorkerRepository", "caller_params"]
+__all__ = [
+    "VISIBLE_ROW_BY_ID",
+    "VISIBLE_TO_CALLER",
+    "WORKER_ROW",
+    "WorkerRepository",
+    "caller_params",
+]
 
 
 # Live workers of the caller's organization that the caller may see. Built once with the caller
@@ -31,6 +37,11 @@ VISIBLE_TO_CALLER: ColumnElement[bool] = (
     )
 )
 _VISIBLE_BY_ID = select(Worker).where(Worker.id == bindparam("worker_id"), VISIBLE_TO_CALLER)
+# The same as Core rows, for reads outside the ORM (kennel.reads).
+WORKER_ROW = select(Worker.__table__).where(Worker.id == bindparam("worker_id"))
+VISIBLE_ROW_BY_ID = select(Worker.__table__).where(
+    Worker.id == bindparam("worker_id"), VISIBLE_TO_CALLER
+)
 
 
 def caller_params(caller: Caller) -> dict[str, str]:

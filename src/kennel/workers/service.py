@@ -15,8 +15,9 @@ from kennel.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.ids import new_id
 from kennel.models import Worker, WorkerMember
 from kennel.models.organization import User
+from kennel.reads import Snapshot
 from kennel.workers.names import dog_name, email_local_part
-from kennel.workers.repository import WorkerRepository
+from kennel.workers.repository import VISIBLE_ROW_BY_ID, WorkerRepository, caller_params
 from kennel.workers.schemas import WorkerCreate, WorkerUpdate
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "delete_worker",
     "get_worker",
     "list_members",
+    "read_worker",
     "remove_member",
     "update_worker",
 ]
@@ -54,6 +56,14 @@ async def get_worker(session: AsyncSession, caller: Caller, worker_id: str) -> W
     if worker is None:
         raise NotFound("worker", worker_id)
     return worker
+
+
+async def read_worker(read: Snapshot, caller: Caller, worker_id: str) -> Any:
+    """`get_worker` outside the ORM: a Core row with the same attributes as a `Worker`."""
+    row = await read.first(VISIBLE_ROW_BY_ID, {"worker_id": worker_id, **caller_params(caller)})
+    if row is None:
+        raise NotFound("worker", worker_id)
+    return row
 
 
 async def create_worker(
