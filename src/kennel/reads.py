@@ -69,7 +69,7 @@ class _AsyncSnapshot:
 
 
 class Reader:
-    """`first`/`all` for one statement; `snapshot()` for several that must agree."""
+    """`first` for one statement; `snapshot()` for several that must agree."""
 
     def __init__(self, engine: AsyncEngine | Engine, *, busy_timeout: float = 30.0) -> None:
         self._engine = engine
@@ -91,10 +91,6 @@ class Reader:
         async with self.snapshot(begin=False) as read:
             return await read.first(statement, params)
 
-    async def all(self, statement: Executable, params: Params = None) -> Sequence[Row[Any]]:
-        async with self.snapshot(begin=False) as read:
-            return await read.all(statement, params)
-
     @asynccontextmanager
     async def snapshot(self, *, begin: bool = True) -> AsyncIterator[Snapshot]:
         engine = self._engine
@@ -112,7 +108,8 @@ class Reader:
             try:
                 yield _SyncSnapshot(conn, self._timeout)
             finally:
-                raw.execute("ROLLBACK")
+                if raw.in_transaction:  # SQLite may have ended it already, after an error
+                    raw.execute("ROLLBACK")
 
     async def dispose(self) -> None:
         if isinstance(self._engine, AsyncEngine):
