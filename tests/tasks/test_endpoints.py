@@ -6,16 +6,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.factories import Member, make_member
-
-
-async def run(client: httpx.AsyncClient, member: Member, **body: object) -> httpx.Response:
-    return await client.post("/api/tasks", json=body, headers=member.headers)
-
-
-async def new_worker(client: httpx.AsyncClient, member: Member, **body: object) -> dict:
-    r = await client.post("/api/workers", json=body, headers=member.headers)
-    assert r.status_code == 201, r.text
-    return r.json()
+from tests.factories.api import new_worker, post_task
 
 
 class TestCreate:
@@ -23,7 +14,7 @@ class TestCreate:
         self, client: httpx.AsyncClient, member: Member
     ) -> None:
         worker = await new_worker(client, member, instructions="Be brief.")
-        r = await run(client, member, input="Say hello to Kennel", workerId=worker["id"])
+        r = await post_task(client, member, input="Say hello to Kennel", workerId=worker["id"])
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["object"] == "worker"
@@ -40,7 +31,7 @@ class TestCreate:
         assert "assistant" in roles
 
     async def test_worker_made_on_the_fly(self, client: httpx.AsyncClient, member: Member) -> None:
-        r = await run(client, member, input="Count the dogs")
+        r = await post_task(client, member, input="Count the dogs")
         assert r.status_code == 200, r.text
         worker_id = r.json()["id"]
         template = await client.patch(f"/api/workers/{worker_id}", json={}, headers=member.headers)
@@ -50,7 +41,7 @@ class TestCreate:
         self, client: httpx.AsyncClient, member: Member
     ) -> None:
         worker = await new_worker(client, member)
-        first = await run(
+        first = await post_task(
             client,
             member,
             input="First question",
@@ -59,7 +50,7 @@ class TestCreate:
         )
         task_id = first.json()["metadata"]["taskId"]
         assert task_id == "conv-1-" + member.user_id
-        second = await run(client, member, input="Second question", taskId=task_id)
+        second = await post_task(client, member, input="Second question", taskId=task_id)
         assert second.status_code == 200, second.text
         texts = [
             part.get("text", "")
@@ -85,7 +76,7 @@ class TestCreate:
             r = await client.post("/api/tasks", json=body, headers=member.headers)
             assert r.status_code == 400, (body, r.text)
             assert r.json()["error"]["param"] == param
-        r = await run(client, member, input="x", workerId="wrk_missing")
+        r = await post_task(client, member, input="x", workerId="wrk_missing")
         assert r.status_code == 404
 
     async def test_structured_output(self, client: httpx.AsyncClient, member: Member) -> None:
@@ -98,7 +89,7 @@ class TestCreate:
             "required": ["name", "count"],
         }
         worker = await new_worker(client, member, outputSchema=schema)
-        r = await run(client, member, input="Count things", workerId=worker["id"])
+        r = await post_task(client, member, input="Count things", workerId=worker["id"])
         body = r.json()
         assert body["status"] == "completed", body
         out = body["structured_output"]
@@ -113,7 +104,7 @@ class TestReadAndList:
         worker = await new_worker(client, member)
         ids = []
         for i in range(3):
-            r = await run(client, member, input=f"job {i}", workerId=worker["id"])
+            r = await post_task(client, member, input=f"job {i}", workerId=worker["id"])
             ids.append(r.json()["metadata"]["taskId"])
         listed = (
             await client.get(f"/api/tasks?workerId={worker['id']}", headers=member.headers)
@@ -129,7 +120,7 @@ class TestReadAndList:
     async def test_archive(self, app: FastAPI, client: httpx.AsyncClient, member: Member) -> None:
         colleague = await make_member(app, organization=member.organization)
         worker = await new_worker(client, member)
-        r = await run(client, member, input="archive me", workerId=worker["id"])
+        r = await post_task(client, member, input="archive me", workerId=worker["id"])
         task_id = r.json()["metadata"]["taskId"]
         forbidden = await client.delete(f"/api/tasks/{task_id}", headers=colleague.headers)
         assert forbidden.status_code == 403

@@ -11,15 +11,10 @@ import pytest
 from fastapi import FastAPI
 
 from tests.factories import Member, make_member
+from tests.factories.api import new_worker_id
 
 ALL_BYTES = bytes(range(256))
 TEXT = "Beagles: 3\nSetters: 2\nÜmlaut dogs: 1\n".encode()
-
-
-async def new_worker(client: httpx.AsyncClient, member: Member) -> str:
-    r = await client.post("/api/workers", json={}, headers=member.headers)
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
 
 
 async def upload(
@@ -56,7 +51,7 @@ class TestUpload:
     async def test_files_land_in_the_workspace(
         self, client: httpx.AsyncClient, member: Member
     ) -> None:
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         r = await upload(
             client,
             member,
@@ -121,7 +116,7 @@ class TestUpload:
         reconfigure: Callable[..., None],
     ) -> None:
         reconfigure(max_file_bytes=10)
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         r = await upload(
             client,
             member,
@@ -149,7 +144,7 @@ class TestUpload:
     async def test_path_traversal_in_filename(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member, filename: str
     ) -> None:
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         r = await upload(
             client,
             member,
@@ -167,7 +162,7 @@ class TestPublishedByTheAgent:
     async def test_written_file_is_published(
         self, client: httpx.AsyncClient, member: Member
     ) -> None:
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         r = await client.post(
             "/api/tasks",
             json={
@@ -194,7 +189,7 @@ class TestPublishedByTheAgent:
     async def test_each_turn_lists_only_what_it_published(
         self, client: httpx.AsyncClient, member: Member
     ) -> None:
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         first = await upload(
             client, member, [("input.csv", b"a,b\n1,2\n", "text/csv")], workerId=worker_id
         )
@@ -214,7 +209,7 @@ class TestPublishedByTheAgent:
         self, client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None]
     ) -> None:
         reconfigure(max_file_bytes=10)
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         r = await client.post(
             "/api/tasks",
             json={
@@ -234,8 +229,8 @@ class TestDownload:
     async def test_unknown_and_escaping_paths_are_404(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member
     ) -> None:
-        mine = await new_worker(client, member)
-        sibling = await new_worker(client, member)
+        mine = await new_worker_id(client, member)
+        sibling = await new_worker_id(client, member)
         for worker_id, name in [(mine, "mine.txt"), (sibling, "secret.txt")]:
             r = await upload(client, member, [(name, b"data", "text/plain")], workerId=worker_id)
             assert r.status_code == 200, r.text
@@ -262,7 +257,7 @@ class TestDownload:
     async def test_other_organization_cannot_download(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member
     ) -> None:
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         r = await upload(
             client, member, [("private.txt", b"ours", "text/plain")], workerId=worker_id
         )

@@ -25,6 +25,7 @@ from kennel.durable import TURN_QUEUE
 from kennel.models import Task, Turn
 from kennel.tasks.repository import TaskRepository
 from tests.factories import Member
+from tests.factories.api import new_worker, post_task
 
 # Each answer of the slow model takes two pauses ("Done: <3 words>" streams in two chunks).
 DELAY = 0.4
@@ -64,19 +65,9 @@ class HeldModel(FunctionModel):
         yield "ok"
 
 
-async def new_worker(client: httpx.AsyncClient, member: Member, **body: object) -> dict:
-    r = await client.post("/api/workers", json=body, headers=member.headers)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-async def post(client: httpx.AsyncClient, member: Member, **body: object) -> httpx.Response:
-    return await client.post("/api/tasks", json=body, headers=member.headers)
-
-
 async def start(client: httpx.AsyncClient, member: Member, **body: object) -> dict:
     """POST /api/tasks expecting 200; with `task_wait_seconds=0` it answers while in flight."""
-    r = await post(client, member, **body)
+    r = await post_task(client, member, **body)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -173,10 +164,10 @@ class TestConflict:
             assert first["metadata"]["taskId"] == task_id
 
             # At once (the turn may still be queued), and again once it is surely running.
-            too_soon = await post(client, member, input="Too soon", taskId=task_id)
+            too_soon = await post_task(client, member, input="Too soon", taskId=task_id)
             await eventually(model.asked, lambda n: n >= 1, "the model to be asked")
             # Naming the worker as well changes nothing.
-            running = await post(
+            running = await post_task(
                 client, member, input="Still too soon", taskId=task_id, workerId=worker["id"]
             )
             for refused in (too_soon, running):

@@ -18,6 +18,7 @@ import pytest
 from kennel.agents.offline_model import OfflineModel
 from kennel.tasks import service
 from tests.factories import Member
+from tests.factories.api import new_worker_id
 from tests.factories.pages import PAGE_TITLE, serve_page
 
 DONE = "[DONE]"
@@ -84,12 +85,6 @@ def assert_well_formed(events: list[Event]) -> None:
     assert all(state.startswith("tool-output") for state in tools.values())
 
 
-async def new_worker(client: httpx.AsyncClient, member: Member) -> str:
-    r = await client.post("/api/workers", json={}, headers=member.headers)
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
-
-
 async def stream_task(client: httpx.AsyncClient, member: Member, **body: Any) -> list[Event]:
     r = await client.post("/api/tasks", json={**body, "stream": True}, headers=member.headers)
     return parse_sse(r)
@@ -122,7 +117,7 @@ async def task_and_turns(client: httpx.AsyncClient, member: Member, task_id: str
 
 class TestCreateStream:
     async def test_text_answer(self, client: httpx.AsyncClient, member: Member) -> None:
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         prompt = "Say hello to every dog in the Kennel today"
         events = await stream_task(client, member, input=prompt, workerId=worker_id)
 
@@ -157,7 +152,7 @@ class TestCreateStream:
         self, client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None]
     ) -> None:
         reconfigure(allow_private_fetch=True)
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         with serve_page() as page:
             events = await stream_task(
                 client, member, input=f"Read {page.url} and report", workerId=worker_id
@@ -196,7 +191,7 @@ class TestCreateStream:
         assert turn["outputText"] == text_of(events)
 
     async def test_multipart_stream_field(self, client: httpx.AsyncClient, member: Member) -> None:
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         r = await client.post(
             "/api/tasks",
             data={"input": "Stream from a form", "workerId": worker_id, "stream": "true"},
@@ -212,7 +207,7 @@ class TestWorkerStream:
     async def test_idle_worker_is_an_empty_stream(
         self, client: httpx.AsyncClient, member: Member
     ) -> None:
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         events = await asyncio.wait_for(stream_worker(client, member, worker_id), timeout=5)
         assert_well_formed(events)
         assert not {"text-start", "text-delta", "tool-input-start"} & set(kinds(events))
@@ -227,7 +222,7 @@ class TestWorkerStream:
         self, client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None]
     ) -> None:
         reconfigure(allow_private_fetch=True)
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         with serve_page() as page:
             live = await stream_task(client, member, input=f"Read {page.url}", workerId=worker_id)
         replayed = await asyncio.wait_for(stream_worker(client, member, worker_id), timeout=5)
@@ -246,7 +241,7 @@ class TestWorkerStream:
         self, client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None]
     ) -> None:
         reconfigure(model=OfflineModel(delay_seconds=0.3))
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         first = await client.post(
             "/api/tasks",
             json={"input": "First walk of the day", "workerId": worker_id},
@@ -305,7 +300,7 @@ class TestWorkerStream:
             await enqueue(turn_id)
 
         monkeypatch.setattr(service, "enqueue_turn", late_enqueue)
-        worker_id = await new_worker(client, member)
+        worker_id = await new_worker_id(client, member)
         post = asyncio.create_task(
             client.post(
                 "/api/tasks",
