@@ -134,6 +134,22 @@ async def test_revoked_key_is_refused(app: FastAPI, client: httpx.AsyncClient) -
     assert (await client.post("/api/workers", json={}, headers=member.headers)).status_code == 401
 
 
+async def test_a_key_is_revoked_by_its_id_too(app: FastAPI, client: httpx.AsyncClient) -> None:
+    from sqlalchemy import select
+
+    from kennel.auth.service import revoke_key
+    from kennel.models import ApiKey
+
+    member = await make_member(app)
+    async with app.state.db.session() as session:
+        key_id = await session.scalar(select(ApiKey.id).where(ApiKey.user_id == member.user_id))
+        assert key_id is not None
+        assert await revoke_key(session, key_id)
+        assert not await revoke_key(session, key_id)  # already revoked
+        await session.commit()
+    assert (await client.get("/api/workers/wrk_x", headers=member.headers)).status_code == 401
+
+
 async def test_keys_are_stored_hashed(app: FastAPI, member: Member) -> None:
     from sqlalchemy import text
 

@@ -42,10 +42,6 @@ class AuthRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def owner_of_key(self, key_hash: str) -> KeyOwner | None:
-        row = (await self.session.execute(_OWNER_OF_KEY, {"key_hash": key_hash})).first()
-        return KeyOwner(*row) if row else None
-
     async def any_key_exists(self) -> bool:
         return bool(await self.session.scalar(select(exists().select_from(ApiKey))))
 
@@ -62,11 +58,11 @@ class AuthRepository:
             select(User).where(User.organization_id == organization_id, User.id == user_id)
         )
 
-    async def revoke(self, key_id: str) -> bool:
+    async def revoke(self, *, key_id: str | None = None, key_hash: str | None = None) -> bool:
+        """Revoke the key with that id, or with that hash."""
+        which = ApiKey.id == key_id if key_id is not None else ApiKey.key_hash == key_hash
         result = await self.session.execute(
-            update(ApiKey)
-            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
+            update(ApiKey).where(which, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -67,8 +67,5 @@ async def revoke_key(session: AsyncSession, key_or_id: str) -> bool:
     """Revoke by key id (`key_...`) or by the key itself."""
     repo = AuthRepository(session)
     if key_or_id.startswith(KEY_PREFIX):
-        owner = await repo.owner_of_key(hash_key(key_or_id))
-        if owner is None:
-            return False
-        key_or_id = owner.key_id
-    return await repo.revoke(key_or_id)
+        return await repo.revoke(key_hash=hash_key(key_or_id))
+    return await repo.revoke(key_id=key_or_id)
