@@ -40,10 +40,8 @@ async def create_worker(
     body: WorkerCreate, request: Request, session: SessionDep, caller: CallerDep
 ) -> WorkerTemplate:
     """Create a worker template."""
-    if body.instructions is None and body.prompt:
-        # Nothing is written yet: end the transaction so that it does not hold SQLite's write
-        # lock (BEGIN IMMEDIATE) while the model writes the instructions.
-        await session.commit()
+    # The model (when it writes the instructions) answers before the first statement, so the
+    # transaction, and SQLite's write lock, begin only after it.
     worker = await service.create_worker(session, caller, body, model=request.app.state.model)
     return worker_template(request.app.state.settings, worker)
 
