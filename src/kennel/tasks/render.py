@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -86,7 +87,7 @@ def turn_out(settings: Settings, worker_id: str, turn: Turn, files: list[TurnFil
     )
 
 
-def ui_messages(turns: list[Turn]) -> list[dict[str, Any]]:
+def ui_messages(turns: Sequence[Turn]) -> list[dict[str, Any]]:
     """The conversation of a task as Vercel AI SDK UI messages, tool calls included."""
     raw: list[Any] = []
     for turn in turns:
@@ -102,10 +103,13 @@ def worker_state(
     settings: Settings,
     worker: Worker,
     task: Task | None,
-    turns: list[Turn],
+    turns: Sequence[Turn],
     workspace_files: list[WorkspaceFile],
 ) -> WorkerState:
-    """The `Worker` object as of its latest task (`pending_state` when it never ran)."""
+    """The `Worker` object as of its latest task (`pending_state` when it never ran).
+
+    Reads only attributes, so Core rows of the same tables (kennel.reads) do as well as ORM
+    objects."""
     if task is None or not turns:
         state = pending_state(settings, worker)
         state.files = [
