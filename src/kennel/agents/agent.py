@@ -7,6 +7,8 @@ budget) is passed to `run()`; the model is resolved from the running server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterable
 from typing import Any
 
@@ -38,20 +40,61 @@ async def _publish_events(
 ) -> None:
     """Publish live events to the turn's DBOS stream, for SSE readers in any process.
 
-    Runs inside DBOS steps, so a step re-run after a crash publishes its events again; each item
+    Runs inside DBOS steps, so a step re-run after a crash publishes its events again; each event
     carries (step, index) so readers drop the repeats.
     """
     if DBOS.workflow_id is None:
         async for _ in events:  # a direct run (outside a workflow) has nowhere to publish
             pass
         return
-    step = DBOS.step_id
-    index = 0
-    async for event in events:
-        await DBOS.write_stream_async(
-            EVENTS_STREAM, {"s": step, "n": index, "e": event_adapter.dump_json(event).decode()}
-        )
-        index += 1
+    publisher = _BatchingPublisher(DBOS.step_id)
+    try:
+        async for event in events:
+            publisher.add(event_adapter.dump_json(event).decode())
+    except BaseException:
+        with contextlib.suppress(Exception):  # best effort: the step's own error comes first
+            await publisher.flush()
+        raise
+    await publisher.flush()
+
+
+class _BatchingPublisher:
+    """Writes events to the stream as they come, several per write while a write is under way.
+
+    Every write is a transaction on the system database; a model streams faster than that, so
+    events that arrive while one write runs go together in the next. The first event of a quiet
+    spell is written as soon as the loop runs: batching adds no delay for readers. One stream
+    item is `{"s": step, "n": index of its first event, "e": [event JSON, ...]}`.
+    """
+
+    def __init__(self, step: int | None) -> None:
+        self.step = step
+        self.next_index = 0
+        self.pending: list[str] = []
+        self.writer: asyncio.Task[None] | None = None
+
+    def add(self, event_json: str) -> None:
+        self.pending.append(event_json)
+        if self.writer is not None and self.writer.done():
+            self.writer.result()  # a failed write stops the step, as a direct write would
+            self.writer = None
+        if self.writer is None:
+            self.writer = asyncio.create_task(self._drain())
+
+    async def flush(self) -> None:
+        """Wait until every added event is written; raise what a write raised."""
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            await writer
+        if self.pending:  # added after the writer's last check: not expected, but not lost
+            await self._drain()
+
+    async def _drain(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            item = {"s": self.step, "n": self.next_index, "e": batch}
+            await DBOS.write_stream_async(EVENTS_STREAM, item)
+            self.next_index += len(batch)
 
 
 turn_agent: Agent[TurnDeps, Any] = Agent(

@@ -45,11 +45,15 @@ async def live_events(turn_id: str, *, polling_seconds: float) -> AsyncIterator[
             async for item in DBOS.read_stream_async(
                 turn_id, EVENTS_STREAM, polling_interval_sec=polling_seconds
             ):
-                key = (item["s"], item["n"])
-                if key in seen:  # a step re-run after a crash publishes its events again
-                    continue
-                seen.add(key)
-                yield event_adapter.validate_json(item["e"])
+                batch = item["e"]
+                for offset, event_json in enumerate([batch] if isinstance(batch, str) else batch):
+                    # A step re-run after a crash publishes its events again, maybe batched
+                    # otherwise: each event keeps its (step, index).
+                    key = (item["s"], item["n"] + offset)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    yield event_adapter.validate_json(event_json)
             return
         except DBOSNonExistentWorkflowError:
             # A turn's row is committed before its workflow is enqueued: a reader that comes in

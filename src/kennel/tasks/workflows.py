@@ -89,6 +89,9 @@ async def finish_turn(turn_id: str, outcome: dict[str, Any]) -> bool:
         recorded = await TaskRepository(session).finish_turn(turn_id, outcome["status"], values)
         await session.commit()
     waiters.notify(turn_id)
+    # Closed here rather than as a workflow operation of its own: one system-database write
+    # fewer per turn. A re-run of this step closes again; readers stop at the first close.
+    await DBOS.close_stream_async(EVENTS_STREAM)
     return recorded
 
 
@@ -100,7 +103,6 @@ async def run_turn(turn_id: str) -> str:
     outcome = await _run_agent(context)
     status = outcome["status"]
     await finish_turn(turn_id, outcome)
-    await DBOS.close_stream_async(EVENTS_STREAM)
     return status
 
 
