@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from kennel import sqlite_driver
-from kennel.reads import Reader
+from kennel.reads import EngineReader, Reader, SqliteReader
 from kennel.settings import Settings
 
 __all__ = ["Database", "SessionDep", "migrate", "sync_migration_url"]
@@ -46,7 +46,7 @@ class Database:
         if not settings.is_sqlite:
             engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
             maker = async_sessionmaker(engine, expire_on_commit=False)
-            return cls(engine, maker, maker, Reader(engine))
+            return cls(engine, maker, maker, EngineReader(engine))
         Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
         reader = _sqlite_engine(url, immediate=False)
         # Why: a deferred transaction that reads and then writes fails at once with
@@ -56,7 +56,7 @@ class Database:
             reader,
             async_sessionmaker(reader, expire_on_commit=False),
             async_sessionmaker(writer, expire_on_commit=False),
-            Reader.sqlite(url.database or "", busy_timeout=_BUSY_TIMEOUT_SECONDS),
+            SqliteReader(url.database or "", busy_timeout=_BUSY_TIMEOUT_SECONDS),
         )
 
     def session(self, *, write: bool = True) -> AsyncSession:
