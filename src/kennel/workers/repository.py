@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kennel.auth import Caller
@@ -44,6 +44,16 @@ VISIBLE_ROW_BY_ID = select(Worker.__table__).where(
 )
 
 
+_WORKER_COLUMNS = tuple(Worker.__table__.columns)
+_INSERT_WORKER = insert(Worker.__table__)
+_INSERT_INSTRUCTIONS_VERSION = insert(WorkerInstructionVersion.__table__)
+_EMAIL_LOCAL_PART_TAKEN = (
+    select(Worker.__table__.c.id)
+    .where(Worker.__table__.c.email_local_part == bindparam("local_part"))
+    .limit(1)
+)
+
+
 def caller_params(caller: Caller) -> dict[str, str]:
     """The bound parameters of `VISIBLE_TO_CALLER`."""
     return {"caller_organization_id": caller.organization_id, "caller_user_id": caller.user_id}
@@ -59,23 +69,30 @@ class WorkerRepository:
         )
 
     async def email_local_part_taken(self, local_part: str) -> bool:
-        found = await self.session.scalar(
-            select(Worker.id).where(Worker.email_local_part == local_part).limit(1)
-        )
+        conn = await self.session.connection()
+        found = await conn.scalar(_EMAIL_LOCAL_PART_TAKEN, {"local_part": local_part})
         return found is not None
 
     async def add(self, worker: Worker, created_by_user_id: str) -> None:
-        self.session.add(worker)
-        await self.session.flush()
-        self.session.add(
-            WorkerInstructionVersion(
-                worker_id=worker.id,
-                version=worker.instructions_version,
-                instructions=worker.instructions,
-                created_by_user_id=created_by_user_id,
-            )
+        """Insert a new worker and its first instructions version; `worker` stays transient.
+
+        Core inserts in the session's transaction rather than `session.add()`: the ORM's unit of
+        work cost about 0.7 ms of CPU for these two rows, a third of a create. Nothing of the
+        request needs the object in the session afterwards."""
+        worker.created_at = worker.updated_at = worker.created_at or utcnow()
+        values = {column.key: getattr(worker, column.key) for column in _WORKER_COLUMNS}
+        conn = await self.session.connection()
+        await conn.execute(_INSERT_WORKER, values)
+        await conn.execute(
+            _INSERT_INSTRUCTIONS_VERSION,
+            {
+                "worker_id": worker.id,
+                "version": worker.instructions_version,
+                "instructions": worker.instructions,
+                "created_by_user_id": created_by_user_id,
+                "created_at": worker.created_at,
+            },
         )
-        await self.session.flush()
 
     async def update(self, worker: Worker, values: dict[str, Any]) -> None:
         for name, value in values.items():
