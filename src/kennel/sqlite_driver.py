@@ -214,18 +214,19 @@ class Connection:
 async def retry_busy(timeout: float, method: Any, *args: Any) -> Any:
     """`method(*args)`, repeated after growing pauses while SQLite answers busy, for up to
     `timeout` seconds; then SQLite's own error."""
-    deadline = None
+    try:  # the usual case, without the retry loop's set-up
+        return method(*args)
+    except sqlite3.OperationalError as error:
+        if not _is_busy(error):
+            raise
+    deadline = time.monotonic() + timeout
     for pause in _pauses():
+        await asyncio.sleep(pause)
         try:
             return method(*args)
         except sqlite3.OperationalError as error:
-            if not _is_busy(error):
+            if not _is_busy(error) or time.monotonic() >= deadline:
                 raise
-            now = time.monotonic()
-            deadline = deadline or now + timeout
-            if now >= deadline:
-                raise
-            await asyncio.sleep(pause)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
