@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 from dbos import DBOS
 from fastapi import FastAPI
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
@@ -23,6 +24,7 @@ from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 from kennel.agents.offline_model import OfflineModel
 from kennel.durable import TURN_QUEUE
 from kennel.models import Task, Turn
+from kennel.tasks import waiters
 from kennel.tasks.repository import TaskRepository
 from tests.factories import Member
 from tests.factories.api import new_worker, post_task
@@ -479,3 +481,13 @@ class TestInstructionsVersion:
         assert "Version two" not in (second or "")
         assert "Version two: howl." in (third or "")  # a task started after the PATCH
         assert "Version one" not in (third or "")
+
+
+async def test_a_turn_that_ends_without_the_in_process_signal_is_found_by_polling(
+    client: httpx.AsyncClient, member: Member, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As when another process runs the turn: the waiting POST polls DBOS for its result."""
+    monkeypatch.setattr(waiters, "notify", lambda turn_id: None)
+    r = await post_task(client, member, input="Say hello.")
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["running"]) == ("completed", False)

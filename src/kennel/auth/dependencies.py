@@ -15,7 +15,6 @@ from kennel.errors import Unauthorized
 __all__ = ["ApiKeyBearer", "Caller", "CallerDep", "authenticate"]
 
 
-
 @dataclass(frozen=True, slots=True)
 class Caller:
     """The user an API key acts as; tenant ids always come from here."""

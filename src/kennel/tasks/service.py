@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -170,17 +171,28 @@ async def enqueue_turn(turn_id: str) -> None:
         await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id)
 
 
+_REMOTE_POLL_SECONDS = 1.0
+
+
 async def wait_for_turn(turn_id: str, timeout: float) -> bool:
     """Wait until the turn ends or `timeout` passes; True when it ended."""
     if timeout <= 0:
         return False
     local = waiters.wait(turn_id)
     try:
+        # The in-process signal is immediate. Polling DBOS, for a turn that another process runs
+        # (or one that ended without the signal), starts only after a second: each poll is a
+        # query, and most turns end sooner, here. Polls come a second apart anyway.
+        started = time.monotonic()
+        if (await asyncio.wait({local}, timeout=min(timeout, _REMOTE_POLL_SECONDS)))[0]:
+            return True
+        remaining = timeout - (time.monotonic() - started)
+        if remaining <= 0:
+            return False
         handle = await DBOS.retrieve_workflow_async(turn_id)
-        # The in-process signal is immediate; the slow poll covers turns run by another process.
-        remote = asyncio.ensure_future(handle.get_result(polling_interval_sec=1.0))
+        remote = asyncio.ensure_future(handle.get_result(polling_interval_sec=_REMOTE_POLL_SECONDS))
         done, _ = await asyncio.wait(
-            {local, remote}, timeout=timeout, return_when="FIRST_COMPLETED"
+            {local, remote}, timeout=remaining, return_when="FIRST_COMPLETED"
         )
         for future in (local, remote):
             if future not in done:
