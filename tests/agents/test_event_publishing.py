@@ -44,7 +44,7 @@ def stream(monkeypatch: pytest.MonkeyPatch) -> SlowStream:
 async def test_events_that_come_during_a_write_go_together_in_the_next(
     stream: SlowStream,
 ) -> None:
-    publisher = _BatchingPublisher(step=4)
+    publisher = _BatchingPublisher(step=4, linger=0)
     for i in range(10):
         publisher.add(f"e{i}")
         await asyncio.sleep(0)  # a model stream lets the loop run between events
@@ -59,7 +59,7 @@ async def test_events_that_come_during_a_write_go_together_in_the_next(
 
 
 async def test_a_quiet_spell_writes_each_event_without_waiting(stream: SlowStream) -> None:
-    publisher = _BatchingPublisher(step=2)
+    publisher = _BatchingPublisher(step=2, linger=0)
     for i in range(3):
         publisher.add(f"e{i}")
         await asyncio.sleep(stream.delay * 3)  # the previous write has ended
@@ -75,9 +75,32 @@ async def test_a_quiet_spell_writes_each_event_without_waiting(stream: SlowStrea
 async def test_a_failed_write_is_raised_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
     failing = SlowStream(fail_on=1)
     monkeypatch.setattr(agent.DBOS, "write_stream_async", failing.write)
-    publisher = _BatchingPublisher(step=1)
+    publisher = _BatchingPublisher(step=1, linger=0)
     publisher.add("e0")
     await asyncio.sleep(failing.delay * 3)
     publisher.add("e1")
     with pytest.raises(RuntimeError, match="write refused"):
         await publisher.flush()
+
+
+async def test_events_close_together_go_in_one_write_and_flush_cuts_the_linger_short(
+    stream: SlowStream,
+) -> None:
+    publisher = _BatchingPublisher(step=3, linger=60.0)  # longer than any test may wait
+    for i in range(5):
+        publisher.add(f"e{i}")
+        await asyncio.sleep(stream.delay)  # several writes' time apart, yet within the linger
+    assert stream.items == []  # still gathering
+    await asyncio.wait_for(publisher.flush(), timeout=10)
+    assert stream.items == [{"s": 3, "n": 0, "e": [f"e{i}" for i in range(5)]}]
+
+
+async def test_a_quiet_publisher_writes_after_its_linger(stream: SlowStream) -> None:
+    publisher = _BatchingPublisher(step=1, linger=0.01)
+    publisher.add("e0")
+    for _ in range(500):  # the write comes without a flush
+        if stream.items:
+            break
+        await asyncio.sleep(0.01)
+    assert stream.items == [{"s": 1, "n": 0, "e": ["e0"]}]
+    await publisher.flush()

@@ -29,6 +29,8 @@ MODEL_ID = "kennel:configured"
 EVENTS_STREAM = "events"
 
 event_adapter: TypeAdapter[AgentStreamEvent] = TypeAdapter(AgentStreamEvent)
+# How long a publisher gathers events before writing them (see _BatchingPublisher).
+LINGER_SECONDS = 0.02
 
 
 def _resolve_model(_ctx: Any, model_id: str) -> Model | None:
@@ -59,19 +61,23 @@ async def _publish_events(
 
 
 class _BatchingPublisher:
-    """Writes events to the stream as they come, several per write while a write is under way.
+    """Writes events to the stream in batches, one write at a time.
 
-    Every write is a transaction on the system database; a model streams faster than that, so
-    events that arrive while one write runs go together in the next. The first event of a quiet
-    spell is written as soon as the loop runs: batching adds no delay for readers. One stream
-    item is `{"s": step, "n": index of its first event, "e": [event JSON, ...]}`.
+    Every write is a transaction on the system database; a model streams tokens faster than
+    that. A quiet publisher waits `linger` seconds after an event before writing, so events
+    close together go in one write (the offline model's whole answer, or a few tokens of a
+    real one), and events that arrive while a write runs go together in the next. The linger
+    is well under the readers' polling interval, and `flush()` cuts it short at the end of the
+    stream. One stream item is `{"s": step, "n": index of its first event, "e": [JSON, ...]}`.
     """
 
-    def __init__(self, step: int | None) -> None:
+    def __init__(self, step: int | None, *, linger: float = LINGER_SECONDS) -> None:
         self.step = step
+        self.linger = linger
         self.next_index = 0
         self.pending: list[str] = []
         self.writer: asyncio.Task[None] | None = None
+        self.flushing = asyncio.Event()
 
     def add(self, event_json: str) -> None:
         self.pending.append(event_json)
@@ -83,6 +89,7 @@ class _BatchingPublisher:
 
     async def flush(self) -> None:
         """Wait until every added event is written; raise what a write raised."""
+        self.flushing.set()
         if self.writer is not None:
             writer, self.writer = self.writer, None
             await writer
@@ -90,6 +97,9 @@ class _BatchingPublisher:
             await self._drain()
 
     async def _drain(self) -> None:
+        if self.linger > 0 and not self.flushing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.flushing.wait(), self.linger)
         while self.pending:
             batch, self.pending = self.pending, []
             item = {"s": self.step, "n": self.next_index, "e": batch}

@@ -29,7 +29,7 @@ from pydantic_ai.messages import (
 )
 
 from kennel import runtime
-from kennel.agents.agent import EVENTS_STREAM, MODEL_ID, turn_agent
+from kennel.agents.agent import MODEL_ID, turn_agent
 from kennel.agents.instructions import describe_error
 from kennel.agents.output import schema_output_type
 from kennel.agents.tools import TurnDeps
@@ -89,9 +89,8 @@ async def finish_turn(turn_id: str, outcome: dict[str, Any]) -> bool:
         recorded = await TaskRepository(session).finish_turn(turn_id, outcome["status"], values)
         await session.commit()
     waiters.notify(turn_id)
-    # Closed here rather than as a workflow operation of its own: one system-database write
-    # fewer per turn. A re-run of this step closes again; readers stop at the first close.
-    await DBOS.close_stream_async(EVENTS_STREAM)
+    # The events stream is not closed: DBOS readers stop when the workflow has ended and they
+    # have read all it wrote, which saves a system-database write per turn.
     return recorded
 
 
