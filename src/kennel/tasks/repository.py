@@ -14,7 +14,7 @@ from kennel.models import Task, Turn, TurnFile, Worker
 from kennel.timestamps import utcnow
 from kennel.workers.repository import VISIBLE_TO_CALLER, caller_params
 
-__all__ = ["IN_FLIGHT", "LATEST_TASK_ROW", "TASK_ROW", "TURN_ROWS", "TaskRepository"]
+__all__ = ["IN_FLIGHT", "LATEST_TASK_ROW", "TASK_ROW", "TURN_ROW", "TURN_ROWS", "TaskRepository"]
 
 IN_FLIGHT = ("pending", "running")
 
@@ -28,6 +28,7 @@ LATEST_TASK_ROW = (
     .limit(1)
 )
 TASK_ROW = select(Task.__table__).where(Task.id == bindparam("task_id"))
+TURN_ROW = select(Turn.__table__).where(Turn.id == bindparam("turn_id"))
 TURN_ROWS = select(Turn.__table__).where(Turn.task_id == bindparam("task_id")).order_by(Turn.seq)
 
 

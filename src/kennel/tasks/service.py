@@ -15,6 +15,7 @@ from dbos._error import DBOSAwaitedWorkflowCancelledError
 from pydantic_ai.models import Model
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kennel import runtime
 from kennel.auth import Caller
 from kennel.durable import TURN_QUEUE
 from kennel.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -165,10 +166,16 @@ def _check_uploads(workspace: Workspace, uploads: Sequence[Upload]) -> list[str]
 
 async def enqueue_turn(turn_id: str) -> None:
     """Queue the turn's workflow; idempotent, as the workflow id is the turn id."""
-    from kennel.tasks.workflows import run_turn
+    from kennel.tasks.workflows import run_turn, turn_context
 
+    rt = runtime.current()
+    async with rt.db.reader.snapshot() as read:
+        context = await turn_context(read, rt.settings, turn_id)
+    if context is None:
+        log.warning("turn %s is gone; not enqueued", turn_id)
+        return
     with SetWorkflowID(turn_id):
-        await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id)
+        await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id, context)
 
 
 _REMOTE_POLL_SECONDS = 1.0

@@ -33,76 +33,77 @@ from kennel.agents.agent import MODEL_ID, turn_agent
 from kennel.agents.instructions import describe_error
 from kennel.agents.output import schema_output_type
 from kennel.agents.tools import TurnDeps
-from kennel.models import Worker
-from kennel.settings import BudgetCaps
+from kennel.reads import Snapshot
+from kennel.settings import BudgetCaps, Settings
 from kennel.tasks import waiters
-from kennel.tasks.budgets import credits_for, usage_limits
-from kennel.tasks.repository import TaskRepository
-from kennel.workers.repository import WorkerRepository
+from kennel.tasks.budgets import caps_for, credits_for, usage_limits
+from kennel.tasks.repository import TASK_ROW, TURN_ROW, TURN_ROWS, TaskRepository
+from kennel.workers.repository import INSTRUCTIONS_ROW, WORKER_ROW
 
-__all__ = ["run_turn"]
+__all__ = ["run_turn", "turn_context"]
 
 log = logging.getLogger("kennel.tasks")
 
 
-@DBOS.step()
-async def begin_turn(turn_id: str) -> dict[str, Any] | None:
-    """Mark the turn running and gather what the agent needs; None when it was aborted."""
-    from kennel.tasks.budgets import caps_for
+async def turn_context(read: Snapshot, settings: Settings, turn_id: str) -> dict[str, Any] | None:
+    """What the agent needs for the turn, as of its start; None when the turn is gone.
 
-    rt = runtime.current()
-    async with rt.db.session() as session:
-        repo = TaskRepository(session)
-        turn = await repo.start_turn(turn_id)
-        if turn is None:
-            await session.commit()
-            return None
-        task = await repo.get(turn.task_id)
-        assert task is not None
-        worker = await session.get(Worker, task.worker_id)
-        instructions = await WorkerRepository(session).instructions_version(
-            task.worker_id, task.instructions_version
-        )
-        history: list[Any] = []
-        for earlier in await repo.turns(task.id):
-            if earlier.seq < turn.seq and earlier.status == "completed":
-                history.extend(earlier.messages)
-        await session.commit()
+    It is the workflow's input, so DBOS records it once and a recovered turn runs on the same
+    instructions, output schema and history even if the worker changed meanwhile."""
+    turn = await read.first(TURN_ROW, {"turn_id": turn_id})
+    task = await read.first(TASK_ROW, {"task_id": turn.task_id}) if turn else None
+    if turn is None or task is None:
+        return None
+    worker = await read.first(WORKER_ROW, {"worker_id": task.worker_id})
+    instructions = await read.first(
+        INSTRUCTIONS_ROW, {"worker_id": task.worker_id, "version": task.instructions_version}
+    )
+    history: list[Any] = []
+    for earlier in await read.all(TURN_ROWS, {"task_id": task.id}):
+        if earlier.seq < turn.seq and earlier.status == "completed":
+            history.extend(earlier.messages)
     return {
         "turn_id": turn.id,
         "task_id": task.id,
         "worker_id": task.worker_id,
         "input": turn.input,
         "budget": turn.budget,
-        "caps": caps_for(rt.settings, turn.budget).model_dump(),
-        "instructions": instructions or "",
+        "caps": caps_for(settings, turn.budget).model_dump(),
+        "instructions": instructions.instructions if instructions else "",
         "output_schema": worker.output_schema if worker is not None else None,
         "history": history,
     }
 
 
-@DBOS.step()
-async def finish_turn(turn_id: str, outcome: dict[str, Any]) -> bool:
-    rt = runtime.current()
+@DBOS.workflow()
+async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
+    # Marking the turn running and recording its outcome are plain workflow code, not steps:
+    # both are idempotent, so a recovered workflow may run them again, and a step costs four
+    # system-database statements. The model requests and tool calls are the steps.
+    if not await _mark_running(turn_id):
+        return "aborted"
+    outcome = await _run_agent(context)
+    await _record_outcome(turn_id, outcome)
+    return outcome["status"]
+
+
+async def _mark_running(turn_id: str) -> bool:
+    """False when the turn was aborted before it started."""
+    async with runtime.current().db.session() as session:
+        turn = await TaskRepository(session).start_turn(turn_id)
+        await session.commit()
+    return turn is not None
+
+
+async def _record_outcome(turn_id: str, outcome: dict[str, Any]) -> bool:
     values = {k: v for k, v in outcome.items() if k != "status"}
-    async with rt.db.session() as session:
+    async with runtime.current().db.session() as session:
         recorded = await TaskRepository(session).finish_turn(turn_id, outcome["status"], values)
         await session.commit()
     waiters.notify(turn_id)
     # The events stream is not closed: DBOS readers stop when the workflow has ended and they
     # have read all it wrote, which saves a system-database write per turn.
     return recorded
-
-
-@DBOS.workflow()
-async def run_turn(turn_id: str) -> str:
-    context = await begin_turn(turn_id)
-    if context is None:
-        return "aborted"
-    outcome = await _run_agent(context)
-    status = outcome["status"]
-    await finish_turn(turn_id, outcome)
-    return status
 
 
 async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:

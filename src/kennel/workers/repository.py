@@ -12,6 +12,7 @@ from kennel.models import User, Worker, WorkerInstructionVersion, WorkerMember
 from kennel.timestamps import utcnow
 
 __all__ = [
+    "INSTRUCTIONS_ROW",
     "VISIBLE_ROW_BY_ID",
     "VISIBLE_TO_CALLER",
     "WORKER_ROW",
@@ -44,6 +45,10 @@ VISIBLE_ROW_BY_ID = select(Worker.__table__).where(
 )
 
 
+INSTRUCTIONS_ROW = select(WorkerInstructionVersion.__table__.c.instructions).where(
+    WorkerInstructionVersion.__table__.c.worker_id == bindparam("worker_id"),
+    WorkerInstructionVersion.__table__.c.version == bindparam("version"),
+)
 _WORKER_COLUMNS = tuple(Worker.__table__.columns)
 _INSERT_WORKER = insert(Worker.__table__)
 _INSERT_INSTRUCTIONS_VERSION = insert(WorkerInstructionVersion.__table__)
