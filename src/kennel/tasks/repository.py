@@ -32,6 +32,36 @@ TURN_ROW = select(Turn.__table__).where(Turn.id == bindparam("turn_id"))
 TURN_ROWS = select(Turn.__table__).where(Turn.task_id == bindparam("task_id")).order_by(Turn.seq)
 
 
+# The turn's life cycle, run by every turn: Core statements built once and run on the session's
+# connection (the ORM's bulk UPDATE path costs several times the statement itself).
+_turns, _tasks = Turn.__table__, Task.__table__
+_START_TURN = (
+    update(_turns)
+    .where(_turns.c.id == bindparam("b_turn_id"), _turns.c.status == "pending")
+    .values(status="running", started_at=bindparam("b_now"))
+    .returning(_turns.c.task_id)
+)
+_TASK_RUNNING = update(_tasks).where(_tasks.c.id == bindparam("b_task_id")).values(status="running")
+_TURN_STATE = select(_turns.c.task_id, _turns.c.status, _turns.c.started_at).where(
+    _turns.c.id == bindparam("b_turn_id")
+)
+# SET takes the columns named in the parameters.
+_FINISH_TURN = update(_turns).where(
+    _turns.c.id == bindparam("b_turn_id"), _turns.c.status == "running"
+)
+_CLOSE_TASK = (
+    update(_tasks)
+    .where(_tasks.c.id == bindparam("b_task_id"), _tasks.c.active_turn_id == bindparam("b_turn_id"))
+    .values(
+        active_turn_id=None,
+        status=bindparam("b_status"),
+        credits=_tasks.c.credits + bindparam("b_credits"),
+        duration_ms=_tasks.c.duration_ms + bindparam("b_duration_ms"),
+        completed_at=bindparam("b_now"),
+    )
+)
+
+
 class TaskRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -127,39 +157,37 @@ class TaskRepository:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def start_turn(self, turn_id: str) -> Turn | None:
-        """Mark a pending turn running; None when it is no longer pending (aborted)."""
-        now = utcnow()
-        result = await self.session.execute(
-            update(Turn)
-            .where(Turn.id == turn_id, Turn.status == "pending")
-            .values(status="running", started_at=now)
-        )
-        turn = await self.session.get(Turn, turn_id, populate_existing=True)
-        if turn is None:
-            return None
-        if result.rowcount:  # type: ignore[attr-defined]
-            await self.session.execute(
-                update(Task).where(Task.id == turn.task_id).values(status="running")
-            )
-            return turn
+    async def start_turn(self, turn_id: str) -> bool:
+        """Mark a pending turn running; False when it is no longer pending (aborted)."""
+        conn = await self.session.connection()
+        started = await conn.execute(_START_TURN, {"b_turn_id": turn_id, "b_now": utcnow()})
+        task_id = started.scalar()
+        if task_id is not None:
+            await conn.execute(_TASK_RUNNING, {"b_task_id": task_id})
+            return True
         # A recovered workflow finds its turn running already: carry on with it.
-        return turn if turn.status == "running" else None
+        found = (await conn.execute(_TURN_STATE, {"b_turn_id": turn_id})).first()
+        return found is not None and found.status == "running"
 
     async def finish_turn(self, turn_id: str, status: str, values: dict[str, Any]) -> bool:
         """Record the end of a running turn; False when it was aborted meanwhile."""
         now = utcnow()
-        turn = await self.session.get(Turn, turn_id, populate_existing=True)
+        conn = await self.session.connection()
+        turn = (await conn.execute(_TURN_STATE, {"b_turn_id": turn_id})).first()
         if turn is None or turn.status != "running":
             return False
-        started = turn.started_at or now
-        duration_ms = max(0, int((now - started).total_seconds() * 1000))
-        result = await self.session.execute(
-            update(Turn)
-            .where(Turn.id == turn_id, Turn.status == "running")
-            .values(status=status, completed_at=now, duration_ms=duration_ms, **values)
+        duration_ms = max(0, int((now - (turn.started_at or now)).total_seconds() * 1000))
+        result = await conn.execute(
+            _FINISH_TURN,
+            {
+                "b_turn_id": turn_id,
+                "status": status,
+                "completed_at": now,
+                "duration_ms": duration_ms,
+                **values,
+            },
         )
-        if not result.rowcount:  # type: ignore[attr-defined]
+        if not result.rowcount:
             return False
         await self._close_task(turn.task_id, turn_id, status, values.get("credits", 0), duration_ms)
         return True
@@ -188,16 +216,17 @@ class TaskRepository:
     async def _close_task(
         self, task_id: str, turn_id: str, status: str, credits: int, duration_ms: int
     ) -> None:
-        await self.session.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.active_turn_id == turn_id)
-            .values(
-                active_turn_id=None,
-                status=status,
-                credits=Task.credits + credits,
-                duration_ms=Task.duration_ms + duration_ms,
-                completed_at=utcnow(),
-            )
+        conn = await self.session.connection()
+        await conn.execute(
+            _CLOSE_TASK,
+            {
+                "b_task_id": task_id,
+                "b_turn_id": turn_id,
+                "b_status": status,
+                "b_credits": credits,
+                "b_duration_ms": duration_ms,
+                "b_now": utcnow(),
+            },
         )
 
     async def archive(self, task: Task) -> None:

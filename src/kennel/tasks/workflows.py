@@ -90,9 +90,9 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
 async def _mark_running(turn_id: str) -> bool:
     """False when the turn was aborted before it started."""
     async with runtime.current().db.session() as session:
-        turn = await TaskRepository(session).start_turn(turn_id)
+        started = await TaskRepository(session).start_turn(turn_id)
         await session.commit()
-    return turn is not None
+    return started
 
 
 async def _record_outcome(turn_id: str, outcome: dict[str, Any]) -> bool:
