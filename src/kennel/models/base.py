@@ -11,7 +11,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from kennel.timestamps import utcnow
 
-__all__ = ["Base", "JsonValue", "UTCDateTime", "utcnow"]
+__all__ = ["Base", "JsonValue", "UTCDateTime", "insert_values", "utcnow"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -46,3 +46,21 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
+
+
+def insert_values(row: Base) -> dict[str, Any]:
+    """The column values of a new, transient row, with the columns' Python-side defaults
+    applied to the row too: for inserting it with a Core statement, which costs several times
+    less than the ORM's unit of work, and still using the object afterwards."""
+    values: dict[str, Any] = {}
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        default = column.default
+        if value is None and default is not None:
+            if default.is_callable:
+                value = default.arg(None)  # type: ignore[attr-defined]
+            elif default.is_scalar:
+                value = default.arg  # type: ignore[attr-defined]
+            setattr(row, column.key, value)
+        values[column.key] = value
+    return values

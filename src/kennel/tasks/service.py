@@ -123,8 +123,7 @@ async def start_turn(
             active_turn_id=turn_id,
             turn_count=1,
         )
-        repo.add(task)
-        await session.flush()
+        await repo.insert(task)
     elif not await repo.claim_for_turn(task.id, turn_id):
         raise Conflict(f"A turn is already running on task {task.id!r}; wait for it to end.")
     else:
@@ -138,8 +137,7 @@ async def start_turn(
         status="pending",
         instructions_version=task.instructions_version,
     )
-    repo.add(turn)
-    await session.flush()
+    await repo.insert(turn)
     # Uploads land in the workspace before the turn can start (it is enqueued after commit).
     for path, upload in zip(cleaned, uploads, strict=True):
         written = workspace.write(path, upload.data)
