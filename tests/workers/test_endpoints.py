@@ -188,15 +188,15 @@ class TestUpdate:
     async def test_versions_are_kept(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member
     ) -> None:
-        from kennel.workers.repository import WorkerRepository
+        from kennel.workers.repository import INSTRUCTIONS_ROW
 
         worker = (await create(client, member, instructions="first")).json()
         url = f"/api/workers/{worker['id']}"
         await client.patch(url, json={"instructions": "second"}, headers=member.headers)
-        async with app.state.db.session(write=False) as session:
-            repo = WorkerRepository(session)
-            assert await repo.instructions_version(worker["id"], 1) == "first"
-            assert await repo.instructions_version(worker["id"], 2) == "second"
+        for version, text in [(1, "first"), (2, "second")]:
+            params = {"worker_id": worker["id"], "version": version}
+            row = await app.state.db.reader.first(INSTRUCTIONS_ROW, params)
+            assert row.instructions == text
 
     async def test_output_schema_null_clears(
         self, client: httpx.AsyncClient, member: Member

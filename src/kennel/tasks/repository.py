@@ -91,9 +91,6 @@ class TaskRepository:
         )
         return list(result)
 
-    async def turn(self, turn_id: str) -> Turn | None:
-        return await self.session.get(Turn, turn_id)
-
     async def files_of_turns(self, turn_ids: list[str]) -> dict[str, list[TurnFile]]:
         found: dict[str, list[TurnFile]] = {turn_id: [] for turn_id in turn_ids}
         if turn_ids:

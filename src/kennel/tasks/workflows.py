@@ -46,7 +46,7 @@ log = logging.getLogger("kennel.tasks")
 
 
 async def turn_context(read: Snapshot, settings: Settings, turn_id: str) -> dict[str, Any] | None:
-    """What the agent needs for the turn, as of its start; None when the turn is gone.
+    """What the agent needs for the turn, as of when it is queued; None when the turn is gone.
 
     It is the workflow's input, so DBOS records it once and a recovered turn runs on the same
     instructions, output schema and history even if the worker changed meanwhile."""

@@ -131,14 +131,6 @@ class WorkerRepository:
         await self.session.refresh(worker)
         return version
 
-    async def instructions_version(self, worker_id: str, version: int) -> str | None:
-        return await self.session.scalar(
-            select(WorkerInstructionVersion.instructions).where(
-                WorkerInstructionVersion.worker_id == worker_id,
-                WorkerInstructionVersion.version == version,
-            )
-        )
-
     async def mark_deleted(self, worker: Worker) -> None:
         worker.deleted_at = utcnow()
         await self.session.flush()
