@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-__all__ = ["Workspace", "WorkspaceError", "WorkspaceFile"]
+__all__ = ["Workspace", "WorkspaceError", "WorkspaceFile", "has_workspace"]
 
 _MAX_PATH = 255
 _MAX_LISTED = 1000
@@ -30,8 +30,14 @@ def media_type_of(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _resolved(folder: Path) -> Path:
-    return folder.resolve()
+def _workspaces_folder(data_dir: Path) -> str:
+    return os.path.join(data_dir.resolve(), "workspaces")
+
+
+def has_workspace(data_dir: Path, worker_id: str) -> bool:
+    """Whether the worker's folder exists: most workers have none, and every worker read asks
+    (plain `os.path` here: building `Path`s cost more than the `stat`)."""
+    return os.path.isdir(os.path.join(_workspaces_folder(data_dir), worker_id))
 
 
 class Workspace:
@@ -39,7 +45,7 @@ class Workspace:
 
     def __init__(self, data_dir: Path, worker_id: str, *, max_file_bytes: int) -> None:
         # Worker ids are ours (letters, digits, "_"): only the data folder needs resolving.
-        self.root = _resolved(data_dir) / "workspaces" / worker_id
+        self.root = Path(_workspaces_folder(data_dir), worker_id)
         self.max_file_bytes = max_file_bytes
 
     def clean_path(self, name: str) -> str:

@@ -35,7 +35,7 @@ from kennel.tasks.repository import (
 from kennel.tasks.schemas import TaskCreate
 from kennel.workers import service as workers
 from kennel.workers.schemas import WorkerCreate, WorkerState
-from kennel.workspaces import Workspace, WorkspaceError
+from kennel.workspaces import Workspace, WorkspaceError, has_workspace
 
 __all__ = [
     "PAGE_SIZE",
@@ -268,9 +268,11 @@ async def load_worker_state(
     Read as Core rows (kennel.reads): `worker`, the task and its turns have the attributes of
     the ORM objects, which is all the rendering needs."""
     task, turns = await _task_and_turns(read, worker.id, task_id)
-    workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
+    files = []
     # Why the check first: most workers have no files yet, and a thread hop costs more.
-    files = await asyncio.to_thread(workspace.list) if workspace.root.is_dir() else []
+    if has_workspace(settings.data_dir, worker.id):
+        workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
+        files = await asyncio.to_thread(workspace.list)
     return worker_state(settings, worker, task, turns, files)
 
 
