@@ -24,6 +24,7 @@ from kennel.tasks.endpoints import router as tasks_router
 from kennel.tasks.repository import TaskRepository
 from kennel.tasks.service import enqueue_turn
 from kennel.workers.endpoints import router as workers_router
+from kennel.workers.fast_read import FastWorkerRead
 
 __all__ = ["PUBLIC_PATHS", "create_app"]
 
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, durable: bool = True) -> Fas
     )
     install_error_handlers(app)
     install_openapi(app)
+    app.add_middleware(FastWorkerRead)  # innermost: after the body limit and the request id
     app.add_middleware(
         BodyLimitMiddleware,
         json_limit=settings.max_json_body_bytes,

@@ -11,8 +11,9 @@ from fastapi.security import HTTPBearer
 from kennel.auth.keys import hash_key, key_matches, looks_like_key
 from kennel.auth.repository import owner_of_key
 from kennel.errors import Unauthorized
+from kennel.reads import Reader
 
-__all__ = ["ApiKeyBearer", "Caller", "CallerDep", "authenticate"]
+__all__ = ["ApiKeyBearer", "Caller", "CallerDep", "authenticate", "caller_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +46,20 @@ class ApiKeyBearer(HTTPBearer):
         )
 
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
-        scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not looks_like_key(key):
-            raise Unauthorized()
-        owner = await owner_of_key(request.app.state.db.reader, hash_key(key))
-        if owner is None or not key_matches(key, owner.key_hash):
-            raise Unauthorized()
-        request.state.caller_user_id = owner.user_id
-        return Caller(owner.user_id, owner.organization_id, owner.role, owner.key_id)
+        caller = await caller_of(request.app.state.db.reader, request.headers.get("authorization"))
+        request.state.caller_user_id = caller.user_id  # for the access log
+        return caller
+
+
+async def caller_of(reader: Reader, authorization: str | None) -> Caller:
+    """The caller an `Authorization: Bearer <key>` header names; Unauthorized if none."""
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not looks_like_key(key):
+        raise Unauthorized()
+    owner = await owner_of_key(reader, hash_key(key))
+    if owner is None or not key_matches(key, owner.key_hash):
+        raise Unauthorized()
+    return Caller(owner.user_id, owner.organization_id, owner.role, owner.key_id)
 
 
 authenticate = ApiKeyBearer()

@@ -1,0 +1,68 @@
+"""`GET /api/workers/{workerId}` without FastAPI's per-request machinery.
+
+Clients poll this route to follow a worker, so it is the request Kennel answers most. Measured
+in process (`bench/api_floor.py`), FastAPI's routing, dependency solving and response handling
+for a route with this one's parameters and the API-key dependency cost 2.4 times a whole
+`/healthz`, before the route reads anything. This pure ASGI middleware answers the plain form
+of the request (GET, no query string) with the same functions the FastAPI route calls: the
+same authentication, reads, rendering and error bodies. Everything else, `?stream=true`
+included, goes on to the route, which also keeps the OpenAPI document true.
+`tests/workers/test_fast_read.py` holds both to the same status, headers and bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from kennel.auth.dependencies import caller_of
+from kennel.errors import ApiError, error_body
+from kennel.tasks import service as tasks
+from kennel.workers import service
+
+__all__ = ["FastWorkerRead"]
+
+_PATH = re.compile(r"/api/workers/([^/]+)")
+_JSON = (b"content-type", b"application/json")
+
+
+class FastWorkerRead:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        match = None
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
+            match = _PATH.fullmatch(scope["path"])
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        try:
+            caller = await caller_of(state.db.reader, _authorization(scope))
+            scope.setdefault("state", {})["caller_user_id"] = caller.user_id  # for the access log
+            async with state.db.reader.snapshot() as read:
+                worker = await service.read_worker(read, caller, match[1])
+                answer = await tasks.load_worker_state(read, state.settings, worker)
+            status, body = 200, answer.__pydantic_serializer__.to_json(answer, by_alias=True)
+        except ApiError as exc:
+            status = exc.status
+            body = _json(error_body(exc.status, exc.message, exc.param, exc.type))
+        headers = [(b"content-length", str(len(body)).encode()), _JSON]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _authorization(scope: dict[str, Any]) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
+
+
+def _json(content: Any) -> bytes:
+    """As Starlette's JSONResponse renders it, like the app's error handlers."""
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
