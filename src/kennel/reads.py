@@ -74,16 +74,22 @@ class _EngineSnapshot:
 
 
 class EngineReader:
+    """One statement in autocommit (no BEGIN and ROLLBACK round trips); several in a read-only
+    REPEATABLE READ transaction, so that they see one state (READ COMMITTED would not)."""
+
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._snapshots = engine.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
 
     async def first(self, statement: Executable, params: Params = None) -> Any | None:
-        async with self.snapshot() as read:
-            return await read.first(statement, params)
+        async with self._single.connect() as conn:
+            return (await conn.execute(statement, params)).first()
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Snapshot]:
-        async with self._engine.connect() as conn:  # ends with a rollback: nothing was written
+        async with self._snapshots.connect() as conn:  # ends with a rollback: nothing was written
             yield _EngineSnapshot(conn)
 
     async def dispose(self) -> None:
