@@ -51,7 +51,9 @@ async def test_an_idle_worker_a_finished_task_and_structured_output(
     fast, _ = await both(client, f"/api/workers/{worker_id}", member.headers)
     assert fast.json()["status"] == "pending"
 
-    r = await post_task(client, member, workerId=worker_id, input="Write a file named notes.txt please")
+    r = await post_task(
+        client, member, workerId=worker_id, input="Write a file named notes.txt please"
+    )
     assert r.status_code == 200, r.text
     fast, _ = await both(client, f"/api/workers/{worker_id}", member.headers)
     body = fast.json()
@@ -95,3 +97,14 @@ async def test_other_requests_go_on_to_the_routes(
     r = await client.delete(f"/api/workers/{worker_id}", headers=member.headers)
     assert r.status_code == 200, r.text
     assert fast_calls == []
+
+
+async def test_behind_a_root_path_the_route_path_is_matched(
+    app: FastAPI, member: Member, fast_calls: list[str | None]
+) -> None:
+    """A proxy that mounts Kennel under a prefix passes it as root_path, as uvicorn does."""
+    transport = httpx.ASGITransport(app=app, root_path="/kennel")
+    async with httpx.AsyncClient(transport=transport, base_url="http://kennel.test") as client:
+        r = await client.get("/kennel/api/workers/wrk_nope", headers=member.headers)
+    assert r.status_code == 404, r.text
+    assert fast_calls == [member.headers["Authorization"]]

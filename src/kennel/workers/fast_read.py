@@ -16,6 +16,8 @@ import json
 import re
 from typing import Any
 
+from starlette._utils import get_route_path
+
 from kennel.auth.dependencies import caller_of
 from kennel.errors import ApiError, error_body
 from kennel.tasks import service as tasks
@@ -34,7 +36,7 @@ class FastWorkerRead:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         match = None
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
-            match = _PATH.fullmatch(scope["path"])
+            match = _PATH.fullmatch(get_route_path(scope))  # as the router sees it
         if match is None:
             await self.app(scope, receive, send)
             return
