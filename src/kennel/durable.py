@@ -19,7 +19,7 @@ TURN_QUEUE = "kennel_turns"
 
 
 def config(settings: Settings) -> DBOSConfig:
-    return {
+    dbos_config: DBOSConfig = {
         "name": "kennel",
         # The app's own database: SQLite file by default, PostgreSQL (schema `dbos`) when set.
         "system_database_url": settings.sync_database_url,
@@ -31,6 +31,11 @@ def config(settings: Settings) -> DBOSConfig:
         # Stream readers poll on SQLite (there is no LISTEN/NOTIFY): a second is too slow for SSE.
         "notification_listener_polling_interval_sec": settings.queue_polling_seconds,
     }
+    if settings.is_sqlite:
+        # DBOS pings every connection it checks out, about ten times a turn: a local file's
+        # connections never go stale, so on SQLite the ping is a statement for nothing.
+        dbos_config["db_engine_kwargs"] = {"pool_pre_ping": False}
+    return dbos_config
 
 
 async def launch(settings: Settings) -> None:
