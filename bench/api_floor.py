@@ -11,7 +11,11 @@ per request of
 2. the same handler registered after Kennel's routes (route matching walks the list);
 3. a route with the read's path and query parameters, answering a constant;
 4. the same with the API-key dependency (one indexed SELECT);
-5. the real `GET /api/workers/{id}`, and `POST /api/workers`,
+5. the real `GET /api/workers/{id}` (answered by `kennel.workers.fast_read`);
+6. a POST that validates a `WorkerCreate` body and answers a constant; the same with the API
+   key; with the request's database session too (no statement); and with one write statement
+   (BEGIN IMMEDIATE, an UPDATE that matches nothing, COMMIT);
+7. the real `POST /api/workers`,
 
 each as a ratio to (1). Over HTTP, uvicorn adds a roughly fixed cost per request that narrows
 the ratios, but a route whose floor is already past half of `/healthz` here cannot reach half
@@ -30,9 +34,12 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 
 from kennel.auth import CallerDep
 from kennel.auth.keys import generate_key
+from kennel.db import SessionDep
+from kennel.workers.schemas import WorkerCreate
 
 KEY = generate_key()
 
@@ -107,6 +114,27 @@ async def _run(requests: int) -> None:
     ) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    @app.post("/floor/body")
+    async def body_only(body: WorkerCreate) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.post("/floor/body-auth")
+    async def body_auth(body: WorkerCreate, caller: CallerDep) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.post("/floor/body-auth-session")
+    async def body_auth_session(
+        body: WorkerCreate, caller: CallerDep, session: SessionDep
+    ) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.post("/floor/body-auth-write")
+    async def body_auth_write(
+        body: WorkerCreate, caller: CallerDep, session: SessionDep
+    ) -> JSONResponse:
+        await session.execute(text("UPDATE users SET role = role WHERE id = ''"))
+        return JSONResponse({"status": "ok"})
+
     async with app.router.lifespan_context(app):
         create = json.dumps({"instructions": "Be brief.", "title": "Bench"}).encode()
         status, body = await _call(app, "POST", "/api/workers", create)
@@ -118,6 +146,10 @@ async def _run(requests: int) -> None:
             ("+ path and query params", "GET", f"/floor/params/{worker_id}", b""),
             ("+ API key", "GET", f"/floor/auth/{worker_id}", b""),
             ("GET /api/workers/{id}", "GET", f"/api/workers/{worker_id}", b""),
+            ("POST, body model", "POST", "/floor/body", create),
+            ("+ API key", "POST", "/floor/body-auth", create),
+            ("+ database session", "POST", "/floor/body-auth-session", create),
+            ("+ one write statement", "POST", "/floor/body-auth-write", create),
             ("POST /api/workers", "POST", "/api/workers", create),
         ]
         base = None
