@@ -20,7 +20,13 @@ from kennel.auth.keys import hash_key
 from kennel.auth.repository import _OWNER_OF_KEY
 from kennel.models import Task, Worker
 from kennel.reads import compile_for_sqlite
-from kennel.tasks.repository import LATEST_TASK_ROW, TASK_ROW, TURN_ROWS
+from kennel.tasks.repository import (
+    FILES_OF_TASK,
+    LATEST_TASK_ROW,
+    TASK_ROW,
+    TURN_ROWS,
+    VISIBLE_TASK_ROW,
+)
 from kennel.workers.repository import VISIBLE_ROW_BY_ID, WORKER_ROW, caller_params
 from tests.factories import Member
 from tests.factories.api import new_worker_id, post_task
@@ -37,7 +43,7 @@ async def test_rows_match_sqlalchemy_for_every_hot_statement(
     app: FastAPI, client: httpx.AsyncClient, member: Member
 ) -> None:
     worker_id = await new_worker_id(client, member, instructions="Be brief.", outputSchema=SCHEMA)
-    r = await post_task(client, member, workerId=worker_id, input="Say hello.")
+    r = await post_task(client, member, workerId=worker_id, input="Write a file named a.txt")
     assert r.status_code == 200, r.text
     task_id = r.json()["metadata"]["taskId"]
     caller = caller_params(Caller(member.user_id, member.organization_id, "member", "key"))
@@ -48,6 +54,8 @@ async def test_rows_match_sqlalchemy_for_every_hot_statement(
         (LATEST_TASK_ROW, {"worker_id": worker_id}),
         (TASK_ROW, {"task_id": task_id}),
         (TURN_ROWS, {"task_id": task_id}),
+        (VISIBLE_TASK_ROW, {"task_id": task_id, **caller}),
+        (FILES_OF_TASK, {"task_id": task_id}),
     ]
     reader = app.state.db.reader
     for statement, params in cases:

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from kennel.auth import CallerDep
+from kennel.auth import Caller, CallerDep
 from kennel.db import SessionDep
-from kennel.errors import ApiError, BadRequest
+from kennel.errors import ApiError, BadRequest, NotFound
 from kennel.tasks import service
 from kennel.tasks.render import task_out, turn_out
-from kennel.tasks.repository import TaskRepository
+from kennel.tasks.repository import FILES_OF_TASK, TURN_ROWS, VISIBLE_TASK_ROW, TaskRepository
 from kennel.tasks.schemas import (
     ArchiveTaskResponse,
     TaskCreate,
@@ -22,9 +22,10 @@ from kennel.tasks.schemas import (
     TaskStatus,
     TaskWithTurns,
     TurnList,
+    TurnOut,
 )
 from kennel.tasks.streaming import live_events, sse_response
-from kennel.workers.repository import WORKER_ROW
+from kennel.workers.repository import WORKER_ROW, caller_params
 from kennel.workers.schemas import WorkerState
 
 __all__ = ["router"]
@@ -148,30 +149,32 @@ async def list_tasks(
     )
 
 
-async def _turns(request: Request, session: SessionDep, caller: CallerDep, task_id: str):
-    task, worker = await service.get_task(session, caller, task_id)
-    repo = TaskRepository(session)
-    turns = await repo.turns(task.id)
-    files = await repo.files_of_turns([t.id for t in turns])
+async def _turns(request: Request, caller: Caller, task_id: str) -> tuple[Any, list[TurnOut]]:
+    # Clients poll these routes: Core reads in one snapshot, no ORM session (kennel.reads).
+    async with request.app.state.db.reader.snapshot() as read:
+        params = {"task_id": task_id, **caller_params(caller)}
+        task = await read.first(VISIBLE_TASK_ROW, params)
+        if task is None:
+            raise NotFound("task", task_id)
+        turns = await read.all(TURN_ROWS, {"task_id": task.id})
+        files: dict[str, list[Any]] = {}
+        for row in await read.all(FILES_OF_TASK, {"task_id": task.id}):
+            files.setdefault(row.turn_id, []).append(row)
     settings = request.app.state.settings
-    return task, [turn_out(settings, worker.id, t, files[t.id]) for t in turns]
+    return task, [turn_out(settings, task.worker_id, t, files.get(t.id, [])) for t in turns]
 
 
 @router.get("/{taskId}", response_model=TaskWithTurns)
-async def retrieve_task(
-    taskId: str, request: Request, session: SessionDep, caller: CallerDep
-) -> TaskWithTurns:
+async def retrieve_task(taskId: str, request: Request, caller: CallerDep) -> TaskWithTurns:
     """Retrieve a task and its turns."""
-    task, turns = await _turns(request, session, caller, taskId)
+    task, turns = await _turns(request, caller, taskId)
     return TaskWithTurns(task=task_out(request.app.state.settings, task), turns=turns)
 
 
 @router.get("/{taskId}/turns", response_model=TurnList)
-async def list_turns(
-    taskId: str, request: Request, session: SessionDep, caller: CallerDep
-) -> TurnList:
+async def list_turns(taskId: str, request: Request, caller: CallerDep) -> TurnList:
     """List a task's turns in order, each with the files it published."""
-    task, turns = await _turns(request, session, caller, taskId)
+    task, turns = await _turns(request, caller, taskId)
     return TurnList(task_id=task.id, items=turns)
 
 

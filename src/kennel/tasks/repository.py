@@ -15,7 +15,16 @@ from kennel.models.base import insert_values
 from kennel.timestamps import utcnow
 from kennel.workers.repository import VISIBLE_TO_CALLER, caller_params
 
-__all__ = ["IN_FLIGHT", "LATEST_TASK_ROW", "TASK_ROW", "TURN_ROW", "TURN_ROWS", "TaskRepository"]
+__all__ = [
+    "FILES_OF_TASK",
+    "IN_FLIGHT",
+    "LATEST_TASK_ROW",
+    "TASK_ROW",
+    "TURN_ROW",
+    "TURN_ROWS",
+    "VISIBLE_TASK_ROW",
+    "TaskRepository",
+]
 
 IN_FLIGHT = ("pending", "running")
 
@@ -30,6 +39,17 @@ LATEST_TASK_ROW = (
 )
 TASK_ROW = select(Task.__table__).where(Task.id == bindparam("task_id"))
 TURN_ROW = select(Turn.__table__).where(Turn.id == bindparam("turn_id"))
+VISIBLE_TASK_ROW = (
+    select(Task.__table__)
+    .join(Worker.__table__, Worker.id == Task.worker_id)
+    .where(Task.id == bindparam("task_id"), VISIBLE_TO_CALLER)
+)
+FILES_OF_TASK = (
+    select(TurnFile.__table__)
+    .join(Turn.__table__, Turn.id == TurnFile.turn_id)
+    .where(Turn.task_id == bindparam("task_id"))
+    .order_by(TurnFile.turn_id, TurnFile.path)
+)
 TURN_ROWS = select(Turn.__table__).where(Turn.task_id == bindparam("task_id")).order_by(Turn.seq)
 
 
@@ -84,22 +104,6 @@ class TaskRepository:
             )
         ).first()
         return (row[0], row[1]) if row else None
-
-    async def turns(self, task_id: str) -> list[Turn]:
-        result = await self.session.scalars(
-            select(Turn).where(Turn.task_id == task_id).order_by(Turn.seq)
-        )
-        return list(result)
-
-    async def files_of_turns(self, turn_ids: list[str]) -> dict[str, list[TurnFile]]:
-        found: dict[str, list[TurnFile]] = {turn_id: [] for turn_id in turn_ids}
-        if turn_ids:
-            rows = await self.session.scalars(
-                select(TurnFile).where(TurnFile.turn_id.in_(turn_ids)).order_by(TurnFile.path)
-            )
-            for row in rows:
-                found[row.turn_id].append(row)
-        return found
 
     async def page(
         self,
