@@ -18,6 +18,7 @@ __all__ = [
     "NotFound",
     "Unauthorized",
     "UpstreamModelError",
+    "api_error_response",
     "error_body",
     "install_error_handlers",
 ]
@@ -112,11 +113,15 @@ def _validation_message(err: dict[str, Any], param: str | None) -> str:
     return f"{param}: {msg}" if param else msg
 
 
-async def _on_api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+def api_error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(
         error_body(exc.status, exc.message, exc.param, exc.type), status_code=exc.status
     )
+
+
+async def _on_api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return api_error_response(exc)
 
 
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -12,21 +12,20 @@ included, goes on to the route, which also keeps the OpenAPI document true.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from starlette._utils import get_route_path
+from starlette.responses import Response
 
 from kennel.auth.dependencies import caller_of
-from kennel.errors import ApiError, error_body
+from kennel.errors import ApiError, api_error_response
 from kennel.tasks import service as tasks
 from kennel.workers import service
 
 __all__ = ["FastWorkerRead"]
 
 _PATH = re.compile(r"/api/workers/([^/]+)")
-_JSON = (b"content-type", b"application/json")
 
 
 class FastWorkerRead:
@@ -41,19 +40,18 @@ class FastWorkerRead:
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
+        response: Response
         try:
             caller = await caller_of(state.db.reader, _authorization(scope))
             scope.setdefault("state", {})["caller_user_id"] = caller.user_id  # for the access log
             async with state.db.reader.snapshot() as read:
                 worker = await service.read_worker(read, caller, match[1])
                 answer = await tasks.load_worker_state(read, state.settings, worker)
-            status, body = 200, answer.__pydantic_serializer__.to_json(answer, by_alias=True)
+            body = answer.__pydantic_serializer__.to_json(answer, by_alias=True)
+            response = Response(body, media_type="application/json")
         except ApiError as exc:
-            status = exc.status
-            body = _json(error_body(exc.status, exc.message, exc.param, exc.type))
-        headers = [(b"content-length", str(len(body)).encode()), _JSON]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            response = api_error_response(exc)
+        await response(scope, receive, send)
 
 
 def _authorization(scope: dict[str, Any]) -> str | None:
@@ -61,10 +59,3 @@ def _authorization(scope: dict[str, Any]) -> str | None:
         if name == b"authorization":
             return value.decode("latin-1")
     return None
-
-
-def _json(content: Any) -> bytes:
-    """As Starlette's JSONResponse renders it, like the app's error handlers."""
-    return json.dumps(
-        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
