@@ -11,7 +11,7 @@ from fastapi.security import HTTPBearer
 from kennel.auth.keys import hash_key, key_matches, looks_like_key
 from kennel.auth.repository import owner_of_key
 from kennel.errors import Unauthorized
-from kennel.reads import Reader
+from kennel.reads import Reader, Snapshot
 
 __all__ = ["ApiKeyBearer", "Caller", "CallerDep", "authenticate", "caller_of"]
 
@@ -51,7 +51,7 @@ class ApiKeyBearer(HTTPBearer):
         return caller
 
 
-async def caller_of(reader: Reader, authorization: str | None) -> Caller:
+async def caller_of(reader: Reader | Snapshot, authorization: str | None) -> Caller:
     """The caller an `Authorization: Bearer <key>` header names; Unauthorized if none."""
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not looks_like_key(key):

@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kennel.models import ApiKey, Organization, User
-from kennel.reads import Reader
+from kennel.reads import Reader, Snapshot
 from kennel.timestamps import utcnow
 
 __all__ = ["AuthRepository", "KeyOwner", "owner_of_key"]
@@ -32,7 +32,7 @@ _OWNER_OF_KEY = (
 )
 
 
-async def owner_of_key(reader: Reader, key_hash: str) -> KeyOwner | None:
+async def owner_of_key(reader: Reader | Snapshot, key_hash: str) -> KeyOwner | None:
     """The key's owner, outside any ORM session: this runs before every request."""
     row = await reader.first(_OWNER_OF_KEY, {"key_hash": key_hash})
     return KeyOwner(*row) if row else None

@@ -42,9 +42,10 @@ class FastWorkerRead:
         state = scope["app"].state
         response: Response
         try:
-            caller = await caller_of(state.db.reader, _authorization(scope))
-            scope.setdefault("state", {})["caller_user_id"] = caller.user_id  # for the access log
+            # The key lookup too, in the same snapshot: one connection for the whole request.
             async with state.db.reader.snapshot() as read:
+                caller = await caller_of(read, _authorization(scope))
+                scope.setdefault("state", {})["caller_user_id"] = caller.user_id  # access log
                 worker = await service.read_worker(read, caller, match[1])
                 answer = await tasks.load_worker_state(read, state.settings, worker)
             body = answer.__pydantic_serializer__.to_json(answer, by_alias=True)
