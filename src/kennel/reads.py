@@ -181,20 +181,23 @@ class _SqliteSnapshot:
         self._timeout = timeout
 
     async def first(self, statement: Executable, params: Params = None) -> Any | None:
-        prepared = compile_for_sqlite(statement)
-        cursor = await sqlite_driver.retry_busy(
-            self._timeout, self._conn.execute, prepared.sql, prepared.parameters(params)
-        )
+        prepared, cursor = await self._execute(statement, params)
         raw = cursor.fetchone()
         cursor.close()
         return prepared.make_row(raw) if raw is not None else None
 
     async def all(self, statement: Executable, params: Params = None) -> Sequence[Any]:
+        prepared, cursor = await self._execute(statement, params)
+        return [prepared.make_row(raw) for raw in cursor.fetchall()]
+
+    async def _execute(
+        self, statement: Executable, params: Params
+    ) -> tuple[_Compiled, sqlite3.Cursor]:
         prepared = compile_for_sqlite(statement)
         cursor = await sqlite_driver.retry_busy(
             self._timeout, self._conn.execute, prepared.sql, prepared.parameters(params)
         )
-        return [prepared.make_row(raw) for raw in cursor.fetchall()]
+        return prepared, cursor
 
 
 class SqliteReader:
