@@ -103,3 +103,21 @@ def test_only_selects_with_fixed_parameter_lists_are_accepted() -> None:
         compile_for_sqlite(Worker.__table__.delete())
     with pytest.raises(TypeError, match="expands"):
         compile_for_sqlite(select(Task.id).where(Task.id.in_(bindparam("ids", expanding=True))))
+
+
+async def test_a_snapshot_sees_one_state_while_others_write(
+    app: FastAPI, client: httpx.AsyncClient, member: Member
+) -> None:
+    """Statements of one snapshot agree even when a write commits between them (on PostgreSQL
+    this needs REPEATABLE READ: under READ COMMITTED the second read would see the new title)."""
+    worker_id = await new_worker_id(client, member, instructions="Hi.", title="Before")
+    reader = app.state.db.reader
+    async with reader.snapshot() as read:
+        first = await read.first(WORKER_ROW, {"worker_id": worker_id})
+        r = await client.patch(
+            f"/api/workers/{worker_id}", json={"title": "After"}, headers=member.headers
+        )
+        assert r.status_code == 200, r.text
+        again = await read.first(WORKER_ROW, {"worker_id": worker_id})
+    assert (first.title, again.title) == ("Before", "Before")
+    assert (await reader.first(WORKER_ROW, {"worker_id": worker_id})).title == "After"
