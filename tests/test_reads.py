@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import StatementError
 
 from kennel.auth import Caller
 from kennel.auth.keys import hash_key
 from kennel.auth.repository import _OWNER_OF_KEY
-from kennel.models import Task, Worker
+from kennel.models import Task
 from kennel.reads import compile_for_sqlite
 from kennel.tasks.repository import (
     FILES_OF_TASK,
@@ -98,9 +98,9 @@ def test_fixed_values_and_limits_are_bound_from_the_statement() -> None:
     assert compile_for_sqlite(statement) is prepared  # compiled once
 
 
-def test_only_selects_with_fixed_parameter_lists_are_accepted() -> None:
-    with pytest.raises(TypeError, match="SELECT"):
-        compile_for_sqlite(Worker.__table__.delete())
+def test_only_core_statements_with_fixed_parameter_lists_are_accepted() -> None:
+    with pytest.raises(TypeError, match="only SELECT, INSERT, UPDATE and DELETE"):
+        compile_for_sqlite(text("SELECT 1"))
     with pytest.raises(TypeError, match="expands"):
         compile_for_sqlite(select(Task.id).where(Task.id.in_(bindparam("ids", expanding=True))))
 

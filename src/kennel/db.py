@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 from kennel import sqlite_driver
 from kennel.reads import EngineReader, Reader, SqliteReader
 from kennel.settings import Settings
+from kennel.writes import EngineWriter, SqliteWriter, Writer
 
 __all__ = ["Database", "SessionDep", "migrate", "sync_migration_url"]
 
@@ -39,6 +40,7 @@ class Database:
     sessions: async_sessionmaker[AsyncSession]
     write_sessions: async_sessionmaker[AsyncSession]
     reader: Reader  # Core reads outside the ORM, for the hottest paths (kennel.reads)
+    writer: Writer  # and short write transactions (kennel.writes)
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
@@ -46,7 +48,7 @@ class Database:
         if not settings.is_sqlite:
             engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
             maker = async_sessionmaker(engine, expire_on_commit=False)
-            return cls(engine, maker, maker, EngineReader(engine))
+            return cls(engine, maker, maker, EngineReader(engine), EngineWriter(engine))
         Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
         reader = _sqlite_engine(url, immediate=False)
         # Why: a deferred transaction that reads and then writes fails at once with
@@ -57,6 +59,7 @@ class Database:
             async_sessionmaker(reader, expire_on_commit=False),
             async_sessionmaker(writer, expire_on_commit=False),
             SqliteReader(url.database or "", busy_timeout=_BUSY_TIMEOUT_SECONDS),
+            SqliteWriter(url.database or "", busy_timeout=_BUSY_TIMEOUT_SECONDS),
         )
 
     def session(self, *, write: bool = True) -> AsyncSession:
@@ -64,6 +67,7 @@ class Database:
 
     async def dispose(self) -> None:
         await self.reader.dispose()
+        await self.writer.dispose()
         await self.engine.dispose()
         write_engine = self.write_sessions.kw["bind"]
         if write_engine is not self.engine:

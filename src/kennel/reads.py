@@ -30,6 +30,7 @@ from sqlalchemy import Executable
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.dml import UpdateBase
 
 from kennel import sqlite_driver
 
@@ -131,26 +132,42 @@ class _Compiled:
 
 _FROM_PARAMS = object()
 _DIALECT = SQLiteDialect_pysqlite()
-_compiled: dict[int, tuple[Executable, _Compiled]] = {}
+_compiled: dict[Any, tuple[Executable, _Compiled]] = {}
 
 
-def compile_for_sqlite(statement: Executable) -> _Compiled:
+def compile_for_sqlite(statement: Executable, params: Params = None) -> _Compiled:
     """The statement as SQL for `sqlite3`, with its parameters and result conversions; cached
-    by identity, so statements are meant to be built once (module constants)."""
-    cached = _compiled.get(id(statement))
+    by identity, so statements are meant to be built once (module constants).
+
+    A SELECT compiles once. An INSERT, UPDATE or DELETE (`kennel.writes`) compiles once per set
+    of parameter names, as SQLAlchemy's does: an INSERT or UPDATE without `.values()` sets the
+    columns the parameters name, so those must name every column the row needs (no Python-side
+    defaults are filled in here: `kennel.models.base.new_row` does that)."""
+    if isinstance(statement, Select):
+        key: Any = id(statement)
+    elif isinstance(statement, UpdateBase):
+        key = (id(statement), *sorted(params or ()))
+    else:
+        raise TypeError("only SELECT, INSERT, UPDATE and DELETE statements are precompiled")
+    cached = _compiled.get(key)
     if cached is not None and cached[0] is statement:
         return cached[1]
-    if not isinstance(statement, Select):
-        raise TypeError("SqliteReader runs SELECT statements only")
-    compiled = statement.compile(dialect=_DIALECT)
+    if isinstance(statement, Select):
+        compiled = statement.compile(dialect=_DIALECT)
+        columns = list(statement.selected_columns)
+    else:
+        compiled = statement.compile(dialect=_DIALECT, column_keys=sorted(params or ()))
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            missing = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
+            raise TypeError(f"no value for the columns {missing}; give every column's value")
+        columns = list(statement.exported_columns)  # RETURNING, if any
     binds = []
     for name in compiled.positiontup or ():
         bind = compiled.binds[name]
         if bind.expanding:  # IN lists are rendered per execution: not for this path
-            raise TypeError(f"parameter {name!r} expands; SqliteReader cannot precompile it")
+            raise TypeError(f"parameter {name!r} expands; it cannot be precompiled")
         fixed = _FROM_PARAMS if bind.required or bind.callable else bind.effective_value
         binds.append((name, fixed, bind.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)))
-    columns = list(statement.selected_columns)
     names: list[str] = []
     for column in columns:  # a repeated name gets a suffix, as in SQLAlchemy's rows: id, id_1
         name, n = column.key, 0
@@ -169,7 +186,7 @@ def compile_for_sqlite(statement: Executable) -> _Compiled:
         row=namedtuple("Row", names, rename=True),  # type: ignore[misc]
         processors=tuple(processors),
     )
-    _compiled[id(statement)] = (statement, prepared)
+    _compiled[key] = (statement, prepared)
     return prepared
 
 
@@ -193,7 +210,7 @@ class _SqliteSnapshot:
     async def _execute(
         self, statement: Executable, params: Params
     ) -> tuple[_Compiled, sqlite3.Cursor]:
-        prepared = compile_for_sqlite(statement)
+        prepared = compile_for_sqlite(statement, params)
         cursor = await sqlite_driver.retry_busy(
             self._timeout, self._conn.execute, prepared.sql, prepared.parameters(params)
         )

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["connect", "connect_now", "retry_busy"]
+__all__ = ["PRAGMAS", "connect", "connect_now", "retry_busy", "take_write_lock"]
 
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _FIRST_PAUSE = 0.001
@@ -190,12 +190,7 @@ class Connection:
             await self._retry_busy(self._conn.execute, "BEGIN")
             return
         if self._holds_write_lock is None:
-            lock = _write_lock()
-            try:
-                await asyncio.wait_for(lock.acquire(), self._busy_timeout)
-            except TimeoutError:
-                raise sqlite3.OperationalError("database is locked") from None
-            self._holds_write_lock = lock
+            self._holds_write_lock = await take_write_lock(self._busy_timeout)
         try:
             await self._retry_busy(self._conn.execute, "BEGIN IMMEDIATE")
         except BaseException:
@@ -209,6 +204,20 @@ class Connection:
         lock, self._holds_write_lock = self._holds_write_lock, None
         if lock is not None and lock.locked():
             lock.release()
+
+
+async def take_write_lock(timeout: float) -> asyncio.Lock:
+    """This loop's writers' lock, acquired (in order of arrival) before `BEGIN IMMEDIATE`; the
+    caller releases it once the transaction has ended."""
+    lock = _write_lock()
+    if not lock.locked():  # the usual case: no task to wrap the wait in
+        await lock.acquire()
+        return lock
+    try:
+        await asyncio.wait_for(lock.acquire(), timeout)
+    except TimeoutError:
+        raise sqlite3.OperationalError("database is locked") from None
+    return lock
 
 
 async def retry_busy(timeout: float, method: Any, *args: Any) -> Any:
@@ -242,7 +251,7 @@ def _pauses() -> Iterator[float]:
         pause = min(pause * 2, _LONGEST_PAUSE)
 
 
-_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=0")
+PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=0")
 
 
 async def connect(path: str, *, immediate: bool, busy_timeout: float = 30.0) -> Connection:
@@ -251,6 +260,6 @@ async def connect(path: str, *, immediate: bool, busy_timeout: float = 30.0) -> 
     as above) when `immediate`, else a plain `BEGIN`, whose reads see one snapshot."""
     conn = connect_now(path)
     connection = Connection(conn, immediate=immediate, busy_timeout=busy_timeout)
-    for pragma in _PRAGMAS:
+    for pragma in PRAGMAS:
         await connection._retry_busy(conn.execute, f"PRAGMA {pragma}")
     return connection

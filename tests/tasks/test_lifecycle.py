@@ -25,7 +25,7 @@ from kennel.agents.offline_model import OfflineModel
 from kennel.durable import TURN_QUEUE
 from kennel.models import Task, Turn
 from kennel.tasks import waiters
-from kennel.tasks.repository import TaskRepository
+from kennel.tasks.repository import TaskRepository, finish_turn
 from tests.factories import Member
 from tests.factories.api import new_worker, post_task
 
@@ -392,11 +392,10 @@ class TestAbort:
             async with app.state.db.session() as session:
                 assert await TaskRepository(session).abort_turn(turn_id, "aborted by the test")
                 await session.commit()
-            async with app.state.db.session() as session:
-                finished = await TaskRepository(session).finish_turn(
-                    turn_id, "completed", {"output_text": "too late", "credits": 5}
+            async with app.state.db.writer.transaction() as tx:
+                finished = await finish_turn(
+                    tx, turn_id, "completed", {"output_text": "too late", "credits": 5}
                 )
-                await session.commit()
             assert finished is False
         finally:
             model.gate.set()  # the workflow itself now ends too, and must not win either

@@ -104,21 +104,21 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
         }
     },
 )
-async def create_task(request: Request, session: SessionDep, caller: CallerDep) -> Any:
+async def create_task(request: Request, caller: CallerDep) -> Any:
     """Run a task turn on a worker: wait for it, or stream it with `stream: true`."""
     data, uploads = await _parse(request)
-    settings = request.app.state.settings
+    state = request.app.state
+    settings = state.settings
     started = await service.start_turn(
-        session, caller, data, settings=settings, model=request.app.state.model, uploads=uploads
+        state.db.writer, caller, data, settings=settings, model=state.model, uploads=uploads
     )
-    await session.commit()  # the turn's rows exist before its workflow can look for them
+    # Committed by now: the turn's rows exist before its workflow can look for them.
     await service.enqueue_turn(started.turn.id)
     if data.stream:
         return sse_response(
             live_events(started.turn.id, polling_seconds=settings.queue_polling_seconds)
         )
     await service.wait_for_turn(started.turn.id, settings.task_wait_seconds)
-    # A fresh session: the request's own one holds the rows as they were before the turn ran.
     async with request.app.state.db.reader.snapshot() as read:
         worker = await read.first(WORKER_ROW, {"worker_id": started.worker.id})
         assert worker is not None

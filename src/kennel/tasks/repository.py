@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kennel.auth import Caller
 from kennel.models import Task, Turn, TurnFile, Worker
-from kennel.models.base import insert_values
+from kennel.models.base import NewRow
 from kennel.timestamps import utcnow
 from kennel.workers.repository import VISIBLE_TO_CALLER, caller_params
+from kennel.writes import Transaction, on_connection
 
 __all__ = [
     "FILES_OF_TASK",
@@ -24,6 +25,13 @@ __all__ = [
     "TURN_ROWS",
     "VISIBLE_TASK_ROW",
     "TaskRepository",
+    "claim_for_turn",
+    "close_task",
+    "finish_turn",
+    "insert_file",
+    "insert_task",
+    "insert_turn",
+    "start_turn",
 ]
 
 IN_FLIGHT = ("pending", "running")
@@ -53,8 +61,8 @@ FILES_OF_TASK = (
 TURN_ROWS = select(Turn.__table__).where(Turn.task_id == bindparam("task_id")).order_by(Turn.seq)
 
 
-# The turn's life cycle, run by every turn: Core statements built once and run on the session's
-# connection (the ORM's bulk UPDATE path costs several times the statement itself).
+# The turn's life cycle, run by every turn: Core statements built once, run in short write
+# transactions (kennel.writes; the ORM's bulk UPDATE path costs several times the statement).
 _turns, _tasks = Turn.__table__, Task.__table__
 _START_TURN = (
     update(_turns)
@@ -82,7 +90,94 @@ _CLOSE_TASK = (
     )
 )
 
-_INSERTS = {Task: insert(_tasks), Turn: insert(_turns)}
+_CLAIM_TASK = (
+    update(_tasks)
+    .where(_tasks.c.id == bindparam("b_task_id"), _tasks.c.active_turn_id.is_(None))
+    .values(
+        active_turn_id=bindparam("b_turn_id"),
+        status="pending",
+        turn_count=_tasks.c.turn_count + 1,
+        last_turn_at=bindparam("b_now"),
+        completed_at=None,
+    )
+)
+_INSERT_TASK = insert(_tasks)
+_INSERT_TURN = insert(_turns)
+_INSERT_FILE = insert(TurnFile.__table__)
+
+
+# -- writes in a Core transaction (kennel.writes): every task and turn runs these -----------------
+
+
+async def insert_task(tx: Transaction, task: NewRow) -> None:
+    await tx.execute(_INSERT_TASK, task)
+
+
+async def insert_turn(tx: Transaction, turn: NewRow) -> None:
+    await tx.execute(_INSERT_TURN, turn)
+
+
+async def insert_file(tx: Transaction, turn_id: str, path: str, media_type: str, size: int) -> None:
+    """A file a new turn starts with (an upload); `TaskRepository.record_file` for the rest."""
+    values = {"turn_id": turn_id, "path": path, "media_type": media_type, "size": size}
+    await tx.execute(_INSERT_FILE, {**values, "created_at": utcnow()})
+
+
+async def claim_for_turn(tx: Transaction, task_id: str, turn_id: str) -> bool:
+    """Make `turn_id` the task's turn in flight, unless another one already is."""
+    params = {"b_task_id": task_id, "b_turn_id": turn_id, "b_now": utcnow()}
+    return bool(await tx.execute(_CLAIM_TASK, params))
+
+
+async def start_turn(tx: Transaction, turn_id: str) -> bool:
+    """Mark a pending turn running; False when it is no longer pending (aborted)."""
+    started = await tx.first(_START_TURN, {"b_turn_id": turn_id, "b_now": utcnow()})
+    if started is not None:
+        await tx.execute(_TASK_RUNNING, {"b_task_id": started.task_id})
+        return True
+    # A recovered workflow finds its turn running already: carry on with it.
+    found = await tx.first(_TURN_STATE, {"b_turn_id": turn_id})
+    return found is not None and found.status == "running"
+
+
+async def finish_turn(tx: Transaction, turn_id: str, status: str, values: dict[str, Any]) -> bool:
+    """Record the end of a running turn; False when it was aborted meanwhile."""
+    now = utcnow()
+    turn = await tx.first(_TURN_STATE, {"b_turn_id": turn_id})
+    if turn is None or turn.status != "running":
+        return False
+    duration_ms = max(0, int((now - (turn.started_at or now)).total_seconds() * 1000))
+    finished = await tx.execute(
+        _FINISH_TURN,
+        {
+            "b_turn_id": turn_id,
+            "status": status,
+            "completed_at": now,
+            "duration_ms": duration_ms,
+            **values,
+        },
+    )
+    if not finished:
+        return False
+    await close_task(tx, turn.task_id, turn_id, status, values.get("credits", 0), duration_ms)
+    return True
+
+
+async def close_task(
+    tx: Transaction, task_id: str, turn_id: str, status: str, credits: int, duration_ms: int
+) -> None:
+    """The task's turn in flight has ended: add up its figures and free the task."""
+    await tx.execute(
+        _CLOSE_TASK,
+        {
+            "b_task_id": task_id,
+            "b_turn_id": turn_id,
+            "b_status": status,
+            "b_credits": credits,
+            "b_duration_ms": duration_ms,
+            "b_now": utcnow(),
+        },
+    )
 
 
 class TaskRepository:
@@ -90,9 +185,6 @@ class TaskRepository:
         self.session = session
 
     # -- reads -------------------------------------------------------------------------------
-
-    async def get(self, task_id: str) -> Task | None:
-        return await self.session.get(Task, task_id)
 
     async def get_visible(self, caller: Caller, task_id: str) -> tuple[Task, Worker] | None:
         row = (
@@ -143,63 +235,6 @@ class TaskRepository:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def insert(self, *rows: Task | Turn) -> None:
-        """Insert new rows with Core statements in the session's transaction; the objects stay
-        transient (every task and turn starts here: the ORM's flush cost several times more)."""
-        conn = await self.session.connection()
-        for row in rows:
-            await conn.execute(_INSERTS[type(row)], insert_values(row))
-
-    async def claim_for_turn(self, task_id: str, turn_id: str) -> bool:
-        """Make `turn_id` the task's turn in flight, unless another one already is."""
-        result = await self.session.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.active_turn_id.is_(None))
-            .values(
-                active_turn_id=turn_id,
-                status="pending",
-                turn_count=Task.turn_count + 1,
-                last_turn_at=utcnow(),
-                completed_at=None,
-            )
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    async def start_turn(self, turn_id: str) -> bool:
-        """Mark a pending turn running; False when it is no longer pending (aborted)."""
-        conn = await self.session.connection()
-        started = await conn.execute(_START_TURN, {"b_turn_id": turn_id, "b_now": utcnow()})
-        task_id = started.scalar()
-        if task_id is not None:
-            await conn.execute(_TASK_RUNNING, {"b_task_id": task_id})
-            return True
-        # A recovered workflow finds its turn running already: carry on with it.
-        found = (await conn.execute(_TURN_STATE, {"b_turn_id": turn_id})).first()
-        return found is not None and found.status == "running"
-
-    async def finish_turn(self, turn_id: str, status: str, values: dict[str, Any]) -> bool:
-        """Record the end of a running turn; False when it was aborted meanwhile."""
-        now = utcnow()
-        conn = await self.session.connection()
-        turn = (await conn.execute(_TURN_STATE, {"b_turn_id": turn_id})).first()
-        if turn is None or turn.status != "running":
-            return False
-        duration_ms = max(0, int((now - (turn.started_at or now)).total_seconds() * 1000))
-        result = await conn.execute(
-            _FINISH_TURN,
-            {
-                "b_turn_id": turn_id,
-                "status": status,
-                "completed_at": now,
-                "duration_ms": duration_ms,
-                **values,
-            },
-        )
-        if not result.rowcount:
-            return False
-        await self._close_task(turn.task_id, turn_id, status, values.get("credits", 0), duration_ms)
-        return True
-
     async def abort_turn(self, turn_id: str, message: str) -> bool:
         now = utcnow()
         turn = await self.session.get(Turn, turn_id, populate_existing=True)
@@ -218,24 +253,9 @@ class TaskRepository:
         )
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
-        await self._close_task(turn.task_id, turn_id, "aborted", 0, 0)
+        tx = on_connection(await self.session.connection())
+        await close_task(tx, turn.task_id, turn_id, "aborted", 0, 0)
         return True
-
-    async def _close_task(
-        self, task_id: str, turn_id: str, status: str, credits: int, duration_ms: int
-    ) -> None:
-        conn = await self.session.connection()
-        await conn.execute(
-            _CLOSE_TASK,
-            {
-                "b_task_id": task_id,
-                "b_turn_id": turn_id,
-                "b_status": status,
-                "b_credits": credits,
-                "b_duration_ms": duration_ms,
-                "b_now": utcnow(),
-            },
-        )
 
     async def archive(self, task: Task) -> None:
         task.archived_at = utcnow()

@@ -21,21 +21,25 @@ from kennel.durable import TURN_QUEUE
 from kennel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kennel.ids import new_id
 from kennel.models import Task, Turn, Worker
+from kennel.models.base import new_row
 from kennel.reads import Snapshot
 from kennel.settings import Settings
-from kennel.tasks import waiters
+from kennel.tasks import repository, waiters
 from kennel.tasks.render import worker_state
 from kennel.tasks.repository import (
     IN_FLIGHT,
     LATEST_TASK_ROW,
     TASK_ROW,
     TURN_ROWS,
+    VISIBLE_TASK_ROW,
     TaskRepository,
 )
 from kennel.tasks.schemas import TaskCreate
 from kennel.workers import service as workers
+from kennel.workers.repository import WORKER_ROW, caller_params
 from kennel.workers.schemas import WorkerCreate, WorkerState
 from kennel.workspaces import Workspace, WorkspaceError, has_workspace
+from kennel.writes import Writer
 
 __all__ = [
     "PAGE_SIZE",
@@ -65,9 +69,11 @@ class Upload:
 
 @dataclass(frozen=True, slots=True)
 class StartedTurn:
-    worker: Worker
-    task: Task
-    turn: Turn
+    """Rows as Core rows or new rows (attributes named like the ORM's)."""
+
+    worker: Any
+    task: Any
+    turn: Any
 
 
 def _title(text: str) -> str:
@@ -76,7 +82,7 @@ def _title(text: str) -> str:
 
 
 async def start_turn(
-    session: AsyncSession,
+    writer: Writer,
     caller: Caller,
     data: TaskCreate,
     *,
@@ -85,69 +91,81 @@ async def start_turn(
     uploads: Sequence[Upload] = (),
     triggered_by: str = "api",
 ) -> StartedTurn:
-    """Record a new turn (and task, and worker, when new); the caller enqueues it after commit."""
-    repo = TaskRepository(session)
-    task: Task | None = None
-    if data.task_id is not None:
-        task = await repo.get(data.task_id)
-    if task is not None:
-        visible = await repo.get_visible(caller, task.id)
-        if visible is None:
-            raise Conflict(f"taskId {data.task_id!r} is already in use.")
-        if data.worker_id is not None and data.worker_id != task.worker_id:
-            raise Conflict(f"Task {task.id!r} belongs to another worker.")
-        if task.archived_at is not None:
-            raise Conflict(f"Task {task.id!r} is archived.")
-        worker = visible[1]
-    elif data.worker_id is not None:
-        worker = await workers.get_worker(session, caller, data.worker_id)
-    else:
-        # No worker named: one is made on the fly with the input as its instructions.
-        worker = await workers.create_worker(
-            session, caller, WorkerCreate(instructions=data.input[:20_000]), model=model
+    """Record a new turn (and task, and worker, when new) in one transaction; the caller
+    enqueues it once this returns, when the rows are committed."""
+    new_worker = None
+    if data.worker_id is None:
+        # No worker named: unless the task exists, one is made on the fly with the input as its
+        # instructions, prepared (and checked) before the transaction begins.
+        new_worker = await workers.prepare_worker(
+            caller, WorkerCreate(instructions=data.input[:20_000]), model=model
         )
-    workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
-    cleaned = _check_uploads(workspace, uploads)
-
     turn_id = new_id("trn")
-    if task is None:
-        task = Task(
-            id=data.task_id or new_id("tsk"),
-            organization_id=caller.organization_id,
-            worker_id=worker.id,
-            created_by_user_id=caller.user_id,
-            title=_title(data.input),
+    async with writer.transaction() as tx:
+        task: Any = None
+        if data.task_id is not None:
+            task = await tx.first(TASK_ROW, {"task_id": data.task_id})
+        if task is not None:
+            params = {"task_id": task.id, **caller_params(caller)}
+            if await tx.first(VISIBLE_TASK_ROW, params) is None:
+                raise Conflict(f"taskId {data.task_id!r} is already in use.")
+            if data.worker_id is not None and data.worker_id != task.worker_id:
+                raise Conflict(f"Task {task.id!r} belongs to another worker.")
+            if task.archived_at is not None:
+                raise Conflict(f"Task {task.id!r} is archived.")
+            worker = await tx.first(WORKER_ROW, {"worker_id": task.worker_id})
+        elif data.worker_id is not None:
+            worker = await workers.read_worker(tx, caller, data.worker_id)
+        else:
+            assert new_worker is not None
+            await workers.insert_worker(tx, caller, new_worker)
+            worker = new_worker
+        workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
+        cleaned = _check_uploads(workspace, uploads)
+
+        if task is None:
+            task = new_row(
+                Task,
+                id=data.task_id or new_id("tsk"),
+                organization_id=caller.organization_id,
+                worker_id=worker.id,
+                created_by_user_id=caller.user_id,
+                title=_title(data.input),
+                status="pending",
+                triggered_by=triggered_by,
+                instructions_version=worker.instructions_version,
+                active_turn_id=turn_id,
+                turn_count=1,
+            )
+            await repository.insert_task(tx, task)
+        elif not await repository.claim_for_turn(tx, task.id, turn_id):
+            raise Conflict(f"A turn is already running on task {task.id!r}; wait for it to end.")
+        else:
+            task = await tx.first(TASK_ROW, {"task_id": task.id})
+        turn = new_row(
+            Turn,
+            id=turn_id,
+            task_id=task.id,
+            seq=task.turn_count,
+            input=data.input,
+            budget=data.budget,
             status="pending",
-            triggered_by=triggered_by,
-            instructions_version=worker.instructions_version,
-            active_turn_id=turn_id,
-            turn_count=1,
+            instructions_version=task.instructions_version,
         )
-        await repo.insert(task)
-    elif not await repo.claim_for_turn(task.id, turn_id):
-        raise Conflict(f"A turn is already running on task {task.id!r}; wait for it to end.")
-    else:
-        await session.refresh(task)
-    turn = Turn(
-        id=turn_id,
-        task_id=task.id,
-        seq=task.turn_count,
-        input=data.input,
-        budget=data.budget,
-        status="pending",
-        instructions_version=task.instructions_version,
-    )
-    await repo.insert(turn)
-    # Uploads land in the workspace before the turn can start (it is enqueued after commit).
-    for path, upload in zip(cleaned, uploads, strict=True):
-        written = workspace.write(path, upload.data)
-        await repo.record_file(turn.id, written.path, written.media_type, written.size)
+        await repository.insert_turn(tx, turn)
+        # Uploads land in the workspace before the turn can start (it is enqueued after commit).
+        for path, upload in cleaned.items():
+            written = workspace.write(path, upload.data)
+            await repository.insert_file(
+                tx, turn.id, written.path, written.media_type, written.size
+            )
     return StartedTurn(worker, task, turn)
 
 
-def _check_uploads(workspace: Workspace, uploads: Sequence[Upload]) -> list[str]:
-    """Validate every upload before writing any, so a bad one leaves nothing behind."""
-    paths = []
+def _check_uploads(workspace: Workspace, uploads: Sequence[Upload]) -> dict[str, Upload]:
+    """Validate every upload before writing any, so a bad one leaves nothing behind. Two
+    uploads to the same path: the later one is kept, as writing both would leave it."""
+    paths = {}
     for upload in uploads:
         try:
             path = workspace.clean_path(upload.filename)
@@ -158,7 +176,8 @@ def _check_uploads(workspace: Workspace, uploads: Sequence[Upload]) -> list[str]
                 f"{upload.filename!r} is larger than {workspace.max_file_bytes} bytes.",
                 param="files",
             )
-        paths.append(path)
+        paths.pop(path, None)
+        paths[path] = upload
     return paths
 
 

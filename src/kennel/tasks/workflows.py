@@ -35,9 +35,9 @@ from kennel.agents.output import schema_output_type
 from kennel.agents.tools import TurnDeps
 from kennel.reads import Snapshot
 from kennel.settings import BudgetCaps, Settings
-from kennel.tasks import waiters
+from kennel.tasks import repository, waiters
 from kennel.tasks.budgets import caps_for, credits_for, usage_limits
-from kennel.tasks.repository import TASK_ROW, TURN_ROW, TURN_ROWS, TaskRepository
+from kennel.tasks.repository import TASK_ROW, TURN_ROW, TURN_ROWS
 from kennel.workers.repository import INSTRUCTIONS_ROW, WORKER_ROW
 
 __all__ = ["run_turn", "turn_context"]
@@ -89,17 +89,14 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
 
 async def _mark_running(turn_id: str) -> bool:
     """False when the turn was aborted before it started."""
-    async with runtime.current().db.session() as session:
-        started = await TaskRepository(session).start_turn(turn_id)
-        await session.commit()
-    return started
+    async with runtime.current().db.writer.transaction() as tx:
+        return await repository.start_turn(tx, turn_id)
 
 
 async def _record_outcome(turn_id: str, outcome: dict[str, Any]) -> bool:
     values = {k: v for k, v in outcome.items() if k != "status"}
-    async with runtime.current().db.session() as session:
-        recorded = await TaskRepository(session).finish_turn(turn_id, outcome["status"], values)
-        await session.commit()
+    async with runtime.current().db.writer.transaction() as tx:
+        recorded = await repository.finish_turn(tx, turn_id, outcome["status"], values)
     waiters.notify(turn_id)
     # The events stream is not closed: DBOS readers stop when the workflow has ended and they
     # have read all it wrote, which saves a system-database write per turn.

@@ -36,13 +36,12 @@ router = APIRouter(prefix="/api/workers", tags=["Workers"])
 
 
 @router.post("", status_code=201, response_model=WorkerTemplate, response_model_by_alias=True)
-async def create_worker(
-    body: WorkerCreate, request: Request, session: SessionDep, caller: CallerDep
-) -> WorkerTemplate:
+async def create_worker(body: WorkerCreate, request: Request, caller: CallerDep) -> WorkerTemplate:
     """Create a worker template."""
-    # The model (when it writes the instructions) answers before the first statement, so the
-    # transaction, and SQLite's write lock, begin only after it.
-    worker = await service.create_worker(session, caller, body, model=request.app.state.model)
+    # A short Core transaction (kennel.writes), begun once the model, when it writes the
+    # instructions, has answered: a slow model holds no lock.
+    state = request.app.state
+    worker = await service.create_worker(state.db.writer, caller, body, model=state.model)
     return worker_template(request.app.state.settings, worker)
 
 

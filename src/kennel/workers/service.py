@@ -14,11 +14,20 @@ from kennel.auth.repository import AuthRepository
 from kennel.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.ids import new_id
 from kennel.models import Worker, WorkerMember
+from kennel.models.base import NewRow, new_row
 from kennel.models.organization import User
 from kennel.reads import Snapshot
+from kennel.timestamps import utcnow
+from kennel.workers import repository
 from kennel.workers.names import dog_name, email_local_part
-from kennel.workers.repository import VISIBLE_ROW_BY_ID, WorkerRepository, caller_params
+from kennel.workers.repository import (
+    VISIBLE_ROW_BY_ID,
+    WorkerRepository,
+    caller_params,
+    email_local_part_taken,
+)
 from kennel.workers.schemas import WorkerCreate, WorkerUpdate
+from kennel.writes import Transaction, Writer
 
 __all__ = [
     "add_member",
@@ -26,7 +35,9 @@ __all__ = [
     "create_worker",
     "delete_worker",
     "get_worker",
+    "insert_worker",
     "list_members",
+    "prepare_worker",
     "read_worker",
     "remove_member",
     "update_worker",
@@ -66,9 +77,9 @@ async def read_worker(read: Snapshot, caller: Caller, worker_id: str) -> Any:
     return row
 
 
-async def create_worker(
-    session: AsyncSession, caller: Caller, data: WorkerCreate, *, model: Model
-) -> Worker:
+async def prepare_worker(caller: Caller, data: WorkerCreate, *, model: Model) -> NewRow:
+    """A new worker's row, checked and completed (the model writes the instructions when only
+    a prompt is given) before any transaction begins: a slow model holds no lock."""
     if data.output_schema is not None:
         check_output_schema(data.output_schema)
     instructions, summary = data.instructions, data.summary
@@ -82,7 +93,9 @@ async def create_worker(
         instructions = written.instructions
         summary = summary if summary is not None else (written.summary or "")
     title = data.title or dog_name()
-    worker = Worker(
+    now = utcnow()
+    return new_row(
+        Worker,
         id=new_id("wrk"),
         organization_id=caller.organization_id,
         user_id=caller.user_id,
@@ -92,18 +105,27 @@ async def create_worker(
         instructions_version=1,
         output_schema=data.output_schema,
         visibility=data.visibility,
-        email_local_part=await _free_email_local_part(session, title),
+        email_local_part=email_local_part(title),
+        created_at=now,
+        updated_at=now,
     )
-    await WorkerRepository(session).add(worker, caller.user_id)
-    return worker
 
 
-async def _free_email_local_part(session: AsyncSession, title: str) -> str:
+async def insert_worker(tx: Transaction, caller: Caller, worker: NewRow) -> None:
+    """Insert a prepared worker in `tx`, with an e-mail local part no other worker has."""
     # 32 random bits per title make a clash rare, not impossible: a clash would be a 500.
-    repo = WorkerRepository(session)
-    while await repo.email_local_part_taken(candidate := email_local_part(title)):
-        pass
-    return candidate
+    while await email_local_part_taken(tx, worker.email_local_part):
+        worker["email_local_part"] = email_local_part(worker.title)
+    await repository.insert_worker(tx, worker, caller.user_id)
+
+
+async def create_worker(
+    writer: Writer, caller: Caller, data: WorkerCreate, *, model: Model
+) -> NewRow:
+    worker = await prepare_worker(caller, data, model=model)
+    async with writer.transaction() as tx:
+        await insert_worker(tx, caller, worker)
+    return worker
 
 
 async def update_worker(
