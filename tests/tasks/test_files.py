@@ -85,6 +85,22 @@ class TestUpload:
         (published,) = await turn_files(client, member, worker["metadata"]["taskId"])
         assert published == sorted(worker["files"], key=lambda f: f["filename"])
 
+    async def test_two_uploads_with_one_name_keep_the_later(
+        self, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        r = await upload(
+            client,
+            member,
+            [("dup.txt", b"first", "text/plain"), ("dup.txt", b"second", "text/plain")],
+        )
+        assert r.status_code == 200, r.text
+        (listed,) = r.json()["files"]
+        assert (listed["filename"], listed["size"]) == ("dup.txt", len(b"second"))
+        download = await client.get(listed["url"], headers=member.headers)
+        assert download.content == b"second"
+        (published,) = await turn_files(client, member, r.json()["metadata"]["taskId"])
+        assert [f["filename"] for f in published] == ["dup.txt"]
+
     async def test_larger_than_the_json_limit_is_accepted(
         self, client: httpx.AsyncClient, member: Member
     ) -> None:
