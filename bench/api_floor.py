@@ -13,8 +13,9 @@ per request of
 4. the same with the API-key dependency (one indexed SELECT);
 5. the real `GET /api/workers/{id}` (answered by `kennel.workers.fast_read`);
 6. a POST that validates a `WorkerCreate` body and answers a constant; the same with the API
-   key; with the request's database session too (no statement); and with one write statement
-   (BEGIN IMMEDIATE, an UPDATE that matches nothing, COMMIT);
+   key; with the request's database session too (no statement); with one write statement
+   (BEGIN IMMEDIATE, an UPDATE that matches nothing, COMMIT) in that session; and with the
+   same write as a `kennel.writes` transaction instead of the session;
 7. the real `POST /api/workers`,
 
 each as a ratio to (1). Over HTTP, uvicorn adds a roughly fixed cost per request that narrows
@@ -34,11 +35,12 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from kennel.auth import CallerDep
 from kennel.auth.keys import generate_key
 from kennel.db import SessionDep
+from kennel.models import User
 from kennel.workers.schemas import WorkerCreate
 
 KEY = generate_key()
@@ -128,6 +130,18 @@ async def _run(requests: int) -> None:
     ) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    no_op_update = (
+        update(User.__table__).where(User.__table__.c.id == "").values(role=User.__table__.c.role)
+    )
+
+    @app.post("/floor/body-auth-core-write")
+    async def body_auth_core_write(
+        body: WorkerCreate, request: Request, caller: CallerDep
+    ) -> JSONResponse:
+        async with request.app.state.db.writer.transaction() as tx:
+            await tx.execute(no_op_update)
+        return JSONResponse({"status": "ok"})
+
     @app.post("/floor/body-auth-write")
     async def body_auth_write(
         body: WorkerCreate, caller: CallerDep, session: SessionDep
@@ -150,6 +164,7 @@ async def _run(requests: int) -> None:
             ("+ API key", "POST", "/floor/body-auth", create),
             ("+ database session", "POST", "/floor/body-auth-session", create),
             ("+ one write statement", "POST", "/floor/body-auth-write", create),
+            ("key + one kennel.writes txn", "POST", "/floor/body-auth-core-write", create),
             ("POST /api/workers", "POST", "/api/workers", create),
         ]
         base = None

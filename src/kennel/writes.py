@@ -13,6 +13,8 @@ The statements are SQLAlchemy Core statements built once, as in `kennel.reads`:
   turn with the ORM's writers of this process (`sqlite_driver.take_write_lock`), and waits for
   another process's writer with `asyncio.sleep`, never blocking the loop. The body of a
   transaction should not await anything but its statements: it holds SQLite's write lock.
+  Nor may a task open one while its own ORM session holds a write transaction: both wait for
+  the same lock (code that shares a session's transaction uses `on_connection`).
 - On PostgreSQL, `EngineWriter` runs them in a transaction of the app's async engine.
 
 Errors are SQLAlchemy's on both backends (`sqlalchemy.exc.IntegrityError` for a constraint).
