@@ -217,22 +217,48 @@ class _SqliteSnapshot:
         return prepared, cursor
 
 
+class IdleConnections:
+    """`sqlite3` connections kept for reuse, each given back with no transaction open; one
+    whose rollback fails is closed instead."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._idle: list[sqlite3.Connection] = []
+
+    def take(self) -> sqlite3.Connection | None:
+        return self._idle.pop() if self._idle else None
+
+    def give_back(self, conn: sqlite3.Connection) -> None:
+        try:
+            if conn.in_transaction:  # SQLite may have ended it already, after an error
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            conn.close()
+            return
+        if len(self._idle) < self._limit:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def close_all(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+
 class SqliteReader:
     """Autocommit `sqlite3` connections kept for reuse; a snapshot is a `BEGIN`...`ROLLBACK`."""
-
-    _MAX_IDLE = 32
 
     def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
         self._path = path
         self._timeout = busy_timeout
-        self._idle: list[sqlite3.Connection] = []
+        self._idle = IdleConnections(32)
 
     async def first(self, statement: Executable, params: Params = None) -> Any | None:
         conn = self._acquire()
         try:  # one statement is its own snapshot
             return await _SqliteSnapshot(conn, self._timeout).first(statement, params)
         finally:
-            self._release(conn)
+            self._idle.give_back(conn)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Snapshot]:
@@ -241,23 +267,10 @@ class SqliteReader:
             await sqlite_driver.retry_busy(self._timeout, conn.execute, "BEGIN")
             yield _SqliteSnapshot(conn, self._timeout)
         finally:
-            self._release(conn)
+            self._idle.give_back(conn)
 
     def _acquire(self) -> sqlite3.Connection:
-        return self._idle.pop() if self._idle else sqlite_driver.connect_now(self._path)
-
-    def _release(self, conn: sqlite3.Connection) -> None:
-        try:
-            if conn.in_transaction:  # SQLite may have ended it already, after an error
-                conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            conn.close()
-            return
-        if len(self._idle) < self._MAX_IDLE:
-            self._idle.append(conn)
-        else:
-            conn.close()
+        return self._idle.take() or sqlite_driver.connect_now(self._path)
 
     async def dispose(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+        self._idle.close_all()

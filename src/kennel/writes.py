@@ -32,7 +32,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kennel import sqlite_driver
-from kennel.reads import Params, Snapshot, _EngineSnapshot, _SqliteSnapshot
+from kennel.reads import IdleConnections, Params, Snapshot, _EngineSnapshot, _SqliteSnapshot
 
 __all__ = ["EngineWriter", "SqliteWriter", "Transaction", "Writer", "on_connection"]
 
@@ -128,26 +128,27 @@ class _as_sqlalchemy_error:
 class SqliteWriter:
     """`sqlite3` connections kept for reuse, each in WAL mode with foreign keys on."""
 
-    _MAX_IDLE = 8  # writers take turns: a few connections serve every one of them
-
     def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
         self._path = path
         self._timeout = busy_timeout
-        self._idle: list[sqlite3.Connection] = []
+        # Writers take turns (and rarely wait inside a transaction): a few connections serve all.
+        self._idle = IdleConnections(8)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        conn = self._idle.pop() if self._idle else await self._connect()
-        lock = await sqlite_driver.take_write_lock(self._timeout)
+        conn = self._idle.take() or await self._connect()
         try:
-            await sqlite_driver.retry_busy(self._timeout, conn.execute, "BEGIN IMMEDIATE")
-            yield _SqliteTransaction(conn, self._timeout)
-            # An error after which SQLite rolled back by itself makes this fail, not vanish.
-            with _as_sqlalchemy_error("COMMIT", None):
-                await sqlite_driver.retry_busy(self._timeout, conn.execute, "COMMIT")
+            lock = await sqlite_driver.take_write_lock(self._timeout)
+            try:
+                await sqlite_driver.retry_busy(self._timeout, conn.execute, "BEGIN IMMEDIATE")
+                yield _SqliteTransaction(conn, self._timeout)
+                # An error after which SQLite rolled back by itself makes this fail, not vanish.
+                with _as_sqlalchemy_error("COMMIT", None):
+                    await sqlite_driver.retry_busy(self._timeout, conn.execute, "COMMIT")
+            finally:
+                lock.release()
         finally:
-            lock.release()
-            self._release(conn)
+            self._idle.give_back(conn)  # rolled back, if the block raised or COMMIT failed
 
     async def _connect(self) -> sqlite3.Connection:
         conn = sqlite_driver.connect_now(self._path)
@@ -155,18 +156,5 @@ class SqliteWriter:
             await sqlite_driver.retry_busy(self._timeout, conn.execute, f"PRAGMA {pragma}")
         return conn
 
-    def _release(self, conn: sqlite3.Connection) -> None:
-        try:
-            if conn.in_transaction:  # the block raised, or COMMIT failed
-                conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            conn.close()
-            return
-        if len(self._idle) < self._MAX_IDLE:
-            self._idle.append(conn)
-        else:
-            conn.close()
-
     async def dispose(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+        self._idle.close_all()
