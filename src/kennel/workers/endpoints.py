@@ -42,7 +42,7 @@ async def create_worker(body: WorkerCreate, request: Request, caller: CallerDep)
     # instructions, has answered: a slow model holds no lock.
     state = request.app.state
     worker = await service.create_worker(state.db.writer, caller, body, model=state.model)
-    return worker_template(request.app.state.settings, worker)
+    return worker_template(state.settings, worker)
 
 
 @router.get(
