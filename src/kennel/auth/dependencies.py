@@ -25,10 +25,6 @@ class Caller:
     role: str
     key_id: str
 
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
 
 class ApiKeyBearer(HTTPBearer):
     """Bearer auth with a Kennel API key: the dependency that yields the `Caller`.
