@@ -93,13 +93,6 @@ async def start_turn(
 ) -> StartedTurn:
     """Record a new turn (and task, and worker, when new) in one transaction; the caller
     enqueues it once this returns, when the rows are committed."""
-    new_worker = None
-    if data.worker_id is None:
-        # No worker named: unless the task exists, one is made on the fly with the input as its
-        # instructions, prepared (and checked) before the transaction begins.
-        new_worker = await workers.prepare_worker(
-            caller, WorkerCreate(instructions=data.input[:20_000]), model=model
-        )
     turn_id = new_id("trn")
     async with writer.transaction() as tx:
         task: Any = None
@@ -117,9 +110,12 @@ async def start_turn(
         elif data.worker_id is not None:
             worker = await workers.read_worker(tx, caller, data.worker_id)
         else:
-            assert new_worker is not None
-            await workers.insert_worker(tx, caller, new_worker)
-            worker = new_worker
+            # No worker named: one is made on the fly with the input as its instructions. With
+            # instructions given, preparing it never calls the model, so it may run in here.
+            worker = await workers.prepare_worker(
+                caller, WorkerCreate(instructions=data.input[:20_000]), model=model
+            )
+            await workers.insert_worker(tx, caller, worker)
         workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
         cleaned = _check_uploads(workspace, uploads)
 
