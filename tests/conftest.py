@@ -99,19 +99,17 @@ def reconfigure(app: FastAPI) -> Iterator[Callable[..., None]]:
 
     `reconfigure(model=OfflineModel(delay_seconds=1), allow_private_fetch=True)`.
     """
-    from kennel import runtime
-
-    rt = runtime.current()
-    saved = (app.state.model, app.state.settings, rt.model, rt.settings)
+    rt = app.state.runtime
+    saved = (rt.model, rt.settings)
 
     def apply(*, model: Model | None = None, **settings: object) -> None:
         if model is not None:
-            app.state.model = rt.model = model
+            rt.model = model
         if settings:
-            app.state.settings = rt.settings = rt.settings.model_copy(update=settings)
+            rt.settings = rt.settings.model_copy(update=settings)
 
     yield apply
-    app.state.model, app.state.settings, rt.model, rt.settings = saved
+    rt.model, rt.settings = saved
 
 
 @pytest_asyncio.fixture

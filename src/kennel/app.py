@@ -13,25 +13,28 @@ from fastapi.responses import JSONResponse
 from kennel import __version__, runtime
 from kennel.agents import build_model, is_offline
 from kennel.auth.service import bootstrap
-from kennel.db import Database, migrate
+from kennel.db import migrate, open_database
+from kennel.docs import install_docs
 from kennel.durable import launch as launch_dbos
 from kennel.durable import shutdown as shutdown_dbos
 from kennel.errors import install_error_handlers
 from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.openapi import install_openapi
 from kennel.settings import Settings, load_settings
+from kennel.tasks import repository as tasks
 from kennel.tasks.endpoints import router as tasks_router
-from kennel.tasks.repository import TaskRepository
 from kennel.tasks.service import enqueue_turn
+from kennel.tasks.workflows import finish_abandoned_turns
 from kennel.workers.endpoints import router as workers_router
-from kennel.workers.fast_read import FastWorkerRead
 
 __all__ = ["PUBLIC_PATHS", "create_app"]
 
 log = logging.getLogger("kennel")
 
 # The only routes served without an API key; a test walks app.routes against this list.
-PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/docs", "/docs/oauth2-redirect", "/docs/assets", "/openapi.json"}
+)
 
 _OFFLINE_BANNER = (
     "KENNEL_MODEL is 'offline': workers answer with Kennel's deterministic offline model, "
@@ -41,41 +44,38 @@ _OFFLINE_BANNER = (
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
+    rt: runtime.Runtime = app.state.runtime
+    settings = rt.settings
     await asyncio.to_thread(migrate, settings)
-    db = Database.open(settings)
-    app.state.db = db
-    async with db.session() as session:
-        await bootstrap(session, key=settings.bootstrap_api_key, admin_email=settings.admin_email)
-        await session.commit()
+    await bootstrap(rt.db, key=settings.bootstrap_api_key, admin_email=settings.admin_email)
     if is_offline(settings.model):
         log.warning("*" * 20 + " " + _OFFLINE_BANNER + " " + "*" * 20)
     durable = app.state.durable
     if durable:
-        runtime.install(runtime.Runtime(settings, db, app.state.model))
+        runtime.install(rt)
         await launch_dbos(settings)
-        await _requeue_pending_turns(db)
-    backend = settings.async_database_url.get_backend_name()
-    log.info("kennel %s ready (database: %s)", __version__, backend)
+        await finish_abandoned_turns(rt)
+        await _requeue_pending_turns(rt)
+    log.info("kennel %s ready (database: %s)", __version__, rt.db.backend)
     try:
         yield
     finally:
         if durable:
             shutdown_dbos()
             runtime.uninstall()
-        await db.dispose()
+        await rt.db.dispose()
 
 
-async def _requeue_pending_turns(db: Database) -> None:
+async def _requeue_pending_turns(rt: runtime.Runtime) -> None:
     """Enqueue turns whose request committed but died before enqueueing (idempotent)."""
-    async with db.session(write=False) as session:
-        pending = await TaskRepository(session).pending_turn_ids()
+    async with rt.db.read() as r:
+        pending = await tasks.pending_turn_ids(r)
     for turn_id in pending:
-        await enqueue_turn(turn_id)
+        await enqueue_turn(rt, turn_id)
 
 
 def create_app(settings: Settings | None = None, *, durable: bool = True) -> FastAPI:
-    """Build the app; the database is opened and migrated by its lifespan.
+    """Build the app; the database is migrated by its lifespan.
 
     `durable=False` leaves DBOS (task runs) off: for tools and tests that only need the API
     of a second app in a process where another one runs tasks.
@@ -86,18 +86,21 @@ def create_app(settings: Settings | None = None, *, durable: bool = True) -> Fas
         version=__version__,
         summary="Self-hosted AI agent workers, speaking the Handinger REST API.",
         lifespan=_lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
-    app.state.settings = settings
-    app.state.durable = durable
-    # Built here, not in the lifespan, so a bad KENNEL_MODEL fails before anything starts.
-    app.state.model = build_model(
+    # The model is built here, not in the lifespan, so a bad KENNEL_MODEL fails before anything
+    # starts; the database is only opened (no connection is made until the lifespan).
+    model = build_model(
         settings.model,
         offline_delay_seconds=settings.offline_model_delay_seconds,
         offline_trace_file=settings.offline_model_trace_file,
     )
+    app.state.runtime = runtime.Runtime(settings, open_database(settings), model)
+    app.state.durable = durable
     install_error_handlers(app)
     install_openapi(app)
-    app.add_middleware(FastWorkerRead)  # innermost: after the body limit and the request id
+    install_docs(app)
     app.add_middleware(
         BodyLimitMiddleware,
         json_limit=settings.max_json_body_bytes,

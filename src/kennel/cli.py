@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from kennel.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from kennel.db import Database
 
 __all__ = ["app"]
 
@@ -63,17 +65,14 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     typer.echo(f"database at {revision}")
 
 
-def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from kennel.db import Database, migrate
+def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    from kennel.db import migrate, open_database
 
     async def run() -> T:
         await asyncio.to_thread(migrate, settings)
-        db = Database.open(settings)
+        db = open_database(settings)
         try:
-            async with db.session() as session:
-                result = await work(session)
-                await session.commit()
-                return result
+            return await work(db)
         finally:
             await db.dispose()
 
@@ -93,12 +92,16 @@ def keys_create(
         typer.echo("kennel: --email must be an e-mail address", err=True)
         raise typer.Exit(2)
     settings = _settings()
-    issued = _in_session(
+    issued = _with_database(
         settings,
-        lambda s: issue_key(s, email=email, organization=org, role="admin" if admin else "member"),
+        lambda db: issue_key(
+            db, email=email, organization=org, role="admin" if admin else "member"
+        ),
     )
-    typer.echo(f"organization {issued.organization_id} ({org})")
-    typer.echo(f"user {issued.user_id} ({email})")
+    org_note = "created" if issued.organization_created else "existing"
+    user_note = "created" if issued.user_created else "existing"
+    typer.echo(f"organization {issued.organization_id} ({org}, {org_note})")
+    typer.echo(f"user {issued.user_id} ({email}, {user_note})")
     typer.echo(f"key id {issued.key_id}; the key is shown only this once:")
     typer.echo(issued.key)
 
@@ -110,21 +113,27 @@ def keys_revoke(
     """Revoke an API key; requests with it get 401 from then on."""
     from kennel.auth.service import revoke_key
 
-    if not _in_session(_settings(), lambda s: revoke_key(s, key)):
-        typer.echo("kennel: no such active key", err=True)
+    outcome = _with_database(_settings(), lambda db: revoke_key(db, key))
+    if outcome == "unknown":
+        typer.echo("kennel: no such key", err=True)
         raise typer.Exit(1)
-    typer.echo("revoked")
+    typer.echo("revoked" if outcome == "revoked" else "already revoked; nothing to do")
 
 
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys (ids and prefixes, never the keys)."""
-    from kennel.auth.repository import AuthRepository
+    from kennel.auth.repository import list_keys
 
-    rows = _in_session(_settings(), lambda s: AuthRepository(s).list_keys())
-    for key, user, org in rows:
-        state = "revoked" if key.revoked_at else "active"
-        typer.echo(f"{key.id}\t{key.prefix}…\t{state}\t{user.email}\t{org.name}")
+    async def listing(db: Database) -> list[Any]:
+        async with db.read() as r:
+            return await list_keys(r)
+
+    rows = _with_database(_settings(), listing)
+    typer.echo("KEY ID\tPREFIX\tSTATE\tUSER\tORGANIZATION")
+    for row in rows:
+        state = "revoked" if row.revoked_at else "active"
+        typer.echo(f"{row.key_id}\t{row.prefix}…\t{state}\t{row.email}\t{row.organization}")
 
 
 def main() -> None:  # pragma: no cover - `python -m kennel`

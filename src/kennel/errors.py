@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 __all__ = [
+    "INTERNAL_ERROR",
     "ApiError",
     "BadRequest",
     "Conflict",
@@ -21,6 +24,7 @@ __all__ = [
     "api_error_response",
     "error_body",
     "install_error_handlers",
+    "validation_error",
 ]
 
 log = logging.getLogger("kennel.errors")
@@ -95,22 +99,45 @@ def error_body(status: int, message: str, param: str | None = None, type: str | 
     }
 
 
-def _param_of(loc: tuple[Any, ...]) -> str | None:
-    # FastAPI prefixes the location with where it came from ("body", "query", "path").
-    parts = [str(p) for p in loc[1:] if not isinstance(p, int)] if len(loc) > 1 else []
-    return ".".join(parts) or (str(loc[0]) if loc else None)
+_SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
 
 
-def _validation_message(err: dict[str, Any], param: str | None) -> str:
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        return f"Unknown field {param!r}."
-    if kind == "missing":
-        return f"Field {param!r} is required."
+def validation_error(errors: Sequence[Any]) -> ApiError:
+    """The contract's 400 for a pydantic validation failure: the first error, with `param`
+    naming the field in the contract's casing (`when.delayInSeconds`, `outputSchema`).
+
+    FastAPI prefixes locations with where the value came from (`body`, `query`); list indices
+    and the tag of a discriminated union (pydantic puts it in the location) are not fields."""
+    first = errors[0] if errors else {"loc": (), "msg": "Invalid request.", "type": ""}
+    kind = first.get("type", "")
+    loc = list(first.get("loc", ()))
+    if loc and loc[0] in _SOURCES:
+        loc = loc[1:]
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int) or (parts and part in _UNION_TAGS.get(parts[-1], ())):
+            continue
+        parts.append(str(part))
+    param = ".".join(parts) or None
     if kind == "json_invalid":
-        return "The request body is not valid JSON."
-    msg = err.get("msg", "Invalid value.")
-    return f"{param}: {msg}" if param else msg
+        return BadRequest("The request body is not valid JSON.")
+    if kind == "extra_forbidden":
+        return BadRequest(f"Unknown field {param!r}.", param=param)
+    if kind == "missing":
+        if param is None:
+            return BadRequest("A JSON request body is required.")
+        return BadRequest(f"Field {param!r} is required.", param=param)
+    if kind == "union_tag_invalid" and param is not None:
+        param = f"{param}.type"
+    if param is None and kind in {"dict_type", "model_attributes_type", "model_type"}:
+        return ApiError(415, _JSON_ONLY)
+    msg = first.get("msg", "Invalid value.")
+    return BadRequest(f"{param}: {msg}" if param else msg, param=param)
+
+
+_JSON_ONLY = "Send the body as a JSON object, with Content-Type: application/json."
+# The discriminated unions of request bodies, by field: pydantic names the branch in the location.
+_UNION_TAGS = {"when": frozenset({"scheduled", "delayed", "cron", "interval"})}
 
 
 def api_error_response(exc: ApiError) -> JSONResponse:
@@ -126,33 +153,35 @@ async def _on_api_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    first = errors[0] if errors else {"loc": (), "msg": "Invalid request."}
-    loc = tuple(first.get("loc", ()))
-    param = None if first.get("type") == "json_invalid" else _param_of(loc)
-    if loc == ("body",) and first.get("type") == "missing":
-        return JSONResponse(error_body(400, "A JSON request body is required."), status_code=400)
-    return JSONResponse(error_body(400, _validation_message(first, param), param), status_code=400)
+    return api_error_response(validation_error(exc.errors()))
 
 
-async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = {
         404: "No such route.",
         405: "Method not allowed on this route.",
     }.get(exc.status_code, str(exc.detail))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route that matched the path; a path served
+        # by several routes (GET, PATCH, DELETE) allows all of theirs.
+        headers["Allow"] = ", ".join(_methods_allowed(request))
     return JSONResponse(
-        error_body(exc.status_code, message),
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
+        error_body(exc.status_code, message), status_code=exc.status_code, headers=headers
     )
 
 
-async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return JSONResponse(
-        error_body(500, "Internal server error; this is a bug.", type="api_error"), status_code=500
-    )
+def _methods_allowed(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            if route.matches(request.scope)[0] != Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
+
+
+INTERNAL_ERROR = error_body(500, "Internal server error; this is a bug.", type="api_error")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -160,4 +189,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)
+    # Unexpected errors are logged and answered by kennel.middleware.RequestIdMiddleware, which
+    # knows the request id and keeps the connection open.

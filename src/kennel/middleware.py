@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from kennel.errors import error_body
+from kennel.errors import INTERNAL_ERROR, error_body
 from kennel.logs import request_id_var
 
 __all__ = ["BodyLimitMiddleware", "RequestIdMiddleware"]
@@ -35,17 +35,26 @@ class RequestIdMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Here, not in an exception handler: this log line still knows the request id, and
+            # answering here (instead of re-raising to the server) keeps the connection open.
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if response_started:
+                raise
+            await _send_json(send_with_id, 500, INTERNAL_ERROR)
         finally:
             if log.isEnabledFor(logging.INFO):
                 log.info(
@@ -118,11 +127,15 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _too_large(send: Any, limit: int) -> None:
-    body = json.dumps(error_body(413, f"The request body is larger than {limit} bytes.")).encode()
+    await _send_json(send, 413, error_body(413, f"The request body is larger than {limit} bytes."))
+
+
+async def _send_json(send: Any, status: int, document: dict[str, Any]) -> None:
+    body = json.dumps(document).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

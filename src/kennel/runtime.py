@@ -1,7 +1,9 @@
-"""What code running outside a request (DBOS workflows, steps, agent tools) needs of the server.
+"""What the server's code works with: its settings, its database and its model.
 
-DBOS is a process-wide singleton, so one server runs per process; the app installs its
-runtime when it starts and removes it when it stops.
+Requests reach it as `request.app.state.runtime`. DBOS workflows and steps run outside any
+request, so they call `current()` (and only they do), then pass it down. DBOS is a process-wide
+singleton, so one server runs per process; the app installs its runtime when it starts and
+removes it when it stops.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     @classmethod
     def _known_database(cls, value: str) -> str:
         if value:
-            _async_url(value)
+            _parse_database_url(value)
         return value
 
     @field_validator("budget_caps")
@@ -162,22 +162,22 @@ class Settings(BaseSettings):
 
     @cached_property
     def sync_database_url(self) -> str:
-        """The configured database as a plain URL (no driver), for DBOS and display."""
+        """The configured database as a plain URL (no driver), for DBOS."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'kennel.sqlite3').resolve()}"
 
     @cached_property
-    def async_database_url(self) -> URL:
-        """The database URL with the async driver Kennel uses for it."""
-        return _async_url(self.sync_database_url)
+    def database_url_object(self) -> URL:
+        """The configured database URL, parsed (`sqlite` or `postgresql`, no driver)."""
+        return _parse_database_url(self.sync_database_url)
 
     @property
     def is_sqlite(self) -> bool:
-        return self.async_database_url.get_backend_name() == "sqlite"
+        return self.database_url_object.get_backend_name() == "sqlite"
 
 
-def _async_url(raw: str) -> URL:
+def _parse_database_url(raw: str) -> URL:
     try:
         url = make_url(raw)
     except Exception as exc:
@@ -186,9 +186,9 @@ def _async_url(raw: str) -> URL:
     if backend == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ValueError("SQLite needs a file path (sqlite:///path/to/kennel.sqlite3)")
-        return url.set(drivername="sqlite+aiosqlite")
+        return url.set(drivername="sqlite")
     if backend in {"postgresql", "postgres"}:
-        return url.set(drivername="postgresql+asyncpg")
+        return url.set(drivername="postgresql")
     raise ValueError("must be a sqlite:/// or postgresql:// URL")
 
 

@@ -1,21 +1,40 @@
-"""A worker's workspace: a folder of files that only that worker's tasks can reach."""
+"""A worker's workspace: a folder of files that only that worker's tasks can reach.
+
+One rule for every name that enters it, an upload's or the agent's `write_file`'s:
+
+- a relative path of at most 512 characters and 16 segments, `/` (or `\\`) between them;
+- each segment at most 255 bytes of UTF-8 (what file systems allow), not `.` or `..`, not
+  starting with `.` (hidden names are Kennel's own), valid Unicode, and without control
+  characters or bidirectional overrides (`evil\\u202etxt.exe` shows as `evilexe.txt`);
+- a file and a folder never share a name: writing `a/b` when `a` is a file, or `a` when
+  `a/` is a folder, is refused with a message that says which.
+
+Writes are atomic: the bytes go to a temporary file with a short name in a hidden folder of
+the workspace, which is then renamed into place; a failed write leaves no temporary behind.
+"""
 
 from __future__ import annotations
 
 import functools
 import mimetypes
 import os
+import secrets
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 __all__ = ["Workspace", "WorkspaceError", "WorkspaceFile", "has_workspace"]
 
-_MAX_PATH = 255
+MAX_PATH_CHARS = 512
+MAX_SEGMENT_BYTES = 255
+MAX_SEGMENTS = 16
 _MAX_LISTED = 1000
+_TEMPORARY = ".kennel-partial"
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class WorkspaceError(ValueError):
-    """A path that leaves the workspace, or a file over a limit."""
+    """A name the workspace refuses, or a file over a limit; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +42,6 @@ class WorkspaceFile:
     path: str  # relative, POSIX separators
     size: int
     media_type: str
-
-
-def media_type_of(path: str) -> str:
-    return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
 @functools.lru_cache(maxsize=8)
@@ -48,15 +63,41 @@ class Workspace:
         self.root = Path(_workspaces_folder(data_dir), worker_id)
         self.max_file_bytes = max_file_bytes
 
-    def clean_path(self, name: str) -> str:
-        """The relative POSIX path for `name`, or WorkspaceError when it would escape the folder."""
+    @staticmethod
+    def media_type_of(path: str) -> str:
+        return mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+    @staticmethod
+    def clean_path(name: str) -> str:
+        """The relative POSIX path for `name`, or WorkspaceError saying what is wrong with it."""
         raw = name.replace("\\", "/").strip()
-        parts = [p for p in PurePosixPath(raw).parts if p not in ("", ".", "/")]
-        if not parts or ".." in parts or raw.startswith("/") or len(raw) > _MAX_PATH:
-            raise WorkspaceError(f"{name!r} is not a valid file name inside the workspace")
-        if any(p.startswith(".") or "\x00" in p for p in parts):
-            raise WorkspaceError(f"{name!r}: hidden names are not allowed")
+        shown = ascii(name) if len(name) <= 80 else ascii(name[:77]) + "…"
+        if not raw or raw.startswith("/"):
+            raise WorkspaceError(f"{shown} is not a relative file name")
+        if len(raw) > MAX_PATH_CHARS:
+            raise WorkspaceError(f"{shown} is longer than {MAX_PATH_CHARS} characters")
+        parts = [p for p in raw.split("/") if p not in ("", ".")]
+        if not parts:
+            raise WorkspaceError(f"{shown} is not a file name")
+        if len(parts) > MAX_SEGMENTS:
+            raise WorkspaceError(f"{shown} has more than {MAX_SEGMENTS} folders")
+        for part in parts:
+            _check_segment(part, shown)
         return "/".join(parts)
+
+    def check_writable(self, relative: str) -> None:
+        """WorkspaceError when writing `relative` (a clean path) would put a file where a
+        folder is, or inside a file."""
+        target = self.root
+        parts = PurePosixPath(relative).parts
+        for index, part in enumerate(parts):
+            target = target / part
+            last = index == len(parts) - 1
+            if last and target.is_dir():
+                raise WorkspaceError(f"{relative!r} is a folder; a file cannot take its name")
+            if not last and target.exists() and not target.is_dir():
+                folder = "/".join(parts[: index + 1])
+                raise WorkspaceError(f"{folder!r} is a file, so {relative!r} cannot be made in it")
 
     def _resolve(self, relative: str) -> Path:
         target = (self.root / relative).resolve()
@@ -68,12 +109,18 @@ class Workspace:
         relative = self.clean_path(name)
         if len(data) > self.max_file_bytes:
             raise WorkspaceError(f"{relative!r} is larger than {self.max_file_bytes} bytes")
+        self.check_writable(relative)
         target = self._resolve(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_bytes(data)
-        os.replace(partial, target)  # readers never see half a file
-        return WorkspaceFile(relative, len(data), media_type_of(relative))
+        temporary_folder = self.root / _TEMPORARY
+        temporary_folder.mkdir(parents=True, exist_ok=True)
+        partial = temporary_folder / f"{secrets.token_hex(8)}.tmp"
+        try:
+            partial.write_bytes(data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, target)  # readers never see half a file
+        finally:
+            partial.unlink(missing_ok=True)
+        return WorkspaceFile(relative, len(data), self.media_type_of(relative))
 
     def read(self, name: str) -> bytes:
         target = self._resolve(self.clean_path(name))
@@ -89,7 +136,7 @@ class Workspace:
             return None
         if not target.is_file():
             return None
-        return target, WorkspaceFile(relative, target.stat().st_size, media_type_of(relative))
+        return target, WorkspaceFile(relative, target.stat().st_size, self.media_type_of(relative))
 
     def list(self) -> list[WorkspaceFile]:
         if not self.root.is_dir():
@@ -102,7 +149,27 @@ class Workspace:
                     continue
                 full = Path(dirpath) / filename
                 relative = full.relative_to(self.root).as_posix()
-                found.append(WorkspaceFile(relative, full.stat().st_size, media_type_of(relative)))
+                found.append(
+                    WorkspaceFile(relative, full.stat().st_size, self.media_type_of(relative))
+                )
                 if len(found) >= _MAX_LISTED:
                     return found
         return found
+
+
+def _check_segment(part: str, shown: str) -> None:
+    if part == "..":
+        raise WorkspaceError(f"{shown} leaves the workspace ('..')")
+    if part.startswith("."):
+        raise WorkspaceError(f"{shown}: names starting with '.' are not allowed")
+    try:
+        size = len(part.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise WorkspaceError(f"{shown} is not valid Unicode") from None
+    if size > MAX_SEGMENT_BYTES:
+        raise WorkspaceError(f"{shown}: a name is longer than {MAX_SEGMENT_BYTES} bytes")
+    for char in part:
+        if char in _BIDI or unicodedata.category(char) == "Cc":
+            raise WorkspaceError(
+                f"{shown} contains a control or text-direction character (U+{ord(char):04X})"
+            )

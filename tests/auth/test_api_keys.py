@@ -128,9 +128,7 @@ async def test_revoked_key_is_refused(app: FastAPI, client: httpx.AsyncClient) -
 
     member = await make_member(app)
     assert (await client.post("/api/workers", json={}, headers=member.headers)).status_code == 201
-    async with app.state.db.session() as session:
-        assert await revoke_key(session, member.key)
-        await session.commit()
+    assert await revoke_key(app.state.runtime.db, member.key) == "revoked"
     assert (await client.post("/api/workers", json={}, headers=member.headers)).status_code == 401
 
 
@@ -138,23 +136,24 @@ async def test_a_key_is_revoked_by_its_id_too(app: FastAPI, client: httpx.AsyncC
     from sqlalchemy import select
 
     from kennel.auth.service import revoke_key
-    from kennel.models import ApiKey
+    from kennel.models import api_keys
 
     member = await make_member(app)
-    async with app.state.db.session() as session:
-        key_id = await session.scalar(select(ApiKey.id).where(ApiKey.user_id == member.user_id))
-        assert key_id is not None
-        assert await revoke_key(session, key_id)
-        assert not await revoke_key(session, key_id)  # already revoked
-        await session.commit()
+    db = app.state.runtime.db
+    async with db.read() as r:
+        key_id = await r.scalar(select(api_keys.c.id).where(api_keys.c.user_id == member.user_id))
+    assert key_id is not None
+    assert await revoke_key(db, key_id) == "revoked"
+    assert await revoke_key(db, key_id) == "already revoked"
+    assert await revoke_key(db, "key_nope") == "unknown"
     assert (await client.get("/api/workers/wrk_x", headers=member.headers)).status_code == 401
 
 
 async def test_keys_are_stored_hashed(app: FastAPI, member: Member) -> None:
     from sqlalchemy import text
 
-    async with app.state.db.session(write=False) as session:
-        stored = (await session.execute(text("SELECT key_hash, prefix FROM api_keys"))).all()
+    async with app.state.runtime.db.read() as r:
+        stored = await r.all(text("SELECT key_hash, prefix FROM api_keys"))
     assert member.key not in {h for h, _ in stored}
     assert hash_key(member.key) in {h for h, _ in stored}
     assert all(len(p) <= 12 for _, p in stored)
@@ -173,10 +172,10 @@ async def test_bootstrap_key(empty_database_url: str, tmp_path: Path) -> None:
             )
             assert r.status_code == 201, r.text
             org_id = r.json()["organizationId"]
-        async with app.state.db.session(write=False) as session:
+        async with app.state.runtime.db.read() as r:
             from sqlalchemy import text
 
-            email, role = (await session.execute(text("SELECT email, role FROM users"))).one()
+            email, role = await r.first(text("SELECT email, role FROM users"))
         assert (email, role) == ("admin@example.com", "admin")
     # A second start with another bootstrap key changes nothing: a key already exists.
     other = generate_key()
@@ -246,7 +245,8 @@ async def test_keys_create_and_revoke_commands(empty_database_url: str, tmp_path
                 "/api/workers", json={}, headers={"Authorization": f"Bearer {second}"}
             )
             assert r.status_code == 201
-    assert run_cli(empty_database_url, "keys", "revoke", key).returncode == 1
+    again = run_cli(empty_database_url, "keys", "revoke", key)
+    assert (again.returncode, again.stdout.strip()) == (0, "already revoked; nothing to do")
 
 
 def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:

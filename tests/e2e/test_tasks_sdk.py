@@ -126,15 +126,20 @@ class TestCreate:
         with pytest.raises(handinger.BadRequestError) as bad:
             sdk.tasks.create(input="x", budget="huge")  # type: ignore[arg-type]
         assert bad.value.body["error"]["param"] == "budget"  # type: ignore[index]
-        # A task of another organization: its id is taken, and nothing about it shows.
+        # A task of another organization is invisible: the same id makes a task of their own,
+        # so no answer tells whether the id exists elsewhere.
         mine = sdk.tasks.create(input="Mine alone", task_id=unique("private"))
         stranger = live_server.create_member(org=unique("rivals"))
         with live_server.sdk(stranger.key) as theirs:
             task_id = str(mine.metadata["taskId"])
             with pytest.raises(handinger.NotFoundError):
                 theirs.tasks.retrieve(task_id)
-            with pytest.raises(handinger.ConflictError):
-                theirs.tasks.create(input="Reuse", task_id=task_id)
+            their_own = theirs.tasks.create(input="Reuse", task_id=task_id)
+            assert their_own.metadata["taskId"] == task_id
+            assert their_own.id != mine.id  # a worker made on the fly for them
+            assert theirs.tasks.retrieve(task_id).task.worker_id == their_own.id
+        assert sdk.tasks.retrieve(task_id).task.worker_id == mine.id
+        assert len(sdk.tasks.retrieve(task_id).turns) == 1  # theirs is not a follow-up of mine
 
 
 class TestRetrieve:

@@ -128,10 +128,14 @@ def test_client_disconnect_does_not_stop_the_turn(slow_server: LiveServer) -> No
         body = {"input": prompt, "workerId": worker_id, "stream": True}
         with http.stream("POST", "/api/tasks", json=body) as response:
             _, first = next(sse_lines(response))
+            headers = response.headers
         # The response is closed here, after its first event: the client hung up mid-turn.
-        assert first == {"type": "start"}
-
         task = only_task(http, worker_id)
+        # The stream names its task and turn, so a client can follow up without choosing ids.
+        ids = {"taskId": task["id"], "turnId": first["messageId"], "workerId": worker_id}
+        assert first == {"type": "start", "messageId": ids["turnId"], "messageMetadata": ids}
+        assert headers["x-kennel-task-id"] == task["id"]
+        assert headers["x-kennel-turn-id"] == ids["turnId"]
         assert task["status"] in ("pending", "running")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -31,7 +31,7 @@ async def make_member(
     """A user with a key, in `organization` (a new one unless given)."""
     organization = organization or f"org-{secrets.token_hex(6)}"
     email = f"user-{secrets.token_hex(4)}@example.com"
-    async with app.state.db.session() as session:
-        issued = await issue_key(session, email=email, organization=organization, role=role)
-        await session.commit()
+    issued = await issue_key(
+        app.state.runtime.db, email=email, organization=organization, role=role
+    )
     return Member(issued.key, issued.user_id, issued.organization_id, organization, email)

@@ -44,7 +44,7 @@ async def turn_files(client: httpx.AsyncClient, member: Member, task_id: str) ->
 
 
 def workspaces(app: FastAPI) -> Path:
-    return Path(app.state.settings.data_dir) / "workspaces"
+    return Path(app.state.runtime.settings.data_dir) / "workspaces"
 
 
 class TestUpload:
@@ -258,7 +258,7 @@ class TestDownload:
             "sub/missing.txt",
             f"..%2F{sibling}%2Fsecret.txt",
             f"%2E%2E/{sibling}/secret.txt",
-            f"%2e%2e%2f%2e%2e%2f{Path(app.state.settings.data_dir).name}",
+            f"%2e%2e%2f%2e%2e%2f{Path(app.state.runtime.settings.data_dir).name}",
             "..%2F..%2F..%2Fetc%2Fpasswd",
             "%2Fetc%2Fpasswd",
             ".mine.txt.partial",
@@ -266,7 +266,7 @@ class TestDownload:
             r = await client.get(base + path, headers=member.headers)
             assert r.status_code == 404, (path, r.status_code, r.text)
             # Refused by the download route itself, not by routing.
-            assert r.json()["error"]["message"].startswith("No file with id"), r.text
+            assert r.json()["error"]["message"].startswith("No file "), r.text
         ok = await client.get(base + "mine.txt", headers=member.headers)
         assert ok.content == b"data"
 

@@ -23,9 +23,8 @@ from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from kennel.agents.offline_model import OfflineModel
 from kennel.durable import TURN_QUEUE
-from kennel.models import Task, Turn
+from kennel.tasks import repository as tasks
 from kennel.tasks import waiters
-from kennel.tasks.repository import TaskRepository, finish_turn
 from tests.factories import Member
 from tests.factories.api import new_worker, post_task
 
@@ -239,7 +238,7 @@ class TestQueue:
     ) -> None:
         # The limit is given to DBOS when the queue is registered at launch, so the test works
         # with the configured one rather than reconfiguring it.
-        limit = app.state.settings.turn_concurrency
+        limit = app.state.runtime.settings.turn_concurrency
         model = HeldModel()
         reconfigure(model=model, task_wait_seconds=0)
         worker = await new_worker(client, member)
@@ -296,7 +295,7 @@ class TestQueue:
         member: Member,
         reconfigure: Callable[..., None],
     ) -> None:
-        limit = app.state.settings.turn_concurrency
+        limit = app.state.runtime.settings.turn_concurrency
         model = HeldModel()
         async with full_queue(client, member, reconfigure, model, limit):
             worker = await new_worker(client, member)
@@ -361,7 +360,7 @@ class TestAbort:
         member: Member,
         reconfigure: Callable[..., None],
     ) -> None:
-        limit = app.state.settings.turn_concurrency
+        limit = app.state.runtime.settings.turn_concurrency
         model = HeldModel()
         async with full_queue(client, member, reconfigure, model, limit):
             queued = await start(client, member, input="Never to run")
@@ -389,12 +388,16 @@ class TestAbort:
         task_id, turn_id = answered["metadata"]["taskId"], answered["metadata"]["turnId"]
         try:
             await eventually(model.asked, lambda n: n >= 1, "the model to be asked")
-            async with app.state.db.session() as session:
-                assert await TaskRepository(session).abort_turn(turn_id, "aborted by the test")
-                await session.commit()
-            async with app.state.db.writer.transaction() as tx:
-                finished = await finish_turn(
-                    tx, turn_id, "completed", {"output_text": "too late", "credits": 5}
+            db = app.state.runtime.db
+            async with db.write() as w:
+                assert await tasks.abort_turn(w, turn_id, "aborted by the test")
+            async with db.write() as w:
+                finished = await tasks.finish_turn(
+                    w,
+                    turn_id,
+                    "completed",
+                    {"output_text": "too late", "credits": 5},
+                    only_from=("running",),
                 )
             assert finished is False
         finally:
@@ -402,9 +405,9 @@ class TestAbort:
         await eventually(
             lambda: workflow_status(turn_id), lambda s: s in {"SUCCESS", "ERROR"}, "the workflow"
         )
-        async with app.state.db.session(write=False) as session:
-            turn = await session.get(Turn, turn_id)
-            task = await session.get(Task, task_id)
+        async with app.state.runtime.db.read() as r:
+            turn = await tasks.turn(r, turn_id)
+            task = await tasks.by_public_id(r, member.organization_id, task_id)
             assert turn is not None
             assert task is not None
             assert (turn.status, turn.output_text, turn.credits) == ("aborted", "", 0)
@@ -429,8 +432,8 @@ class TestAbort:
         ).status_code == 404
 
         async def turn_row() -> str | None:
-            async with app.state.db.session(write=False) as session:
-                turn = await session.get(Turn, turn_id)
+            async with app.state.runtime.db.read() as r:
+                turn = await tasks.turn(r, turn_id)
                 return turn.status if turn else None
 
         right_after = await turn_row()
@@ -439,8 +442,8 @@ class TestAbort:
         assert right_after == "aborted"
         assert await turn_row() == "aborted"
         assert await workflow_status(turn_id) == "CANCELLED"
-        async with app.state.db.session(write=False) as session:
-            task = await session.get(Task, task_id)
+        async with app.state.runtime.db.read() as r:
+            task = await tasks.by_public_id(r, member.organization_id, task_id)
             assert task is not None
             assert task.status == "aborted"
             assert task.active_turn_id is None

@@ -294,10 +294,10 @@ class TestWorkerStream:
         enqueue = service.enqueue_turn
         recorded = asyncio.Event()
 
-        async def late_enqueue(turn_id: str) -> None:
+        async def late_enqueue(rt: Any, turn_id: str) -> None:
             recorded.set()
             await asyncio.sleep(0.5)
-            await enqueue(turn_id)
+            await enqueue(rt, turn_id)
 
         monkeypatch.setattr(service, "enqueue_turn", late_enqueue)
         worker_id = await new_worker_id(client, member)

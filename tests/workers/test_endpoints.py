@@ -188,15 +188,14 @@ class TestUpdate:
     async def test_versions_are_kept(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member
     ) -> None:
-        from kennel.workers.repository import INSTRUCTIONS_ROW
+        from kennel.workers.repository import instructions_of
 
         worker = (await create(client, member, instructions="first")).json()
         url = f"/api/workers/{worker['id']}"
         await client.patch(url, json={"instructions": "second"}, headers=member.headers)
         for version, text in [(1, "first"), (2, "second")]:
-            params = {"worker_id": worker["id"], "version": version}
-            row = await app.state.db.reader.first(INSTRUCTIONS_ROW, params)
-            assert row.instructions == text
+            async with app.state.runtime.db.read() as r:
+                assert await instructions_of(r, worker["id"], version) == text
 
     async def test_output_schema_null_clears(
         self, client: httpx.AsyncClient, member: Member
@@ -318,32 +317,34 @@ class TestModelFailure:
         from pydantic_ai.models.function import FunctionModel
         from sqlalchemy import func, select
 
-        from kennel.models import Worker
+        from kennel.models import workers
 
         def refuse(messages, info):  # type: ignore[no-untyped-def]
             raise ModelHTTPError(429, "test-model", body={"error": "quota exhausted for this key"})
 
         async def count() -> int:
-            async with app.state.db.session(write=False) as session:
-                query = select(func.count()).where(Worker.organization_id == member.organization_id)
-                return int(await session.scalar(query) or 0)
+            async with app.state.runtime.db.read() as r:
+                query = select(func.count()).where(
+                    workers.c.organization_id == member.organization_id
+                )
+                return int(await r.scalar(query) or 0)
 
-        original = app.state.model
-        app.state.model = FunctionModel(refuse, model_name="test-model")
+        original = app.state.runtime.model
+        app.state.runtime.model = FunctionModel(refuse, model_name="test-model")
         try:
             r = await create(client, member, prompt="Write release notes.")
         finally:
-            app.state.model = original
+            app.state.runtime.model = original
         error = assert_error(r, 502)
         assert error["type"] == "model_error"
         assert "quota exhausted" in error["message"]
         assert await count() == 0
         # With instructions given, the model is not asked at all.
-        app.state.model = FunctionModel(refuse, model_name="test-model")
+        app.state.runtime.model = FunctionModel(refuse, model_name="test-model")
         try:
             ok = await create(client, member, prompt="ignored", instructions="Given.")
         finally:
-            app.state.model = original
+            app.state.runtime.model = original
         assert ok.status_code == 201
 
 
@@ -379,8 +380,8 @@ async def test_writing_instructions_does_not_block_other_writes(
         await release.wait()
         return await offline._respond(messages, info)
 
-    original = app.state.model
-    app.state.model = FunctionModel(slow, model_name="slow")
+    original = app.state.runtime.model
+    app.state.runtime.model = FunctionModel(slow, model_name="slow")
     try:
         writing = asyncio.create_task(create(client, member, prompt="Guard the gate."))
         await asyncio.sleep(0.3)  # the first request is now waiting on the model
@@ -390,6 +391,6 @@ async def test_writing_instructions_does_not_block_other_writes(
         written = await writing
     finally:
         release.set()
-        app.state.model = original
+        app.state.runtime.model = original
     assert written.status_code == 201, written.text
     assert "Guard the gate" in written.json()["instructions"]

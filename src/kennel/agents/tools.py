@@ -15,6 +15,7 @@ from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.common_tools.web_fetch import WebFetchLocalTool
 
 from kennel import runtime
+from kennel.tasks import repository as tasks
 from kennel.workspaces import WorkspaceError
 
 __all__ = ["TurnDeps", "list_files", "read_file", "web_fetch", "write_file"]
@@ -72,8 +73,10 @@ async def list_files(ctx: RunContext[TurnDeps]) -> list[dict[str, Any]]:
 async def _read(worker_id: str, path: str) -> dict[str, str]:
     try:
         data = runtime.current().workspace(worker_id).read(path)
-    except (WorkspaceError, FileNotFoundError) as exc:
-        return {"error": f"cannot read {path!r}: {exc}"}
+    except FileNotFoundError:
+        return {"error": f"there is no file {path!r}"}
+    except (WorkspaceError, OSError) as exc:
+        return {"error": f"cannot read {path!r}: {_reason(exc)}"}
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -93,18 +96,15 @@ async def read_file(ctx: RunContext[TurnDeps], path: str) -> str:
 
 @DBOS.step()
 async def _write(worker_id: str, turn_id: str, path: str, content: str) -> dict[str, Any]:
-    from kennel.tasks.repository import TaskRepository
-
     rt = runtime.current()
     try:
         written = rt.workspace(worker_id).write(path, content.encode("utf-8"))
-    except WorkspaceError as exc:
-        return {"error": str(exc)}
-    async with rt.db.session() as session:
-        await TaskRepository(session).record_file(
-            turn_id, written.path, written.media_type, written.size
-        )
-        await session.commit()
+    except (WorkspaceError, OSError, UnicodeEncodeError) as exc:
+        # A name the workspace refuses, a folder in the way, a full disk: the model hears why
+        # and may try another name, as with a page that cannot be fetched.
+        return {"error": f"cannot write {path!r}: {_reason(exc)}"}
+    async with rt.db.write() as w:
+        await tasks.record_file(w, turn_id, written.path, written.media_type, written.size)
     return {"path": written.path, "size": written.size}
 
 
@@ -114,3 +114,9 @@ async def write_file(ctx: RunContext[TurnDeps], path: str, content: str) -> str:
     if "error" in result:
         raise ModelRetry(result["error"])
     return f"wrote {result['size']} bytes to {result['path']}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)

@@ -10,8 +10,8 @@ from fastapi.security import HTTPBearer
 
 from kennel.auth.keys import hash_key, key_matches, looks_like_key
 from kennel.auth.repository import owner_of_key
+from kennel.db import Database
 from kennel.errors import Unauthorized
-from kennel.reads import Reader, Snapshot
 
 __all__ = ["ApiKeyBearer", "Caller", "CallerDep", "authenticate", "caller_of"]
 
@@ -41,18 +41,19 @@ class ApiKeyBearer(HTTPBearer):
             auto_error=False,
         )
 
-    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
-        caller = await caller_of(request.app.state.db.reader, request.headers.get("authorization"))
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]  # yields a Caller, not credentials
+        caller = await caller_of(request.app.state.runtime.db, request.headers.get("authorization"))
         request.state.caller_user_id = caller.user_id  # for the access log
         return caller
 
 
-async def caller_of(reader: Reader | Snapshot, authorization: str | None) -> Caller:
+async def caller_of(db: Database, authorization: str | None) -> Caller:
     """The caller an `Authorization: Bearer <key>` header names; Unauthorized if none."""
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not looks_like_key(key):
         raise Unauthorized()
-    owner = await owner_of_key(reader, hash_key(key))
+    async with db.read(snapshot=False) as r:
+        owner = await owner_of_key(r, hash_key(key))
     if owner is None or not key_matches(key, owner.key_hash):
         raise Unauthorized()
     return Caller(owner.user_id, owner.organization_id, owner.role, owner.key_id)

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import bindparam, exists, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, exists, insert, select, update
 
-from kennel.models import ApiKey, Organization, User
-from kennel.reads import Reader, Snapshot
+from kennel.db import Read, Write, select_rows
+from kennel.models import api_keys, organizations, users
 from kennel.timestamps import utcnow
 
-__all__ = ["AuthRepository", "KeyOwner", "owner_of_key"]
+__all__ = [
+    "KeyListing",
+    "KeyOwner",
+    "KeyRow",
+    "OrganizationRow",
+    "UserRow",
+    "any_key_exists",
+    "insert_key",
+    "insert_organization",
+    "insert_user",
+    "key_by_hash_or_id",
+    "list_keys",
+    "organization_by_name",
+    "owner_of_key",
+    "revoke_key",
+    "user_by_email",
+    "user_in_organization",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyOwner:
+class KeyOwner(NamedTuple):
     key_id: str
     key_hash: str
     user_id: str
@@ -23,57 +39,125 @@ class KeyOwner:
     role: str
 
 
+class OrganizationRow(NamedTuple):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class UserRow(NamedTuple):
+    id: str
+    organization_id: str
+    email: str
+    role: str
+    created_at: datetime
+
+
+class KeyRow(NamedTuple):
+    id: str
+    user_id: str
+    key_hash: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyListing(NamedTuple):
+    key_id: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+    email: str
+    organization: str
+
+
 # Built once: building and cache-keying a statement costs about as much CPU as running it,
 # and this one runs on every request.
 _OWNER_OF_KEY = (
-    select(ApiKey.id, ApiKey.key_hash, User.id, User.organization_id, User.role)
-    .join(User, User.id == ApiKey.user_id)
-    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+    select(api_keys.c.id, api_keys.c.key_hash, users.c.id, users.c.organization_id, users.c.role)
+    .join(users, users.c.id == api_keys.c.user_id)
+    .where(api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
 )
+_ORGANIZATION_BY_NAME = select_rows(OrganizationRow, organizations).where(
+    organizations.c.name == bindparam("name")
+)
+_USER = select_rows(UserRow, users).where(users.c.organization_id == bindparam("organization_id"))
 
 
-async def owner_of_key(reader: Reader | Snapshot, key_hash: str) -> KeyOwner | None:
-    """The key's owner, outside any ORM session: this runs before every request."""
-    row = await reader.first(_OWNER_OF_KEY, {"key_hash": key_hash})
-    return KeyOwner(*row) if row else None
+async def owner_of_key(r: Read, key_hash: str) -> KeyOwner | None:
+    """The owner of an active key: runs before every request."""
+    row = await r.first(_OWNER_OF_KEY, {"key_hash": key_hash})
+    return KeyOwner._make(row) if row else None
 
 
-class AuthRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+async def any_key_exists(r: Read) -> bool:
+    return bool(await r.scalar(select(exists().select_from(api_keys))))
 
-    async def any_key_exists(self) -> bool:
-        return bool(await self.session.scalar(select(exists().select_from(ApiKey))))
 
-    async def organization_by_name(self, name: str) -> Organization | None:
-        return await self.session.scalar(select(Organization).where(Organization.name == name))
+async def organization_by_name(r: Read, name: str) -> OrganizationRow | None:
+    row = await r.first(_ORGANIZATION_BY_NAME, {"name": name})
+    return OrganizationRow._make(row) if row else None
 
-    async def user_by_email(self, organization_id: str, email: str) -> User | None:
-        return await self.session.scalar(
-            select(User).where(User.organization_id == organization_id, User.email == email)
+
+async def user_by_email(r: Read, organization_id: str, email: str) -> UserRow | None:
+    row = await r.first(
+        _USER.where(users.c.email == bindparam("email")),
+        {"organization_id": organization_id, "email": email},
+    )
+    return UserRow._make(row) if row else None
+
+
+async def user_in_organization(r: Read, organization_id: str, user_id: str) -> UserRow | None:
+    row = await r.first(
+        _USER.where(users.c.id == bindparam("user_id")),
+        {"organization_id": organization_id, "user_id": user_id},
+    )
+    return UserRow._make(row) if row else None
+
+
+async def insert_organization(w: Write, row: OrganizationRow) -> None:
+    await w.execute(insert(organizations), row._asdict())
+
+
+async def insert_user(w: Write, row: UserRow) -> None:
+    await w.execute(insert(users), row._asdict())
+
+
+async def insert_key(w: Write, row: KeyRow) -> None:
+    await w.execute(insert(api_keys), row._asdict())
+
+
+async def key_by_hash_or_id(
+    r: Read, *, key_id: str | None = None, key_hash: str | None = None
+) -> KeyRow | None:
+    """The key with that id, or with that hash, revoked or not."""
+    which = api_keys.c.id == key_id if key_id is not None else api_keys.c.key_hash == key_hash
+    row = await r.first(select_rows(KeyRow, api_keys).where(which))
+    return KeyRow._make(row) if row else None
+
+
+async def revoke_key(w: Write, key_id: str) -> bool:
+    """Revoke an active key; False when it was revoked already."""
+    statement = (
+        update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return bool(await w.execute(statement))
+
+
+async def list_keys(r: Read) -> list[KeyListing]:
+    rows = await r.all(
+        select(
+            api_keys.c.id,
+            api_keys.c.prefix,
+            api_keys.c.created_at,
+            api_keys.c.revoked_at,
+            users.c.email,
+            organizations.c.name,
         )
-
-    async def user_in_organization(self, organization_id: str, user_id: str) -> User | None:
-        return await self.session.scalar(
-            select(User).where(User.organization_id == organization_id, User.id == user_id)
-        )
-
-    async def revoke(self, *, key_id: str | None = None, key_hash: str | None = None) -> bool:
-        """Revoke the key with that id, or with that hash."""
-        which = ApiKey.id == key_id if key_id is not None else ApiKey.key_hash == key_hash
-        result = await self.session.execute(
-            update(ApiKey).where(which, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    async def list_keys(self) -> list[tuple[ApiKey, User, Organization]]:
-        rows = await self.session.execute(
-            select(ApiKey, User, Organization)
-            .join(User, User.id == ApiKey.user_id)
-            .join(Organization, Organization.id == User.organization_id)
-            .order_by(ApiKey.created_at)
-        )
-        return [tuple(r) for r in rows.all()]  # type: ignore[misc]
-
-    def add(self, *objects: object) -> None:
-        self.session.add_all(objects)
+        .join(users, users.c.id == api_keys.c.user_id)
+        .join(organizations, organizations.c.id == users.c.organization_id)
+        .order_by(api_keys.c.created_at, api_keys.c.id)
+    )
+    return [KeyListing._make(row) for row in rows]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from kennel.auth import repository as repo
 from kennel.auth.keys import KEY_PREFIX, generate_key, hash_key
-from kennel.auth.repository import AuthRepository
+from kennel.db import Database
 from kennel.ids import new_id
-from kennel.models import ApiKey, Organization, User
+from kennel.timestamps import utcnow
 
 __all__ = ["DEFAULT_ORGANIZATION", "IssuedKey", "bootstrap", "issue_key", "revoke_key"]
 
@@ -25,10 +25,12 @@ class IssuedKey:
     key_id: str
     user_id: str
     organization_id: str
+    organization_created: bool
+    user_created: bool
 
 
 async def issue_key(
-    session: AsyncSession,
+    db: Database,
     *,
     email: str,
     organization: str = DEFAULT_ORGANIZATION,
@@ -36,36 +38,45 @@ async def issue_key(
     key: str | None = None,
 ) -> IssuedKey:
     """Create the organization and user when new, and a key for that user."""
-    repo = AuthRepository(session)
-    org = await repo.organization_by_name(organization)
-    if org is None:
-        org = Organization(id=new_id("org"), name=organization)
-        repo.add(org)
-        await session.flush()
-    user = await repo.user_by_email(org.id, email)
-    if user is None:
-        user = User(id=new_id("usr"), organization_id=org.id, email=email, role=role)
-        repo.add(user)
-        await session.flush()
-    key = key or generate_key()
-    api_key = ApiKey(id=new_id("key"), user_id=user.id, key_hash=hash_key(key), prefix=key[:12])
-    repo.add(api_key)
-    await session.flush()
-    return IssuedKey(key=key, key_id=api_key.id, user_id=user.id, organization_id=org.id)
+    now = utcnow()
+    async with db.write() as w:
+        org = await repo.organization_by_name(w, organization)
+        org_created = org is None
+        if org is None:
+            org = repo.OrganizationRow(new_id("org"), organization, now)
+            await repo.insert_organization(w, org)
+        user = await repo.user_by_email(w, org.id, email)
+        user_created = user is None
+        if user is None:
+            user = repo.UserRow(new_id("usr"), org.id, email, role, now)
+            await repo.insert_user(w, user)
+        key = key or generate_key()
+        row = repo.KeyRow(new_id("key"), user.id, hash_key(key), key[:12], now, None)
+        await repo.insert_key(w, row)
+    return IssuedKey(key, row.id, user.id, org.id, org_created, user_created)
 
 
-async def bootstrap(session: AsyncSession, *, key: str | None, admin_email: str) -> bool:
+async def bootstrap(db: Database, *, key: str | None, admin_email: str) -> bool:
     """With no key in the database, give the admin of a default organization `key`."""
-    if not key or await AuthRepository(session).any_key_exists():
+    if not key:
         return False
-    await issue_key(session, email=admin_email, role="admin", key=key)
+    async with db.read(snapshot=False) as r:
+        if await repo.any_key_exists(r):
+            return False
+    await issue_key(db, email=admin_email, role="admin", key=key)
     log.info("bootstrap: created organization %r and admin %s", DEFAULT_ORGANIZATION, admin_email)
     return True
 
 
-async def revoke_key(session: AsyncSession, key_or_id: str) -> bool:
+async def revoke_key(
+    db: Database, key_or_id: str
+) -> Literal["revoked", "already revoked", "unknown"]:
     """Revoke by key id (`key_...`) or by the key itself."""
-    repo = AuthRepository(session)
-    if key_or_id.startswith(KEY_PREFIX):
-        return await repo.revoke(key_hash=hash_key(key_or_id))
-    return await repo.revoke(key_id=key_or_id)
+    async with db.write() as w:
+        if key_or_id.startswith(KEY_PREFIX):
+            found = await repo.key_by_hash_or_id(w, key_hash=hash_key(key_or_id))
+        else:
+            found = await repo.key_by_hash_or_id(w, key_id=key_or_id)
+        if found is None:
+            return "unknown"
+        return "revoked" if await repo.revoke_key(w, found.id) else "already revoked"

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from kennel.models import Base
+from kennel.models import metadata
 
 # Any fixed number: the key of the advisory lock that serializes concurrent migrators.
 _PG_MIGRATION_LOCK = 7_265_314_001
@@ -24,7 +24,7 @@ def _run() -> None:
         try:
             context.configure(
                 connection=connection,
-                target_metadata=Base.metadata,
+                target_metadata=metadata,
                 render_as_batch=not is_pg,
                 compare_type=True,
             )

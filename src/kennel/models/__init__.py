@@ -1,19 +1,19 @@
-"""ORM tables; every module is imported here so Alembic sees the whole metadata."""
+"""Table declarations; every module is imported here so Alembic sees the whole metadata."""
 
-from kennel.models.base import Base
-from kennel.models.organization import ApiKey, Organization, User
-from kennel.models.task import Task, Turn, TurnFile
-from kennel.models.worker import Worker, WorkerInstructionVersion, WorkerMember
+from kennel.models.base import metadata
+from kennel.models.organization import api_keys, organizations, users
+from kennel.models.task import tasks, turn_files, turns
+from kennel.models.worker import worker_instruction_versions, worker_members, workers
 
 __all__ = [
-    "ApiKey",
-    "Base",
-    "Organization",
-    "Task",
-    "Turn",
-    "TurnFile",
-    "User",
-    "Worker",
-    "WorkerInstructionVersion",
-    "WorkerMember",
+    "api_keys",
+    "metadata",
+    "organizations",
+    "tasks",
+    "turn_files",
+    "turns",
+    "users",
+    "worker_instruction_versions",
+    "worker_members",
+    "workers",
 ]

@@ -2,44 +2,44 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from sqlalchemy import Column, ForeignKey, String, Table, UniqueConstraint
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from kennel.models.base import UTCDateTime, metadata, utcnow
 
-from kennel.models.base import Base, UTCDateTime, utcnow
+__all__ = ["api_keys", "organizations", "users"]
 
-__all__ = ["ApiKey", "Organization", "User"]
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), unique=True, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
 
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column(
+        "organization_id",
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        index=True,
+        nullable=False,
+    ),
+    Column("email", String(320), nullable=False),
+    Column("role", String(20), nullable=False, default="member"),  # "admin" | "member"
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("organization_id", "email"),
+)
 
-class Organization(Base):
-    __tablename__ = "organizations"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class User(Base):
-    __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("organization_id", "email"),)
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    organization_id: Mapped[str] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
-    email: Mapped[str] = mapped_column(String(320))
-    role: Mapped[str] = mapped_column(String(20), default="member")  # "admin" | "member"
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False),
     # SHA-256 of the whole key: keys carry 256 random bits, so a plain hash is enough.
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    Column("key_hash", String(64), unique=True, nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)

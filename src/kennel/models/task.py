@@ -2,81 +2,78 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from kennel.models.base import JsonValue, UTCDateTime, metadata, utcnow
 
-from kennel.models.base import Base, JsonValue, UTCDateTime, utcnow
+__all__ = ["tasks", "turn_files", "turns"]
 
-__all__ = ["Task", "Turn", "TurnFile"]
-
-
-class Task(Base):
-    __tablename__ = "tasks"
-    __table_args__ = (
-        Index("ix_tasks_worker_last_turn", "worker_id", "last_turn_at"),
-        Index("ix_tasks_organization_created", "organization_id", "created_at"),
-    )
-
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    worker_id: Mapped[str] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
-    created_by_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
-    title: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20), default="pending")
-    triggered_by: Mapped[str] = mapped_column(String(20), default="api")
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    # The id the API shows: client-chosen, or the same as `id`. Unique within an organization
+    # only, so no answer depends on whether another organization uses it.
+    Column("public_id", String(128), nullable=False),
+    Column("organization_id", ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False),
+    Column("worker_id", ForeignKey("workers.id", ondelete="CASCADE"), nullable=False),
+    Column("created_by_user_id", ForeignKey("users.id"), nullable=True),
+    Column("title", String(200), nullable=False),
+    Column("status", String(20), nullable=False, default="pending"),
+    Column("triggered_by", String(20), nullable=False, default="api"),
     # The worker's instructions version when the task started; every turn of the task uses it.
-    instructions_version: Mapped[int] = mapped_column(Integer)
+    Column("instructions_version", Integer, nullable=False),
     # The turn in flight, if any: set with a conditional UPDATE, so two turns never overlap.
-    active_turn_id: Mapped[str | None] = mapped_column(String(40), default=None)
-    turn_count: Mapped[int] = mapped_column(Integer, default=0)
-    credits: Mapped[int] = mapped_column(Integer, default=0)
-    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_turn_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    Column("active_turn_id", String(40), nullable=True),
+    Column("turn_count", Integer, nullable=False, default=0),
+    Column("credits", Integer, nullable=False, default=0),
+    Column("duration_ms", Integer, nullable=False, default=0),
+    # What started it, beyond `triggered_by` (a schedule's id and due time, a message's id).
+    Column("trigger", JsonValue, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("last_turn_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Column("archived_at", UTCDateTime, nullable=True),
+    Index("ix_tasks_worker_last_turn", "worker_id", "last_turn_at"),
+    Index("ix_tasks_organization_created", "organization_id", "created_at"),
+    UniqueConstraint("organization_id", "public_id"),
+)
 
-
-class Turn(Base):
-    __tablename__ = "turns"
-    __table_args__ = (UniqueConstraint("task_id", "seq"),)
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
-    seq: Mapped[int] = mapped_column(Integer)
-    input: Mapped[str] = mapped_column(Text)
-    budget: Mapped[str] = mapped_column(String(20), default="standard")
-    status: Mapped[str] = mapped_column(String(20), default="pending")
-    instructions_version: Mapped[int] = mapped_column(Integer)
-    output_text: Mapped[str] = mapped_column(Text, default="")
-    structured_output: Mapped[dict[str, Any] | None] = mapped_column(JsonValue, default=None)
+turns = Table(
+    "turns",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("task_id", ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("input", Text, nullable=False),
+    Column("budget", String(20), nullable=False, default="standard"),
+    Column("status", String(20), nullable=False, default="pending"),
+    Column("instructions_version", Integer, nullable=False),
+    Column("output_text", Text, nullable=False, default=""),
+    Column("structured_output", JsonValue, nullable=True),
     # pydantic-ai messages of this turn (ModelMessagesTypeAdapter JSON), the next turn's history.
-    messages: Mapped[list[Any]] = mapped_column(JsonValue, default=list)
-    sources: Mapped[list[Any]] = mapped_column(JsonValue, default=list)
-    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    requests: Mapped[int] = mapped_column(Integer, default=0)
-    credits: Mapped[int] = mapped_column(Integer, default=0)
-    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
-    error_code: Mapped[str | None] = mapped_column(String(40), default=None)
-    error_message: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    Column("messages", JsonValue, nullable=False, default=list),
+    Column("sources", JsonValue, nullable=False, default=list),
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("requests", Integer, nullable=False, default=0),
+    Column("credits", Integer, nullable=False, default=0),
+    Column("duration_ms", Integer, nullable=False, default=0),
+    Column("error_code", String(40), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("completed_at", UTCDateTime, nullable=True),
+    UniqueConstraint("task_id", "seq"),
+)
 
-
-class TurnFile(Base):
-    """A file a turn put into the worker's workspace (uploaded with it, or written by the agent)."""
-
-    __tablename__ = "turn_files"
-
-    turn_id: Mapped[str] = mapped_column(
-        ForeignKey("turns.id", ondelete="CASCADE"), primary_key=True
-    )
-    path: Mapped[str] = mapped_column(String(512), primary_key=True)
-    media_type: Mapped[str] = mapped_column(String(200))
-    size: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+# A file a turn put into the worker's workspace (uploaded with it, or written by the agent).
+turn_files = Table(
+    "turn_files",
+    metadata,
+    Column("turn_id", ForeignKey("turns.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(512), primary_key=True),
+    Column("media_type", String(200), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)

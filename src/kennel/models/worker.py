@@ -2,61 +2,52 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from sqlalchemy import Column, ForeignKey, Integer, String, Table, Text
 
-from sqlalchemy import ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from kennel.models.base import JsonValue, UTCDateTime, metadata, utcnow
 
-from kennel.models.base import Base, JsonValue, UTCDateTime, utcnow
+__all__ = ["worker_instruction_versions", "worker_members", "workers"]
 
-__all__ = ["Worker", "WorkerInstructionVersion", "WorkerMember"]
-
-
-class Worker(Base):
-    __tablename__ = "workers"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    organization_id: Mapped[str] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    title: Mapped[str] = mapped_column(String(200))
-    summary: Mapped[str] = mapped_column(String(80), default="")
-    instructions: Mapped[str] = mapped_column(Text, default="")
-    instructions_version: Mapped[int] = mapped_column(Integer, default=1)
-    output_schema: Mapped[dict[str, Any] | None] = mapped_column(JsonValue, default=None)
-    visibility: Mapped[str] = mapped_column(String(10), default="public")
-    email_local_part: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column(
+        "organization_id",
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        index=True,
+        nullable=False,
+    ),
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("summary", String(80), nullable=False, default=""),
+    Column("instructions", Text, nullable=False, default=""),
+    Column("instructions_version", Integer, nullable=False, default=1),
+    Column("output_schema", JsonValue, nullable=True),
+    Column("visibility", String(10), nullable=False, default="public"),
+    Column("email_local_part", String(64), unique=True, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
     # Soft delete: tasks and their history keep pointing at the row; the API answers 404.
-    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    Column("deleted_at", UTCDateTime, nullable=True),
+)
 
+# Every version of a worker's instructions; a task runs on the one current at its start.
+worker_instruction_versions = Table(
+    "worker_instruction_versions",
+    metadata,
+    Column("worker_id", ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("instructions", Text, nullable=False),
+    Column("created_by_user_id", ForeignKey("users.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
 
-class WorkerInstructionVersion(Base):
-    """Every version of a worker's instructions; a task runs on the one current at its start."""
-
-    __tablename__ = "worker_instruction_versions"
-
-    worker_id: Mapped[str] = mapped_column(
-        ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True
-    )
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    instructions: Mapped[str] = mapped_column(Text)
-    created_by_user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class WorkerMember(Base):
-    """A user invited to a private worker."""
-
-    __tablename__ = "worker_members"
-
-    worker_id: Mapped[str] = mapped_column(
-        ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True
-    )
-    user_id: Mapped[str] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+# Users invited to a private worker.
+worker_members = Table(
+    "worker_members",
+    metadata,
+    Column("worker_id", ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
+import email.message
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from kennel.auth import Caller, CallerDep
-from kennel.db import SessionDep
-from kennel.errors import ApiError, BadRequest, NotFound
+from kennel.auth import CallerDep
+from kennel.errors import ApiError, BadRequest, validation_error
+from kennel.http import KennelRoute, decode_json_body
+from kennel.runtime import Runtime
 from kennel.tasks import service
 from kennel.tasks.render import task_out, turn_out
-from kennel.tasks.repository import FILES_OF_TASK, TURN_ROWS, VISIBLE_TASK_ROW, TaskRepository
 from kennel.tasks.schemas import (
     ArchiveTaskResponse,
     TaskCreate,
@@ -24,13 +25,12 @@ from kennel.tasks.schemas import (
     TurnList,
     TurnOut,
 )
-from kennel.tasks.streaming import live_events, sse_response
-from kennel.workers.repository import WORKER_ROW, caller_params
+from kennel.tasks.streaming import SSE_RESPONSE, id_headers, live_events, sse_response
 from kennel.workers.schemas import WorkerState
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/tasks", tags=["Tasks"])
+router = APIRouter(prefix="/api/tasks", tags=["Tasks"], route_class=KennelRoute)
 
 _TASK_CREATE_SCHEMA = TaskCreate.model_json_schema(by_alias=True)
 _MULTIPART_SCHEMA = {
@@ -41,13 +41,26 @@ _MULTIPART_SCHEMA = {
     },
     "required": ["input"],
 }
-_SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+
+
+def _rt(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
+
+
+def _media_type(request: Request) -> str:
+    header = request.headers.get("content-type")
+    if not header:
+        return ""
+    message = email.message.Message()
+    message["content-type"] = header
+    return message.get_content_type()
 
 
 async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
-    content_type = request.headers.get("content-type", "")
+    media_type = _media_type(request)
     uploads: list[service.Upload] = []
-    if content_type.startswith("multipart/form-data"):
+    raw: Any
+    if media_type == "multipart/form-data":
         try:
             form = await request.form(max_files=100, max_fields=20)
         except Exception as exc:  # malformed multipart, too many parts
@@ -65,12 +78,11 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
                     fields[name] = value
         finally:
             await form.close()  # spooled temporary files
-        raw: Any = fields  # pydantic reads "true"/"false"/"1"/"0" and refuses anything else
-    elif content_type.startswith("application/json") or not content_type:
-        try:
-            raw = json.loads(await request.body() or b"null")
-        except ValueError:
-            raise BadRequest("The request body is not valid JSON.") from None
+        raw = fields  # pydantic reads "true"/"false"/"1"/"0" and refuses anything else
+    elif media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raw = decode_json_body(await request.body() or b"null")
         if not isinstance(raw, dict):
             raise BadRequest("The request body must be a JSON object.")
     else:
@@ -78,22 +90,13 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
     try:
         return TaskCreate.model_validate(raw), uploads
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        message = (
-            f"Unknown field {param!r}."
-            if first["type"] == "extra_forbidden"
-            else f"Field {param!r} is required."
-            if first["type"] == "missing"
-            else f"{param}: {first['msg']}"
-        )
-        raise BadRequest(message, param=param) from None
+        raise validation_error(exc.errors()) from None
 
 
 @router.post(
     "",
     response_model=WorkerState,
-    responses={200: {"content": _SSE, "description": "The worker, or an SSE stream."}},
+    responses={200: SSE_RESPONSE, 415: {"description": "Neither JSON nor multipart."}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -107,81 +110,68 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
 async def create_task(request: Request, caller: CallerDep) -> Any:
     """Run a task turn on a worker: wait for it, or stream it with `stream: true`."""
     data, uploads = await _parse(request)
-    state = request.app.state
-    settings = state.settings
-    started = await service.start_turn(
-        state.db.writer, caller, data, settings=settings, model=state.model, uploads=uploads
-    )
-    # Committed by now: the turn's rows exist before its workflow can look for them.
-    await service.enqueue_turn(started.turn.id)
+    rt = _rt(request)
+    started = await service.run_task(rt, caller, data, uploads=uploads)
+    ids = {
+        "taskId": started.task.public_id,
+        "turnId": started.turn.id,
+        "workerId": started.worker.id,
+    }
     if data.stream:
-        return sse_response(
-            live_events(started.turn.id, polling_seconds=settings.queue_polling_seconds)
-        )
-    await service.wait_for_turn(started.turn.id, settings.task_wait_seconds)
-    async with request.app.state.db.reader.snapshot() as read:
-        worker = await read.first(WORKER_ROW, {"worker_id": started.worker.id})
-        assert worker is not None
-        # As of the task this call started: with several tasks of the worker in flight, its
-        # latest task may be another caller's.
-        return await service.load_worker_state(read, settings, worker, task_id=started.task.id)
+        polling = rt.settings.queue_polling_seconds
+        return sse_response(live_events(started.turn.id, polling_seconds=polling), ids=ids)
+    state = await service.state_after_turn(rt, started)
+    response = state.__pydantic_serializer__.to_json(state, by_alias=True)
+    headers = id_headers(ids)
+    return Response(response, media_type="application/json", headers=headers)
 
 
 @router.get("", response_model=TaskList)
 async def list_tasks(
     request: Request,
-    session: SessionDep,
     caller: CallerDep,
     worker_id: Annotated[str | None, Query(alias="workerId", max_length=128)] = None,
     status: Annotated[TaskStatus | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> TaskList:
     """List tasks, newest first, 20 a page."""
-    tasks, total = await TaskRepository(session).page(
-        caller, worker_id=worker_id, status=status, page=page, size=service.PAGE_SIZE
+    rt = _rt(request)
+    rows, total = await service.list_tasks(
+        rt, caller, worker_id=worker_id, status=status, page=page
     )
-    settings = request.app.state.settings
     return TaskList(
-        tasks=[task_out(settings, t) for t in tasks],
+        tasks=[task_out(rt.settings, t) for t in rows],
         page=page,
         page_count=service.page_count(total),
         total_count=total,
     )
 
 
-async def _turns(request: Request, caller: Caller, task_id: str) -> tuple[Any, list[TurnOut]]:
-    # Clients poll these routes: Core reads in one snapshot, no ORM session (kennel.reads).
-    async with request.app.state.db.reader.snapshot() as read:
-        params = {"task_id": task_id, **caller_params(caller)}
-        task = await read.first(VISIBLE_TASK_ROW, params)
-        if task is None:
-            raise NotFound("task", task_id)
-        turns = await read.all(TURN_ROWS, {"task_id": task.id})
-        files: dict[str, list[Any]] = {}
-        for row in await read.all(FILES_OF_TASK, {"task_id": task.id}):
-            files.setdefault(row.turn_id, []).append(row)
-    settings = request.app.state.settings
-    return task, [turn_out(settings, task.worker_id, t, files.get(t.id, [])) for t in turns]
+async def _turns(request: Request, caller: Any, public_id: str) -> tuple[Any, list[TurnOut]]:
+    rt = _rt(request)
+    task, turns, files = await service.get_task(rt, caller, public_id)
+    by_turn: dict[str, list[Any]] = {}
+    for row in files:
+        by_turn.setdefault(row.turn_id, []).append(row)
+    return task, [turn_out(rt.settings, task, t, by_turn.get(t.id, [])) for t in turns]
 
 
 @router.get("/{taskId}", response_model=TaskWithTurns)
 async def retrieve_task(taskId: str, request: Request, caller: CallerDep) -> TaskWithTurns:
     """Retrieve a task and its turns."""
     task, turns = await _turns(request, caller, taskId)
-    return TaskWithTurns(task=task_out(request.app.state.settings, task), turns=turns)
+    return TaskWithTurns(task=task_out(_rt(request).settings, task), turns=turns)
 
 
 @router.get("/{taskId}/turns", response_model=TurnList)
 async def list_turns(taskId: str, request: Request, caller: CallerDep) -> TurnList:
     """List a task's turns in order, each with the files it published."""
     task, turns = await _turns(request, caller, taskId)
-    return TurnList(task_id=task.id, items=turns)
+    return TurnList(task_id=task.public_id, items=turns)
 
 
 @router.delete("/{taskId}", response_model=ArchiveTaskResponse)
-async def archive_task(taskId: str, session: SessionDep, caller: CallerDep) -> ArchiveTaskResponse:
+async def archive_task(taskId: str, request: Request, caller: CallerDep) -> ArchiveTaskResponse:
     """Archive a task, aborting its turn in flight."""
-    aborted = await service.archive_task(session, caller, taskId)
-    await session.commit()
-    await service.cancel_workflows(aborted)
+    await service.archive_task(_rt(request), caller, taskId)
     return ArchiveTaskResponse(archived=True)

@@ -2,279 +2,340 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+import sqlalchemy as sa
+from sqlalchemy import bindparam, func, select
 
 from kennel.auth import Caller
-from kennel.models import Task, Turn, TurnFile, Worker
-from kennel.models.base import NewRow
+from kennel.db import Read, Write, select_rows
+from kennel.models import tasks, turn_files, turns, workers
 from kennel.timestamps import utcnow
 from kennel.workers.repository import VISIBLE_TO_CALLER, caller_params
-from kennel.writes import Transaction, on_connection
 
 __all__ = [
-    "FILES_OF_TASK",
     "IN_FLIGHT",
-    "LATEST_TASK_ROW",
-    "TASK_ROW",
-    "TURN_ROW",
-    "TURN_ROWS",
-    "VISIBLE_TASK_ROW",
-    "TaskRepository",
+    "TaskRow",
+    "TurnFileRow",
+    "TurnRow",
+    "abort_turn",
+    "archive",
+    "by_id",
+    "by_public_id",
     "claim_for_turn",
-    "close_task",
+    "files_of_task",
     "finish_turn",
-    "insert_file",
+    "in_flight_turn_ids",
+    "insert_files",
     "insert_task",
     "insert_turn",
+    "latest_of_worker",
+    "page_visible",
+    "pending_turn_ids",
+    "record_file",
+    "running_turn_ids",
     "start_turn",
+    "task_and_turns",
+    "turn",
+    "turns_of",
+    "visible",
 ]
 
 IN_FLIGHT = ("pending", "running")
 
 
-# Built once, as Core rows for reads outside the ORM (kennel.reads): they run on every worker
-# read.
-LATEST_TASK_ROW = (
-    select(Task.__table__)
-    .where(Task.worker_id == bindparam("worker_id"))
-    .order_by(Task.last_turn_at.desc(), Task.id.desc())
+class TaskRow(NamedTuple):
+    id: str
+    public_id: str
+    organization_id: str
+    worker_id: str
+    created_by_user_id: str | None
+    title: str
+    status: str
+    triggered_by: str
+    instructions_version: int
+    active_turn_id: str | None
+    turn_count: int
+    credits: int
+    duration_ms: int
+    trigger: dict[str, Any] | None
+    created_at: datetime
+    last_turn_at: datetime
+    completed_at: datetime | None
+    archived_at: datetime | None
+
+
+class TurnRow(NamedTuple):
+    id: str
+    task_id: str
+    seq: int
+    input: str
+    budget: str
+    status: str
+    instructions_version: int
+    output_text: str
+    structured_output: dict[str, Any] | None
+    messages: list[Any]
+    sources: list[Any]
+    input_tokens: int
+    output_tokens: int
+    requests: int
+    credits: int
+    duration_ms: int
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class TurnFileRow(NamedTuple):
+    turn_id: str
+    path: str
+    media_type: str
+    size: int
+    created_at: datetime
+
+
+# Built once: they run on every worker and task read, and on every turn.
+_TASKS = select_rows(TaskRow, tasks)
+_BY_ID = _TASKS.where(tasks.c.id == bindparam("task_id"))
+_BY_PUBLIC_ID = _TASKS.where(
+    tasks.c.organization_id == bindparam("organization_id"),
+    tasks.c.public_id == bindparam("public_id"),
+)
+_VISIBLE = (
+    _TASKS.join(workers, workers.c.id == tasks.c.worker_id)
+    .where(tasks.c.public_id == bindparam("public_id"), VISIBLE_TO_CALLER)
+    .where(tasks.c.organization_id == bindparam("caller_organization_id"))
+)
+_LATEST_OF_WORKER = (
+    _TASKS.where(tasks.c.worker_id == bindparam("worker_id"))
+    .order_by(tasks.c.last_turn_at.desc(), tasks.c.id.desc())
     .limit(1)
 )
-TASK_ROW = select(Task.__table__).where(Task.id == bindparam("task_id"))
-TURN_ROW = select(Turn.__table__).where(Turn.id == bindparam("turn_id"))
-VISIBLE_TASK_ROW = (
-    select(Task.__table__)
-    .join(Worker.__table__, Worker.id == Task.worker_id)
-    .where(Task.id == bindparam("task_id"), VISIBLE_TO_CALLER)
+_TURN = select_rows(TurnRow, turns).where(turns.c.id == bindparam("turn_id"))
+_TURNS_OF = (
+    select_rows(TurnRow, turns).where(turns.c.task_id == bindparam("task_id")).order_by(turns.c.seq)
 )
-FILES_OF_TASK = (
-    select(TurnFile.__table__)
-    .join(Turn.__table__, Turn.id == TurnFile.turn_id)
-    .where(Turn.task_id == bindparam("task_id"))
-    .order_by(TurnFile.turn_id, TurnFile.path)
+_FILES_OF_TASK = (
+    select_rows(TurnFileRow, turn_files)
+    .join(turns, turns.c.id == turn_files.c.turn_id)
+    .where(turns.c.task_id == bindparam("task_id"))
+    .order_by(turn_files.c.turn_id, turn_files.c.path)
 )
-TURN_ROWS = select(Turn.__table__).where(Turn.task_id == bindparam("task_id")).order_by(Turn.seq)
+_INSERT_TASK = sa.insert(tasks)
+_INSERT_TURN = sa.insert(turns)
+_INSERT_FILE = sa.insert(turn_files)
 
-
-# The turn's life cycle, run by every turn: Core statements built once, run in short write
-# transactions (kennel.writes; the ORM's bulk UPDATE path costs several times the statement).
-_turns, _tasks = Turn.__table__, Task.__table__
 _START_TURN = (
-    update(_turns)
-    .where(_turns.c.id == bindparam("b_turn_id"), _turns.c.status == "pending")
+    sa.update(turns)
+    .where(turns.c.id == bindparam("b_turn_id"), turns.c.status == "pending")
     .values(status="running", started_at=bindparam("b_now"))
-    .returning(_turns.c.task_id)
+    .returning(turns.c.task_id)
 )
-_TASK_RUNNING = update(_tasks).where(_tasks.c.id == bindparam("b_task_id")).values(status="running")
-_TURN_STATE = select(_turns.c.task_id, _turns.c.status, _turns.c.started_at).where(
-    _turns.c.id == bindparam("b_turn_id")
+_TASK_RUNNING = (
+    sa.update(tasks).where(tasks.c.id == bindparam("b_task_id")).values(status="running")
 )
-# SET takes the columns named in the parameters.
-_FINISH_TURN = update(_turns).where(
-    _turns.c.id == bindparam("b_turn_id"), _turns.c.status == "running"
+_TURN_STATE = select(turns.c.task_id, turns.c.status, turns.c.started_at).where(
+    turns.c.id == bindparam("b_turn_id")
 )
 _CLOSE_TASK = (
-    update(_tasks)
-    .where(_tasks.c.id == bindparam("b_task_id"), _tasks.c.active_turn_id == bindparam("b_turn_id"))
+    sa.update(tasks)
+    .where(tasks.c.id == bindparam("b_task_id"), tasks.c.active_turn_id == bindparam("b_turn_id"))
     .values(
         active_turn_id=None,
         status=bindparam("b_status"),
-        credits=_tasks.c.credits + bindparam("b_credits"),
-        duration_ms=_tasks.c.duration_ms + bindparam("b_duration_ms"),
+        credits=tasks.c.credits + bindparam("b_credits"),
+        duration_ms=tasks.c.duration_ms + bindparam("b_duration_ms"),
         completed_at=bindparam("b_now"),
     )
 )
-
 _CLAIM_TASK = (
-    update(_tasks)
-    .where(_tasks.c.id == bindparam("b_task_id"), _tasks.c.active_turn_id.is_(None))
+    sa.update(tasks)
+    .where(tasks.c.id == bindparam("b_task_id"), tasks.c.active_turn_id.is_(None))
     .values(
         active_turn_id=bindparam("b_turn_id"),
         status="pending",
-        turn_count=_tasks.c.turn_count + 1,
+        turn_count=tasks.c.turn_count + 1,
         last_turn_at=bindparam("b_now"),
         completed_at=None,
     )
+    .returning(*select_rows(TaskRow, tasks).selected_columns)
 )
-_INSERT_TASK = insert(_tasks)
-_INSERT_TURN = insert(_turns)
-_INSERT_FILE = insert(TurnFile.__table__)
 
 
-# -- writes in a Core transaction (kennel.writes): every task and turn runs these -----------------
+# -- reads ----------------------------------------------------------------------------------
 
 
-async def insert_task(tx: Transaction, task: NewRow) -> None:
-    await tx.execute(_INSERT_TASK, task)
+async def by_id(r: Read, task_id: str) -> TaskRow | None:
+    row = await r.first(_BY_ID, {"task_id": task_id})
+    return TaskRow._make(row) if row else None
 
 
-async def insert_turn(tx: Transaction, turn: NewRow) -> None:
-    await tx.execute(_INSERT_TURN, turn)
+async def by_public_id(r: Read, organization_id: str, public_id: str) -> TaskRow | None:
+    """The organization's task of that API id, whoever may see it."""
+    row = await r.first(_BY_PUBLIC_ID, {"organization_id": organization_id, "public_id": public_id})
+    return TaskRow._make(row) if row else None
 
 
-async def insert_file(tx: Transaction, turn_id: str, path: str, media_type: str, size: int) -> None:
-    """A file a new turn starts with (an upload); `TaskRepository.record_file` for the rest."""
-    values = {"turn_id": turn_id, "path": path, "media_type": media_type, "size": size}
-    await tx.execute(_INSERT_FILE, {**values, "created_at": utcnow()})
+async def visible(r: Read, caller: Caller, public_id: str) -> TaskRow | None:
+    """The task of that API id, if the caller may see its worker."""
+    row = await r.first(_VISIBLE, {"public_id": public_id, **caller_params(caller)})
+    return TaskRow._make(row) if row else None
 
 
-async def claim_for_turn(tx: Transaction, task_id: str, turn_id: str) -> bool:
-    """Make `turn_id` the task's turn in flight, unless another one already is."""
+async def latest_of_worker(r: Read, worker_id: str) -> TaskRow | None:
+    row = await r.first(_LATEST_OF_WORKER, {"worker_id": worker_id})
+    return TaskRow._make(row) if row else None
+
+
+async def turn(r: Read, turn_id: str) -> TurnRow | None:
+    row = await r.first(_TURN, {"turn_id": turn_id})
+    return TurnRow._make(row) if row else None
+
+
+async def turns_of(r: Read, task_id: str) -> list[TurnRow]:
+    return [TurnRow._make(row) for row in await r.all(_TURNS_OF, {"task_id": task_id})]
+
+
+async def files_of_task(r: Read, task_id: str) -> list[TurnFileRow]:
+    return [TurnFileRow._make(row) for row in await r.all(_FILES_OF_TASK, {"task_id": task_id})]
+
+
+async def page_visible(
+    r: Read, caller: Caller, *, worker_id: str | None, status: str | None, page: int, size: int
+) -> tuple[list[TaskRow], int]:
+    """A page of the caller's visible, unarchived tasks, newest first, and how many there are."""
+    where = [
+        VISIBLE_TO_CALLER,
+        tasks.c.organization_id == bindparam("caller_organization_id"),
+        tasks.c.archived_at.is_(None),
+    ]
+    if worker_id is not None:
+        where.append(tasks.c.worker_id == worker_id)
+    if status is not None:
+        where.append(tasks.c.status == status)
+    joined = tasks.join(workers, workers.c.id == tasks.c.worker_id)
+    params = caller_params(caller)
+    total = await r.scalar(select(func.count()).select_from(joined).where(*where), params)
+    rows = await r.all(
+        _TASKS.select_from(joined)
+        .where(*where)
+        .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
+        .offset((page - 1) * size)
+        .limit(size),
+        params,
+    )
+    return [TaskRow._make(row) for row in rows], int(total or 0)
+
+
+async def in_flight_turn_ids(r: Read, *, worker_id: str) -> list[str]:
+    query = (
+        select(turns.c.id)
+        .join(tasks, tasks.c.id == turns.c.task_id)
+        .where(turns.c.status.in_(IN_FLIGHT), tasks.c.worker_id == worker_id)
+    )
+    return [row.id for row in await r.all(query)]
+
+
+async def pending_turn_ids(r: Read) -> list[str]:
+    return [row.id for row in await r.all(select(turns.c.id).where(turns.c.status == "pending"))]
+
+
+async def running_turn_ids(r: Read) -> list[str]:
+    return [row.id for row in await r.all(select(turns.c.id).where(turns.c.status == "running"))]
+
+
+# -- writes ---------------------------------------------------------------------------------
+
+
+async def insert_task(w: Write, task: TaskRow) -> None:
+    await w.execute(_INSERT_TASK, task._asdict())
+
+
+async def insert_turn(w: Write, turn: TurnRow) -> None:
+    await w.execute(_INSERT_TURN, turn._asdict())
+
+
+async def insert_files(w: Write, files: Sequence[TurnFileRow]) -> None:
+    if files:
+        await w.execute(_INSERT_FILE, [f._asdict() for f in files])
+
+
+async def record_file(w: Write, turn_id: str, path: str, media_type: str, size: int) -> None:
+    """Note that a turn published a file (idempotent: a re-run step writes the same row)."""
+    await w.execute(
+        sa.delete(turn_files).where(turn_files.c.turn_id == turn_id, turn_files.c.path == path)
+    )
+    await w.execute(_INSERT_FILE, TurnFileRow(turn_id, path, media_type, size, utcnow())._asdict())
+
+
+async def claim_for_turn(w: Write, task_id: str, turn_id: str) -> TaskRow | None:
+    """Make `turn_id` the task's turn in flight, unless another one already is; the task as
+    it is now."""
     params = {"b_task_id": task_id, "b_turn_id": turn_id, "b_now": utcnow()}
-    return bool(await tx.execute(_CLAIM_TASK, params))
+    row = await w.first(_CLAIM_TASK, params)
+    return TaskRow._make(row) if row else None
 
 
-async def start_turn(tx: Transaction, turn_id: str) -> bool:
+async def start_turn(w: Write, turn_id: str) -> bool:
     """Mark a pending turn running; False when it is no longer pending (aborted)."""
-    started = await tx.first(_START_TURN, {"b_turn_id": turn_id, "b_now": utcnow()})
+    started = await w.first(_START_TURN, {"b_turn_id": turn_id, "b_now": utcnow()})
     if started is not None:
-        await tx.execute(_TASK_RUNNING, {"b_task_id": started.task_id})
+        await w.execute(_TASK_RUNNING, {"b_task_id": started.task_id})
         return True
     # A recovered workflow finds its turn running already: carry on with it.
-    found = await tx.first(_TURN_STATE, {"b_turn_id": turn_id})
+    found = await w.first(_TURN_STATE, {"b_turn_id": turn_id})
     return found is not None and found.status == "running"
 
 
-async def finish_turn(tx: Transaction, turn_id: str, status: str, values: dict[str, Any]) -> bool:
-    """Record the end of a running turn; False when it was aborted meanwhile."""
+async def finish_turn(
+    w: Write, turn_id: str, status: str, values: dict[str, Any], *, only_from: Sequence[str]
+) -> bool:
+    """Record the end of a turn that is in one of the `only_from` states; False otherwise
+    (it ended already: aborted meanwhile, or recorded by an earlier run)."""
     now = utcnow()
-    turn = await tx.first(_TURN_STATE, {"b_turn_id": turn_id})
-    if turn is None or turn.status != "running":
+    found = await w.first(_TURN_STATE, {"b_turn_id": turn_id})
+    if found is None or found.status not in only_from:
         return False
-    duration_ms = max(0, int((now - (turn.started_at or now)).total_seconds() * 1000))
-    finished = await tx.execute(
-        _FINISH_TURN,
-        {
-            "b_turn_id": turn_id,
-            "status": status,
-            "completed_at": now,
-            "duration_ms": duration_ms,
-            **values,
-        },
+    duration_ms = max(0, int((now - (found.started_at or now)).total_seconds() * 1000))
+    finished = await w.execute(
+        sa.update(turns)
+        .where(turns.c.id == turn_id, turns.c.status.in_(only_from))
+        .values(status=status, completed_at=now, duration_ms=duration_ms, **values)
     )
     if not finished:
         return False
-    await close_task(tx, turn.task_id, turn_id, status, values.get("credits", 0), duration_ms)
+    await w.execute(
+        _CLOSE_TASK,
+        {
+            "b_task_id": found.task_id,
+            "b_turn_id": turn_id,
+            "b_status": status,
+            "b_credits": values.get("credits", 0),
+            "b_duration_ms": duration_ms,
+            "b_now": now,
+        },
+    )
     return True
 
 
-async def close_task(
-    tx: Transaction, task_id: str, turn_id: str, status: str, credits: int, duration_ms: int
-) -> None:
-    """The task's turn in flight has ended: add up its figures and free the task."""
-    await tx.execute(
-        _CLOSE_TASK,
-        {
-            "b_task_id": task_id,
-            "b_turn_id": turn_id,
-            "b_status": status,
-            "b_credits": credits,
-            "b_duration_ms": duration_ms,
-            "b_now": utcnow(),
-        },
-    )
+async def abort_turn(w: Write, turn_id: str, message: str) -> bool:
+    """End a pending or running turn as aborted; False when it had ended already."""
+    values = {"error_code": "aborted", "error_message": message}
+    return await finish_turn(w, turn_id, "aborted", values, only_from=IN_FLIGHT)
 
 
-class TaskRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+async def archive(w: Write, task_id: str) -> None:
+    await w.execute(sa.update(tasks).where(tasks.c.id == task_id).values(archived_at=utcnow()))
 
-    # -- reads -------------------------------------------------------------------------------
 
-    async def get_visible(self, caller: Caller, task_id: str) -> tuple[Task, Worker] | None:
-        row = (
-            await self.session.execute(
-                select(Task, Worker)
-                .join(Worker, Worker.id == Task.worker_id)
-                .where(Task.id == task_id, VISIBLE_TO_CALLER),
-                caller_params(caller),
-            )
-        ).first()
-        return (row[0], row[1]) if row else None
-
-    async def page(
-        self,
-        caller: Caller,
-        *,
-        worker_id: str | None,
-        status: str | None,
-        page: int,
-        size: int,
-    ) -> tuple[list[Task], int]:
-        where = [VISIBLE_TO_CALLER, Task.archived_at.is_(None)]
-        if worker_id is not None:
-            where.append(Task.worker_id == worker_id)
-        if status is not None:
-            where.append(Task.status == status)
-        base = select(Task).join(Worker, Worker.id == Task.worker_id).where(*where)
-        params = caller_params(caller)
-        total = await self.session.scalar(select(func.count()).select_from(base.subquery()), params)
-        rows = await self.session.scalars(
-            base.order_by(Task.created_at.desc(), Task.id.desc())
-            .offset((page - 1) * size)
-            .limit(size),
-            params,
-        )
-        return list(rows), int(total or 0)
-
-    async def in_flight_turn_ids(self, *, worker_id: str | None = None) -> list[str]:
-        query = (
-            select(Turn.id).join(Task, Task.id == Turn.task_id).where(Turn.status.in_(IN_FLIGHT))
-        )
-        if worker_id is not None:
-            query = query.where(Task.worker_id == worker_id)
-        return list(await self.session.scalars(query))
-
-    async def pending_turn_ids(self) -> list[str]:
-        return list(await self.session.scalars(select(Turn.id).where(Turn.status == "pending")))
-
-    # -- writes ------------------------------------------------------------------------------
-
-    async def abort_turn(self, turn_id: str, message: str) -> bool:
-        now = utcnow()
-        turn = await self.session.get(Turn, turn_id, populate_existing=True)
-        if turn is None:
-            return False
-        result = await self.session.execute(
-            update(Turn)
-            .where(Turn.id == turn_id, Turn.status.in_(IN_FLIGHT))
-            .values(
-                status="aborted",
-                completed_at=now,
-                error_code="aborted",
-                error_message=message,
-                duration_ms=int((now - (turn.started_at or now)).total_seconds() * 1000),
-            )
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            return False
-        tx = on_connection(await self.session.connection())
-        await close_task(tx, turn.task_id, turn_id, "aborted", 0, 0)
-        return True
-
-    async def archive(self, task: Task) -> None:
-        task.archived_at = utcnow()
-        await self.session.flush()
-
-    async def record_file(self, turn_id: str, path: str, media_type: str, size: int) -> None:
-        """Note that a turn published a file (idempotent: a re-run step writes the same row)."""
-        values = {
-            "turn_id": turn_id,
-            "path": path,
-            "media_type": media_type,
-            "size": size,
-            "created_at": utcnow(),
-        }
-        dialect = self.session.bind.dialect.name
-        upsert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = upsert(TurnFile).values(**values)
-        statement = statement.on_conflict_do_update(
-            index_elements=["turn_id", "path"],
-            set_={"media_type": media_type, "size": size, "created_at": values["created_at"]},
-        )
-        await self.session.execute(statement)
+async def task_and_turns(
+    r: Read, *, worker_id: str, task_id: str | None = None
+) -> tuple[TaskRow | None, list[TurnRow]]:
+    """The task (by internal id), else the worker's latest task, and its turns in order."""
+    task = await by_id(r, task_id) if task_id else await latest_of_worker(r, worker_id)
+    return task, (await turns_of(r, task.id) if task else [])

@@ -25,7 +25,8 @@ Budget = Literal["low", "standard", "high", "unlimited"]
 TaskStatus = Literal["pending", "running", "completed", "error", "aborted"]
 TriggeredBy = Literal["api", "email", "schedule", "ui"]
 
-TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_TASK_ID = re.compile(TASK_ID_PATTERN)
 
 
 class TaskCreate(BaseModel):
@@ -38,7 +39,11 @@ class TaskCreate(BaseModel):
     task_id: str | None = Field(
         None,
         alias="taskId",
-        description="Client-chosen id: 1-128 of letters, digits and `_ . : -`, starting alnum.",
+        description=(
+            "Client-chosen id: 1-128 of letters, digits and `_ . : -`, starting with a letter or"
+            " digit; unique within the organization."
+        ),
+        json_schema_extra={"pattern": TASK_ID_PATTERN},
     )
     budget: Budget = "standard"
     stream: bool = False
@@ -46,7 +51,8 @@ class TaskCreate(BaseModel):
     @field_validator("task_id")
     @classmethod
     def _task_id_form(cls, value: str | None) -> str | None:
-        if value is not None and not TASK_ID_PATTERN.match(value):
+        # fullmatch: `$` would let a trailing newline through.
+        if value is not None and not _TASK_ID.fullmatch(value):
             raise ValueError(
                 "must be 1-128 letters, digits or _ . : - and start with a letter or digit"
             )
@@ -78,6 +84,10 @@ class TaskOut(_Response):
     created_at: str = Field(alias="createdAt")
     completed_at: str | None = Field(alias="completedAt")
     archived: bool = False
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What started the task beyond `triggeredBy`: a schedule's id and due time.",
+    )
 
 
 class TurnError(_Response):

@@ -1,4 +1,4 @@
-"""Decisions about tasks: starting turns (new tasks, follow-ups), waiting, archiving, aborting."""
+"""Decisions about tasks: starting turns (new tasks, follow-ups), waiting, listing, archiving."""
 
 from __future__ import annotations
 
@@ -12,47 +12,39 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 from dbos._error import DBOSAwaitedWorkflowCancelledError
-from pydantic_ai.models import Model
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import IntegrityError
 
-from kennel import runtime
 from kennel.auth import Caller
+from kennel.db import Write
 from kennel.durable import TURN_QUEUE
 from kennel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kennel.ids import new_id
-from kennel.models import Task, Turn, Worker
-from kennel.models.base import new_row
-from kennel.reads import Snapshot
-from kennel.settings import Settings
-from kennel.tasks import repository, waiters
-from kennel.tasks.render import worker_state
-from kennel.tasks.repository import (
-    IN_FLIGHT,
-    LATEST_TASK_ROW,
-    TASK_ROW,
-    TURN_ROWS,
-    VISIBLE_TASK_ROW,
-    TaskRepository,
-)
+from kennel.runtime import Runtime
+from kennel.tasks import control, waiters
+from kennel.tasks import repository as repo
+from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import TaskCreate
+from kennel.tasks.workflows import run_turn, turn_context
+from kennel.timestamps import utcnow
+from kennel.workers import repository as workers_repo
 from kennel.workers import service as workers
-from kennel.workers.repository import WORKER_ROW, caller_params
+from kennel.workers.repository import WorkerRow
 from kennel.workers.schemas import WorkerCreate, WorkerState
-from kennel.workspaces import Workspace, WorkspaceError, has_workspace
-from kennel.writes import Writer
+from kennel.workers.state import load_worker_state
+from kennel.workspaces import Workspace, WorkspaceError
 
 __all__ = [
     "PAGE_SIZE",
     "StartedTurn",
     "Upload",
-    "abort_turns",
     "archive_task",
-    "cancel_workflows",
     "enqueue_turn",
     "get_task",
-    "latest_turns_for_stream",
-    "load_worker_state",
+    "list_tasks",
+    "page_count",
+    "run_task",
     "start_turn",
+    "state_after_turn",
     "wait_for_turn",
 ]
 
@@ -69,11 +61,9 @@ class Upload:
 
 @dataclass(frozen=True, slots=True)
 class StartedTurn:
-    """Rows as Core rows or new rows (attributes named like the ORM's)."""
-
-    worker: Any
-    task: Any
-    turn: Any
+    worker: WorkerRow
+    task: TaskRow
+    turn: TurnRow
 
 
 def _title(text: str) -> str:
@@ -81,111 +71,195 @@ def _title(text: str) -> str:
     return first if len(first) <= 80 else first[:79] + "…"
 
 
-async def start_turn(
-    writer: Writer,
+async def run_task(
+    rt: Runtime,
     caller: Caller,
     data: TaskCreate,
     *,
-    settings: Settings,
-    model: Model,
     uploads: Sequence[Upload] = (),
     triggered_by: str = "api",
+    trigger: dict[str, Any] | None = None,
 ) -> StartedTurn:
-    """Record a new turn (and task, and worker, when new) in one transaction; the caller
-    enqueues it once this returns, when the rows are committed."""
-    turn_id = new_id("trn")
-    async with writer.transaction() as tx:
-        task: Any = None
-        if data.task_id is not None:
-            task = await tx.first(TASK_ROW, {"task_id": data.task_id})
-        if task is not None:
-            params = {"task_id": task.id, **caller_params(caller)}
-            if await tx.first(VISIBLE_TASK_ROW, params) is None:
-                raise Conflict(f"taskId {data.task_id!r} is already in use.")
-            if data.worker_id is not None and data.worker_id != task.worker_id:
-                raise Conflict(f"Task {task.id!r} belongs to another worker.")
-            if task.archived_at is not None:
-                raise Conflict(f"Task {task.id!r} is archived.")
-            worker = await tx.first(WORKER_ROW, {"worker_id": task.worker_id})
-        elif data.worker_id is not None:
-            worker = await workers.read_worker(tx, caller, data.worker_id)
-        else:
-            # No worker named: one is made on the fly with the input as its instructions. With
-            # instructions given, preparing it never calls the model, so it may run in here.
-            worker = await workers.prepare_worker(
-                caller, WorkerCreate(instructions=data.input[:20_000]), model=model
-            )
-            await workers.insert_worker(tx, caller, worker)
-        workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
-        cleaned = _check_uploads(workspace, uploads)
+    """Start a turn (a new task's first, or a follow-up) and queue it to run."""
+    started = await start_turn(
+        rt, caller, data, uploads=uploads, triggered_by=triggered_by, trigger=trigger
+    )
+    await enqueue_turn(rt, started.turn.id)
+    return started
 
-        if task is None:
-            task = new_row(
-                Task,
-                id=data.task_id or new_id("tsk"),
-                organization_id=caller.organization_id,
-                worker_id=worker.id,
-                created_by_user_id=caller.user_id,
-                title=_title(data.input),
-                status="pending",
-                triggered_by=triggered_by,
-                instructions_version=worker.instructions_version,
-                active_turn_id=turn_id,
-                turn_count=1,
+
+async def start_turn(
+    rt: Runtime,
+    caller: Caller,
+    data: TaskCreate,
+    *,
+    uploads: Sequence[Upload] = (),
+    triggered_by: str = "api",
+    trigger: dict[str, Any] | None = None,
+) -> StartedTurn:
+    """Record a new turn (and its task, and worker, when new) in one transaction, then put its
+    uploads into the workspace; the caller enqueues it."""
+    settings = rt.settings
+    cleaned = _check_uploads(uploads, settings.max_file_bytes)
+    try:
+        async with rt.db.write() as w:
+            started = await _record_turn(
+                w, rt, caller, data, cleaned, triggered_by=triggered_by, trigger=trigger
             )
-            await repository.insert_task(tx, task)
-        elif not await repository.claim_for_turn(tx, task.id, turn_id):
-            raise Conflict(f"A turn is already running on task {task.id!r}; wait for it to end.")
-        else:
-            task = await tx.first(TASK_ROW, {"task_id": task.id})
-        turn = new_row(
-            Turn,
-            id=turn_id,
-            task_id=task.id,
-            seq=task.turn_count,
-            input=data.input,
-            budget=data.budget,
-            status="pending",
-            instructions_version=task.instructions_version,
+    except IntegrityError:
+        # Two requests chose the same new taskId at once (PostgreSQL lets both get this far).
+        raise Conflict(f"taskId {data.task_id!r} was just taken by another request.") from None
+    if cleaned:
+        await _write_uploads(rt, started, cleaned)
+    return started
+
+
+async def _record_turn(
+    w: Write,
+    rt: Runtime,
+    caller: Caller,
+    data: TaskCreate,
+    uploads: dict[str, Upload],
+    *,
+    triggered_by: str,
+    trigger: dict[str, Any] | None,
+) -> StartedTurn:
+    turn_id = new_id("trn")
+    task: TaskRow | None = None
+    if data.task_id is not None:
+        task = await repo.by_public_id(w, caller.organization_id, data.task_id)
+    if task is not None:
+        if await repo.visible(w, caller, task.public_id) is None:
+            raise Conflict(f"taskId {data.task_id!r} is already in use.")
+        if data.worker_id is not None and data.worker_id != task.worker_id:
+            raise Conflict(f"Task {task.public_id!r} belongs to another worker.")
+        if task.archived_at is not None:
+            raise Conflict(f"Task {task.public_id!r} is archived.")
+        worker = await workers.visible_worker(w, caller, task.worker_id)
+    elif data.worker_id is not None:
+        worker = await workers.visible_worker(w, caller, data.worker_id)
+    else:
+        # No worker named: one is made on the fly with the input as its instructions. With
+        # instructions given, preparing it never calls the model, so it may run in here.
+        prepared = await workers.prepare_worker(
+            caller, WorkerCreate(instructions=data.input[:20_000]), model=rt.model
         )
-        await repository.insert_turn(tx, turn)
-        # Uploads land in the workspace before the turn can start (it is enqueued after commit).
-        for path, upload in cleaned.items():
-            written = workspace.write(path, upload.data)
-            await repository.insert_file(
-                tx, turn.id, written.path, written.media_type, written.size
+        worker = await workers.insert_worker(w, prepared)
+    workspace = rt.workspace(worker.id)
+    for path in uploads:
+        try:
+            workspace.check_writable(path)
+        except WorkspaceError as exc:
+            raise BadRequest(str(exc), param="files") from None
+    now = utcnow()
+    if task is None:
+        task_id = new_id("tsk")
+        task = TaskRow(
+            id=task_id,
+            public_id=data.task_id or task_id,
+            organization_id=caller.organization_id,
+            worker_id=worker.id,
+            created_by_user_id=caller.user_id,
+            title=_title(data.input),
+            status="pending",
+            triggered_by=triggered_by,
+            instructions_version=worker.instructions_version,
+            active_turn_id=turn_id,
+            turn_count=1,
+            credits=0,
+            duration_ms=0,
+            trigger=trigger,
+            created_at=now,
+            last_turn_at=now,
+            completed_at=None,
+            archived_at=None,
+        )
+        await repo.insert_task(w, task)
+    else:
+        claimed = await repo.claim_for_turn(w, task.id, turn_id)
+        if claimed is None:
+            raise Conflict(
+                f"A turn is already running on task {task.public_id!r}; wait for it to end."
             )
+        task = claimed
+    turn = TurnRow(
+        id=turn_id,
+        task_id=task.id,
+        seq=task.turn_count,
+        input=data.input,
+        budget=data.budget,
+        status="pending",
+        instructions_version=task.instructions_version,
+        output_text="",
+        structured_output=None,
+        messages=[],
+        sources=[],
+        input_tokens=0,
+        output_tokens=0,
+        requests=0,
+        credits=0,
+        duration_ms=0,
+        error_code=None,
+        error_message=None,
+        created_at=now,
+        started_at=None,
+        completed_at=None,
+    )
+    await repo.insert_turn(w, turn)
+    await repo.insert_files(
+        w,
+        [
+            TurnFileRow(turn_id, path, Workspace.media_type_of(path), len(u.data), now)
+            for path, u in uploads.items()
+        ],
+    )
     return StartedTurn(worker, task, turn)
 
 
-def _check_uploads(workspace: Workspace, uploads: Sequence[Upload]) -> dict[str, Upload]:
-    """Validate every upload before writing any, so a bad one leaves nothing behind. Two
-    uploads to the same path: the later one is kept, as writing both would leave it."""
-    paths = {}
+def _check_uploads(uploads: Sequence[Upload], max_bytes: int) -> dict[str, Upload]:
+    """Validate every upload before anything is written, so a bad one leaves nothing behind.
+    Two uploads to the same path: the later one is kept, as writing both would leave it."""
+    paths: dict[str, Upload] = {}
     for upload in uploads:
         try:
-            path = workspace.clean_path(upload.filename)
+            path = Workspace.clean_path(upload.filename)
         except WorkspaceError as exc:
             raise BadRequest(str(exc), param="files") from None
-        if len(upload.data) > workspace.max_file_bytes:
-            raise BadRequest(
-                f"{upload.filename!r} is larger than {workspace.max_file_bytes} bytes.",
-                param="files",
-            )
+        if len(upload.data) > max_bytes:
+            raise BadRequest(f"{path!r} is larger than {max_bytes} bytes.", param="files")
         paths.pop(path, None)
         paths[path] = upload
     return paths
 
 
-async def enqueue_turn(turn_id: str) -> None:
-    """Queue the turn's workflow; idempotent, as the workflow id is the turn id."""
-    from kennel.tasks.workflows import run_turn, turn_context
+async def _write_uploads(rt: Runtime, started: StartedTurn, uploads: dict[str, Upload]) -> None:
+    """Put the uploads into the workspace, after the commit (a file write holds no lock) and
+    before the turn is queued; a failure ends the turn, so nothing waits for it."""
+    workspace = rt.workspace(started.worker.id)
+    try:
+        for path, upload in uploads.items():
+            await asyncio.to_thread(workspace.write, path, upload.data)
+    except Exception as exc:
+        async with rt.db.write() as w:
+            await repo.finish_turn(
+                w,
+                started.turn.id,
+                "error",
+                {
+                    "error_code": "upload_failed",
+                    "error_message": f"Storing an upload failed: {exc}",
+                },
+                only_from=("pending",),
+            )
+        raise
 
-    rt = runtime.current()
-    async with rt.db.reader.snapshot() as read:
-        context = await turn_context(read, rt.settings, turn_id)
+
+async def enqueue_turn(rt: Runtime, turn_id: str) -> None:
+    """Queue the turn's workflow; idempotent, as the workflow id is the turn id."""
+    async with rt.db.read() as r:
+        context = await turn_context(r, rt.settings, turn_id)
     if context is None:
-        log.warning("turn %s is gone; not enqueued", turn_id)
+        log.warning("turn %s is not pending; not enqueued", turn_id)
         return
     with SetWorkflowID(turn_id):
         await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id, context)
@@ -226,77 +300,51 @@ async def wait_for_turn(turn_id: str, timeout: float) -> bool:
         waiters.forget(turn_id, local)
 
 
-async def get_task(session: AsyncSession, caller: Caller, task_id: str) -> tuple[Task, Worker]:
-    found = await TaskRepository(session).get_visible(caller, task_id)
-    if found is None:
-        raise NotFound("task", task_id)
-    return found
+async def state_after_turn(rt: Runtime, started: StartedTurn) -> WorkerState:
+    """Wait for the turn (up to the configured wait); the `Worker` object as of its task."""
+    await wait_for_turn(started.turn.id, rt.settings.task_wait_seconds)
+    async with rt.db.read() as r:
+        worker = await workers_repo.by_id(r, started.worker.id)
+        assert worker is not None, started.worker.id
+        return await load_worker_state(r, rt.settings, worker, task_id=started.task.id)
 
 
-async def archive_task(session: AsyncSession, caller: Caller, task_id: str) -> list[str]:
-    """Archive the task and abort its turn in flight; returns the turn ids to cancel."""
-    task, worker = await get_task(session, caller, task_id)
-    if worker.user_id != caller.user_id:
-        raise Forbidden("Only the worker's creator may archive its tasks.")
-    repo = TaskRepository(session)
-    aborted = []
-    # Read before aborting: the abort's UPDATE clears `task.active_turn_id` in the session too.
-    turn_id = task.active_turn_id
-    if turn_id and await repo.abort_turn(turn_id, "The task was archived."):
-        aborted.append(turn_id)
-    await repo.archive(task)
-    return aborted
+async def get_task(
+    rt: Runtime, caller: Caller, public_id: str
+) -> tuple[TaskRow, list[TurnRow], list[TurnFileRow]]:
+    """The task the caller may see, its turns and the files they published."""
+    async with rt.db.read() as r:
+        task = await repo.visible(r, caller, public_id)
+        if task is None:
+            raise NotFound("task", public_id)
+        return task, await repo.turns_of(r, task.id), await repo.files_of_task(r, task.id)
 
 
-async def abort_turns(session: AsyncSession, worker_id: str, reason: str) -> list[str]:
-    repo = TaskRepository(session)
-    return [
-        turn_id
-        for turn_id in await repo.in_flight_turn_ids(worker_id=worker_id)
-        if await repo.abort_turn(turn_id, reason)
-    ]
+async def list_tasks(
+    rt: Runtime, caller: Caller, *, worker_id: str | None, status: str | None, page: int
+) -> tuple[list[TaskRow], int]:
+    async with rt.db.read() as r:
+        return await repo.page_visible(
+            r, caller, worker_id=worker_id, status=status, page=page, size=PAGE_SIZE
+        )
 
 
-async def cancel_workflows(turn_ids: list[str]) -> None:
-    """Stop aborted turns' workflows (after the abort is committed) and wake their waiters."""
-    for turn_id in turn_ids:
-        await DBOS.cancel_workflow_async(turn_id)
-        waiters.notify(turn_id)
-
-
-async def _task_and_turns(
-    read: Snapshot, worker_id: str, task_id: str | None = None
-) -> tuple[Any, Sequence[Any]]:
-    if task_id:
-        task = await read.first(TASK_ROW, {"task_id": task_id})
-    else:
-        task = await read.first(LATEST_TASK_ROW, {"worker_id": worker_id})
-    turns = await read.all(TURN_ROWS, {"task_id": task.id}) if task else []
-    return task, turns
-
-
-async def load_worker_state(
-    read: Snapshot, settings: Settings, worker: Any, *, task_id: str | None = None
-) -> WorkerState:
-    """The `Worker` object as of its latest task, or as of `task_id` (the task a POST started).
-
-    Read as Core rows (kennel.reads): `worker`, the task and its turns have the attributes of
-    the ORM objects, which is all the rendering needs."""
-    task, turns = await _task_and_turns(read, worker.id, task_id)
-    files = []
-    # On the loop, like the workspace writes of POST /api/tasks: listing a worker's folder took
-    # about 20 us here, where a hop to a thread cost 115 us of CPU (and more under load).
-    if has_workspace(settings.data_dir, worker.id):
-        workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
-        files = workspace.list()
-    return worker_state(settings, worker, task, turns, files)
-
-
-async def latest_turns_for_stream(read: Snapshot, worker_id: str) -> tuple[list[Any], str | None]:
-    """The latest task's finished turns (to replay) and the id of its turn in flight, if any."""
-    _, turns = await _task_and_turns(read, worker_id)
-    live = turns[-1].id if turns and turns[-1].status in IN_FLIGHT else None
-    return [t for t in turns if t.id != live], live
+async def archive_task(rt: Runtime, caller: Caller, public_id: str) -> None:
+    """Archive the task and abort its turn in flight."""
+    async with rt.db.write() as w:
+        task = await repo.visible(w, caller, public_id)
+        if task is None:
+            raise NotFound("task", public_id)
+        worker = await workers.visible_worker(w, caller, task.worker_id)
+        if worker.user_id != caller.user_id:
+            raise Forbidden("Only the worker's creator may archive its tasks.")
+        aborted = []
+        if task.active_turn_id and await repo.abort_turn(
+            w, task.active_turn_id, "The task was archived."
+        ):
+            aborted.append(task.active_turn_id)
+        await repo.archive(w, task.id)
+    await control.cancel_turn_workflows(aborted)
 
 
 def page_count(total: int) -> int:

@@ -7,8 +7,11 @@ read by any process; the stored messages of finished turns are replayed as the s
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 from dbos import DBOS
 from dbos._error import DBOSNonExistentWorkflowError
@@ -25,12 +28,29 @@ from pydantic_ai.messages import (
     ToolReturnPart,
 )
 from pydantic_ai.ui.vercel_ai import VercelAIEventStream
+from pydantic_ai.ui.vercel_ai.response_types import BaseChunk, StartChunk
 from starlette.responses import StreamingResponse
 
 from kennel.agents.agent import EVENTS_STREAM, event_adapter
-from kennel.models import Turn
+from kennel.tasks.repository import TurnRow
 
-__all__ = ["live_events", "replayed_events", "sse_response"]
+__all__ = ["SSE_RESPONSE", "id_headers", "live_events", "replayed_events", "sse_response"]
+
+# How the OpenAPI document describes a 200 that may be a stream (`stream=true`).
+SSE_RESPONSE: dict[str, Any] = {
+    "description": "The JSON document, or with `stream` a stream of server-sent events.",
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "string",
+                "description": (
+                    "Server-sent events of the Vercel AI SDK UI-message stream protocol: `data:`"
+                    " lines, each a JSON chunk, ending with `data: [DONE]`."
+                ),
+            }
+        }
+    },
+}
 
 # How long a reader waits for a recorded turn's workflow to be enqueued before giving up.
 _ENQUEUE_WAIT_SECONDS = 10.0
@@ -64,7 +84,7 @@ async def live_events(turn_id: str, *, polling_seconds: float) -> AsyncIterator[
             await asyncio.sleep(polling_seconds)
 
 
-def replayed_events(turns: list[Turn]) -> list[AgentStreamEvent]:
+def replayed_events(turns: list[TurnRow]) -> list[AgentStreamEvent]:
     """Stored messages of finished turns as the events a live run would have produced."""
     events: list[AgentStreamEvent] = []
     calls: dict[str, ToolCallPart] = {}
@@ -87,6 +107,28 @@ def replayed_events(turns: list[Turn]) -> list[AgentStreamEvent]:
     return events
 
 
-def sse_response(events: AsyncIterator[AgentStreamEvent]) -> StreamingResponse:
-    stream = VercelAIEventStream(run_input=None)
-    return stream.streaming_response(stream.transform_stream(events))
+@dataclass
+class _StreamWithIds(VercelAIEventStream[Any, Any]):
+    """The UI-message stream, whose `start` chunk carries the task's and turn's ids (as
+    `messageMetadata`), so a client that did not choose the task id can send a follow-up."""
+
+    ids: dict[str, str] | None = None
+
+    async def before_stream(self) -> AsyncIterator[BaseChunk]:
+        yield StartChunk(message_id=(self.ids or {}).get("turnId"), message_metadata=self.ids)
+
+
+def sse_response(
+    events: AsyncIterator[AgentStreamEvent], *, ids: dict[str, str] | None = None
+) -> StreamingResponse:
+    """The events as server-sent events; `ids` (taskId, turnId, workerId) go into the `start`
+    chunk and into `X-Kennel-*` response headers."""
+    stream = _StreamWithIds(run_input=None, ids=ids)
+    response = stream.streaming_response(stream.transform_stream(events))
+    response.headers.update(id_headers(ids or {}))
+    return response
+
+
+def id_headers(ids: dict[str, str]) -> dict[str, str]:
+    """`{"taskId": ...}` as `X-Kennel-Task-Id: ...` response headers."""
+    return {"X-Kennel-" + re.sub(r"([a-z])([A-Z])", r"\1-\2", k).title(): v for k, v in ids.items()}

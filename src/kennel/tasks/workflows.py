@@ -31,35 +31,35 @@ from pydantic_ai.messages import (
 from kennel import runtime
 from kennel.agents.agent import MODEL_ID, turn_agent
 from kennel.agents.instructions import describe_error
-from kennel.agents.output import schema_output_type
+from kennel.agents.output import OutputSchemaError, schema_output_type
 from kennel.agents.tools import TurnDeps
-from kennel.reads import Snapshot
+from kennel.db import Read
+from kennel.runtime import Runtime
 from kennel.settings import BudgetCaps, Settings
-from kennel.tasks import repository, waiters
+from kennel.tasks import repository as repo
+from kennel.tasks import waiters
 from kennel.tasks.budgets import caps_for, credits_for, usage_limits
-from kennel.tasks.repository import TASK_ROW, TURN_ROW, TURN_ROWS
-from kennel.workers.repository import INSTRUCTIONS_ROW, WORKER_ROW
+from kennel.workers import repository as workers
 
-__all__ = ["run_turn", "turn_context"]
+__all__ = ["finish_abandoned_turns", "run_turn", "turn_context"]
 
 log = logging.getLogger("kennel.tasks")
 
 
-async def turn_context(read: Snapshot, settings: Settings, turn_id: str) -> dict[str, Any] | None:
-    """What the agent needs for the turn, as of when it is queued; None when the turn is gone.
+async def turn_context(r: Read, settings: Settings, turn_id: str) -> dict[str, Any] | None:
+    """What the agent needs for a pending turn, as of when it is queued; None when the turn
+    is gone or no longer pending.
 
     It is the workflow's input, so DBOS records it once and a recovered turn runs on the same
     instructions, output schema and history even if the worker changed meanwhile."""
-    turn = await read.first(TURN_ROW, {"turn_id": turn_id})
-    task = await read.first(TASK_ROW, {"task_id": turn.task_id}) if turn else None
-    if turn is None or task is None:
+    turn = await repo.turn(r, turn_id)
+    task = await repo.by_id(r, turn.task_id) if turn else None
+    if turn is None or task is None or turn.status != "pending":
         return None
-    worker = await read.first(WORKER_ROW, {"worker_id": task.worker_id})
-    instructions = await read.first(
-        INSTRUCTIONS_ROW, {"worker_id": task.worker_id, "version": task.instructions_version}
-    )
+    worker = await workers.by_id(r, task.worker_id)
+    instructions = await workers.instructions_of(r, task.worker_id, task.instructions_version)
     history: list[Any] = []
-    for earlier in await read.all(TURN_ROWS, {"task_id": task.id}):
+    for earlier in await repo.turns_of(r, task.id):
         if earlier.seq < turn.seq and earlier.status == "completed":
             history.extend(earlier.messages)
     return {
@@ -69,7 +69,7 @@ async def turn_context(read: Snapshot, settings: Settings, turn_id: str) -> dict
         "input": turn.input,
         "budget": turn.budget,
         "caps": caps_for(settings, turn.budget).model_dump(),
-        "instructions": instructions.instructions if instructions else "",
+        "instructions": instructions or "",
         "output_schema": worker.output_schema if worker is not None else None,
         "history": history,
     }
@@ -77,30 +77,77 @@ async def turn_context(read: Snapshot, settings: Settings, turn_id: str) -> dict
 
 @DBOS.workflow()
 async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
+    """Run one turn; whatever goes wrong inside it, the turn ends (`error` at worst)."""
     # Marking the turn running and recording its outcome are plain workflow code, not steps:
     # both are idempotent, so a recovered workflow may run them again, and a step costs four
     # system-database statements. The model requests and tool calls are the steps.
-    if not await _mark_running(turn_id):
+    rt = runtime.current()
+    if not await _mark_running(rt, turn_id):
         return "aborted"
-    outcome = await _run_agent(context)
-    await _record_outcome(turn_id, outcome)
+    try:
+        outcome = await _run_agent(context)
+    except Exception:  # a bug: the turn still ends, and the log says where (DBOS's own stops,
+        # cancellation among them, are BaseExceptions and go through)
+        log.exception("turn %s failed unexpectedly", turn_id, extra={"turnId": turn_id})
+        outcome = _internal_error(turn_id)
+    try:
+        await _record_outcome(rt, turn_id, outcome)
+    except Exception:  # e.g. an answer the database will not store: record the failure instead
+        log.exception("turn %s: recording its outcome failed", turn_id, extra={"turnId": turn_id})
+        outcome = _internal_error(turn_id)
+        await _record_outcome(rt, turn_id, outcome)
     return outcome["status"]
 
 
-async def _mark_running(turn_id: str) -> bool:
+async def _mark_running(rt: Runtime, turn_id: str) -> bool:
     """False when the turn was aborted before it started."""
-    async with runtime.current().db.writer.transaction() as tx:
-        return await repository.start_turn(tx, turn_id)
+    async with rt.db.write() as w:
+        return await repo.start_turn(w, turn_id)
 
 
-async def _record_outcome(turn_id: str, outcome: dict[str, Any]) -> bool:
+async def _record_outcome(rt: Runtime, turn_id: str, outcome: dict[str, Any]) -> bool:
     values = {k: v for k, v in outcome.items() if k != "status"}
-    async with runtime.current().db.writer.transaction() as tx:
-        recorded = await repository.finish_turn(tx, turn_id, outcome["status"], values)
+    async with rt.db.write() as w:
+        recorded = await repo.finish_turn(
+            w, turn_id, outcome["status"], values, only_from=("running",)
+        )
     waiters.notify(turn_id)
     # The events stream is not closed: DBOS readers stop when the workflow has ended and they
     # have read all it wrote, which saves a system-database write per turn.
     return recorded
+
+
+def _internal_error(turn_id: str) -> dict[str, Any]:
+    message = (
+        f"Kennel failed while running this turn; this is a bug. The server's log has the details"
+        f" under turn id {turn_id}."
+    )
+    return _outcome(None, [], ("internal_error", message), BudgetCaps())
+
+
+async def finish_abandoned_turns(rt: Runtime) -> int:
+    """End every turn still marked pending or running whose workflow has ended without
+    recording it (it failed or was cancelled, in this version or an older one); how many."""
+    async with rt.db.read() as r:
+        candidates = [*await repo.running_turn_ids(r), *await repo.pending_turn_ids(r)]
+    ended = 0
+    for turn_id in candidates:
+        status = await DBOS.get_workflow_status_async(turn_id)
+        if status is None or status.status not in _ENDED_WITHOUT_RESULT:
+            continue
+        message = (
+            f"The turn's run ended without an outcome ({status.status.lower()}); the server's"
+            f" log may say more under turn id {turn_id}."
+        )
+        values = {"error_code": "internal_error", "error_message": message}
+        async with rt.db.write() as w:
+            if await repo.finish_turn(w, turn_id, "error", values, only_from=repo.IN_FLIGHT):
+                ended += 1
+        log.warning("turn %s ended as an error at start-up: %s", turn_id, status.status)
+    return ended
+
+
+_ENDED_WITHOUT_RESULT = frozenset({"ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 
 
 async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +158,10 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
     deps = TurnDeps(
         worker_id=context["worker_id"], turn_id=context["turn_id"], output_schema=schema
     )
+    try:
+        output_type: Any = schema_output_type(schema) if schema else str
+    except OutputSchemaError as exc:  # stored before Kennel checked schemas this way
+        return _outcome(None, [], ("invalid_output_schema", f"The outputSchema {exc}."), caps)
     error: tuple[str, str] | None = None
     output: Any = None
     with capture_run_messages() as captured:
@@ -122,7 +173,7 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
                     model=MODEL_ID,
                     instructions=context["instructions"] or None,
                     message_history=history or None,
-                    output_type=schema_output_type(schema) if schema else str,
+                    output_type=output_type,
                     usage_limits=usage_limits(caps),
                 )
             output = result.output

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from kennel.auth import CallerDep
-from kennel.db import SessionDep
-from kennel.errors import NotFound
-from kennel.tasks import service as tasks
-from kennel.tasks.streaming import live_events, replayed_events, sse_response
+from kennel.errors import ApiError
+from kennel.http import KennelRoute
+from kennel.runtime import Runtime
+from kennel.tasks import repository as tasks
+from kennel.tasks.streaming import SSE_RESPONSE, live_events, replayed_events, sse_response
 from kennel.timestamps import iso_z
 from kennel.workers import service
 from kennel.workers.render import worker_email, worker_template
@@ -21,35 +22,53 @@ from kennel.workers.schemas import (
     DeleteWorkerResponse,
     MemberList,
     MemberRemoved,
+    Visibility,
     WorkerCreate,
     WorkerEmail,
+    WorkerList,
     WorkerMemberOut,
     WorkerState,
     WorkerTemplate,
     WorkerUpdate,
 )
-from kennel.workspaces import Workspace
+from kennel.workers.state import load_worker_state
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/workers", tags=["Workers"])
+router = APIRouter(prefix="/api/workers", tags=["Workers"], route_class=KennelRoute)
 
 
-@router.post("", status_code=201, response_model=WorkerTemplate, response_model_by_alias=True)
+def _rt(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
+
+
+@router.post("", status_code=201, response_model=WorkerTemplate)
 async def create_worker(body: WorkerCreate, request: Request, caller: CallerDep) -> WorkerTemplate:
     """Create a worker template."""
-    # A short Core transaction (kennel.writes), begun once the model, when it writes the
-    # instructions, has answered: a slow model holds no lock.
-    state = request.app.state
-    worker = await service.create_worker(state.db.writer, caller, body, model=state.model)
-    return worker_template(state.settings, worker)
+    rt = _rt(request)
+    worker = await service.create_worker(rt.db, caller, body, model=rt.model)
+    return worker_template(rt.settings, worker)
 
 
-@router.get(
-    "/{workerId}",
-    response_model=WorkerState,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
-)
+@router.get("", response_model=WorkerList)
+async def list_workers(
+    request: Request,
+    caller: CallerDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    visibility: Annotated[Visibility | None, Query()] = None,
+) -> WorkerList:
+    """List the workers you can see, newest first, 20 a page (a Kennel extension)."""
+    rt = _rt(request)
+    rows, total = await service.list_workers(rt.db, caller, visibility=visibility, page=page)
+    return WorkerList(
+        workers=[worker_template(rt.settings, w) for w in rows],
+        page=page,
+        page_count=max(1, -(-total // service.PAGE_SIZE)),
+        total_count=total,
+    )
+
+
+@router.get("/{workerId}", response_model=WorkerState, responses={200: SSE_RESPONSE})
 async def retrieve_worker(
     workerId: str,
     request: Request,
@@ -57,36 +76,39 @@ async def retrieve_worker(
     stream: Annotated[bool, Query(description="Answer with an SSE stream instead.")] = False,
 ) -> Any:
     """Retrieve a worker: its live state as of its most recent task."""
-    # The most frequent request: Core reads in one snapshot, no ORM session (kennel.reads).
-    async with request.app.state.db.reader.snapshot() as read:
-        worker = await service.read_worker(read, caller, workerId)
-        settings = request.app.state.settings
+    rt = _rt(request)
+    async with rt.db.read() as r:
+        worker = await service.visible_worker(r, caller, workerId)
         if not stream:
-            return await tasks.load_worker_state(read, settings, worker)
-        finished, live = await tasks.latest_turns_for_stream(read, worker.id)
-        polling = settings.queue_polling_seconds
+            return await load_worker_state(r, rt.settings, worker)
+        task, turns = await tasks.task_and_turns(r, worker_id=worker.id)
+    live = turns[-1].id if turns and turns[-1].status in tasks.IN_FLIGHT else None
+    finished = [t for t in turns if t.id != live]
+    polling = rt.settings.queue_polling_seconds
 
-        async def events() -> AsyncIterator[Any]:
-            for event in replayed_events(finished):
+    async def events() -> AsyncIterator[Any]:
+        for event in replayed_events(finished):
+            yield event
+        if live is not None:
+            async for event in live_events(live, polling_seconds=polling):
                 yield event
-            if live is not None:
-                async for event in live_events(live, polling_seconds=polling):
-                    yield event
 
-    return sse_response(events())
+    ids = {"workerId": worker.id}
+    if task is not None and turns:
+        ids.update(taskId=task.public_id, turnId=turns[-1].id)
+    return sse_response(events(), ids=ids)
 
 
 @router.get("/{workerId}/files/{path:path}", response_class=FileResponse)
 async def download_worker_file(
-    workerId: str, path: str, request: Request, session: SessionDep, caller: CallerDep
+    workerId: str, path: str, request: Request, caller: CallerDep
 ) -> FileResponse:
     """Download a file from the worker's workspace."""
-    worker = await service.get_worker(session, caller, workerId)
-    settings = request.app.state.settings
-    workspace = Workspace(settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes)
-    found = workspace.file(path)
+    rt = _rt(request)
+    worker = await service.get_worker(rt.db, caller, workerId)
+    found = rt.workspace(worker.id).file(path)
     if found is None:
-        raise NotFound("file", path)
+        raise ApiError(404, f"No file {path!r} in this worker's workspace.")
     full_path, info = found
     return FileResponse(
         full_path, media_type=info.media_type, filename=PurePosixPath(info.path).name
@@ -95,67 +117,57 @@ async def download_worker_file(
 
 @router.patch("/{workerId}", response_model=WorkerTemplate)
 async def update_worker(
-    workerId: str, body: WorkerUpdate, request: Request, session: SessionDep, caller: CallerDep
+    workerId: str, body: WorkerUpdate, request: Request, caller: CallerDep
 ) -> WorkerTemplate:
     """Update a worker template."""
-    worker = await service.update_worker(session, caller, workerId, body)
-    return worker_template(request.app.state.settings, worker)
+    rt = _rt(request)
+    worker = await service.update_worker(rt.db, caller, workerId, body)
+    return worker_template(rt.settings, worker)
 
 
 @router.delete("/{workerId}", response_model=DeleteWorkerResponse)
-async def delete_worker(
-    workerId: str, session: SessionDep, caller: CallerDep
-) -> DeleteWorkerResponse:
+async def delete_worker(workerId: str, request: Request, caller: CallerDep) -> DeleteWorkerResponse:
     """Delete a worker template, aborting its running tasks."""
-    await service.delete_worker(session, caller, workerId)
-    aborted = await tasks.abort_turns(session, workerId, "The worker was deleted.")
-    await session.commit()
-    await tasks.cancel_workflows(aborted)
+    await service.delete_worker(_rt(request).db, caller, workerId)
     return DeleteWorkerResponse(deleted=True)
 
 
 @router.get("/{workerId}/email", response_model=WorkerEmail)
-async def retrieve_worker_email(
-    workerId: str, request: Request, session: SessionDep, caller: CallerDep
-) -> WorkerEmail:
+async def retrieve_worker_email(workerId: str, request: Request, caller: CallerDep) -> WorkerEmail:
     """Retrieve a worker's inbound e-mail address."""
-    worker = await service.get_worker(session, caller, workerId)
-    return WorkerEmail(email=worker_email(request.app.state.settings, worker))
+    rt = _rt(request)
+    worker = await service.get_worker(rt.db, caller, workerId)
+    return WorkerEmail(email=worker_email(rt.settings, worker))
 
 
 @router.get("/{workerId}/members", response_model=MemberList)
-async def list_worker_members(workerId: str, session: SessionDep, caller: CallerDep) -> MemberList:
+async def list_worker_members(workerId: str, request: Request, caller: CallerDep) -> MemberList:
     """List the members invited to a worker."""
-    worker, rows = await service.list_members(session, caller, workerId)
-    return MemberList(
-        worker_id=worker.id,
-        members=[
-            WorkerMemberOut(
-                worker_id=m.worker_id, user_id=u.id, email=u.email, created_at=iso_z(m.created_at)
-            )
-            for m, u in rows
-        ],
-    )
+    worker, rows = await service.list_members(_rt(request).db, caller, workerId)
+    return MemberList(worker_id=worker.id, members=[_member(m) for m in rows])
 
 
 @router.put("/{workerId}/members/{userId}", response_model=WorkerMemberOut)
 async def add_worker_member(
-    workerId: str, userId: str, session: SessionDep, caller: CallerDep
+    workerId: str, userId: str, request: Request, caller: CallerDep
 ) -> WorkerMemberOut:
     """Invite a member of the organization to a (private) worker."""
-    member, user = await service.add_member(session, caller, workerId, userId)
-    return WorkerMemberOut(
-        worker_id=member.worker_id,
-        user_id=user.id,
-        email=user.email,
-        created_at=iso_z(member.created_at),
-    )
+    return _member(await service.add_member(_rt(request).db, caller, workerId, userId))
 
 
 @router.delete("/{workerId}/members/{userId}", response_model=MemberRemoved)
 async def remove_worker_member(
-    workerId: str, userId: str, session: SessionDep, caller: CallerDep
+    workerId: str, userId: str, request: Request, caller: CallerDep
 ) -> MemberRemoved:
     """Withdraw a member's invitation to a worker."""
-    await service.remove_member(session, caller, workerId, userId)
+    await service.remove_member(_rt(request).db, caller, workerId, userId)
     return MemberRemoved(removed=True)
+
+
+def _member(member: Any) -> WorkerMemberOut:
+    return WorkerMemberOut(
+        worker_id=member.worker_id,
+        user_id=member.user_id,
+        email=member.email,
+        created_at=iso_z(member.created_at),
+    )

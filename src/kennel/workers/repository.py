@@ -1,86 +1,89 @@
-"""The only code that queries worker templates, their versions and members."""
+"""The only code that queries worker templates, their instruction versions and members."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, bindparam, delete, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, bindparam, delete, func, insert, or_, select, update
 
 from kennel.auth import Caller
-from kennel.models import User, Worker, WorkerInstructionVersion, WorkerMember
-from kennel.models.base import NewRow
-from kennel.reads import Snapshot
+from kennel.db import Read, Write, row_columns, select_rows
+from kennel.models import users, worker_instruction_versions, worker_members, workers
 from kennel.timestamps import utcnow
-from kennel.writes import Transaction
 
 __all__ = [
-    "INSTRUCTIONS_ROW",
-    "VISIBLE_ROW_BY_ID",
     "VISIBLE_TO_CALLER",
-    "WORKER_ROW",
-    "WorkerRepository",
+    "MemberRow",
+    "WorkerRow",
+    "add_member",
+    "by_id",
     "caller_params",
     "email_local_part_taken",
     "insert_worker",
+    "instructions_of",
+    "is_member",
+    "mark_deleted",
+    "members",
+    "new_instructions_version",
+    "page_visible",
+    "remove_member",
+    "update_worker",
+    "visible",
 ]
+
+
+class WorkerRow(NamedTuple):
+    id: str
+    organization_id: str
+    user_id: str
+    title: str
+    summary: str
+    instructions: str
+    instructions_version: int
+    output_schema: dict[str, Any] | None
+    visibility: str
+    email_local_part: str
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+class MemberRow(NamedTuple):
+    worker_id: str
+    user_id: str
+    email: str
+    created_at: datetime
 
 
 # Live workers of the caller's organization that the caller may see. Built once with the caller
 # as bound parameters (`caller_params`), as it runs on nearly every request.
 VISIBLE_TO_CALLER: ColumnElement[bool] = (
-    (Worker.organization_id == bindparam("caller_organization_id"))
-    & Worker.deleted_at.is_(None)
+    (workers.c.organization_id == bindparam("caller_organization_id"))
+    & workers.c.deleted_at.is_(None)
     & or_(
-        Worker.visibility == "public",
-        Worker.user_id == bindparam("caller_user_id"),
-        select(WorkerMember.worker_id)
+        workers.c.visibility == "public",
+        workers.c.user_id == bindparam("caller_user_id"),
+        select(worker_members.c.worker_id)
         .where(
-            WorkerMember.worker_id == Worker.id,
-            WorkerMember.user_id == bindparam("caller_user_id"),
+            worker_members.c.worker_id == workers.c.id,
+            worker_members.c.user_id == bindparam("caller_user_id"),
         )
         .exists(),
     )
 )
-_VISIBLE_BY_ID = select(Worker).where(Worker.id == bindparam("worker_id"), VISIBLE_TO_CALLER)
-# The same as Core rows, for reads outside the ORM (kennel.reads).
-WORKER_ROW = select(Worker.__table__).where(Worker.id == bindparam("worker_id"))
-VISIBLE_ROW_BY_ID = select(Worker.__table__).where(
-    Worker.id == bindparam("worker_id"), VISIBLE_TO_CALLER
+_SELECT = select_rows(WorkerRow, workers)
+_BY_ID = _SELECT.where(workers.c.id == bindparam("worker_id"))
+_VISIBLE = _SELECT.where(workers.c.id == bindparam("worker_id"), VISIBLE_TO_CALLER)
+_INSTRUCTIONS = select(worker_instruction_versions.c.instructions).where(
+    worker_instruction_versions.c.worker_id == bindparam("worker_id"),
+    worker_instruction_versions.c.version == bindparam("version"),
 )
-
-
-INSTRUCTIONS_ROW = select(WorkerInstructionVersion.__table__.c.instructions).where(
-    WorkerInstructionVersion.__table__.c.worker_id == bindparam("worker_id"),
-    WorkerInstructionVersion.__table__.c.version == bindparam("version"),
+_LOCAL_PART_TAKEN = (
+    select(workers.c.id).where(workers.c.email_local_part == bindparam("local_part")).limit(1)
 )
-_INSERT_WORKER = insert(Worker.__table__)
-_INSERT_INSTRUCTIONS_VERSION = insert(WorkerInstructionVersion.__table__)
-_EMAIL_LOCAL_PART_TAKEN = (
-    select(Worker.__table__.c.id)
-    .where(Worker.__table__.c.email_local_part == bindparam("local_part"))
-    .limit(1)
-)
-
-
-async def email_local_part_taken(tx: Snapshot, local_part: str) -> bool:
-    return await tx.first(_EMAIL_LOCAL_PART_TAKEN, {"local_part": local_part}) is not None
-
-
-async def insert_worker(tx: Transaction, worker: NewRow, created_by_user_id: str) -> None:
-    """Insert a new worker (`new_row(Worker, ...)`) and its first instructions version, with
-    Core statements in a write transaction (`kennel.writes`)."""
-    await tx.execute(_INSERT_WORKER, worker)
-    await tx.execute(
-        _INSERT_INSTRUCTIONS_VERSION,
-        {
-            "worker_id": worker.id,
-            "version": worker.instructions_version,
-            "instructions": worker.instructions,
-            "created_by_user_id": created_by_user_id,
-            "created_at": worker.created_at,
-        },
-    )
+_INSERT = insert(workers)
+_INSERT_VERSION = insert(worker_instruction_versions)
 
 
 def caller_params(caller: Caller) -> dict[str, str]:
@@ -88,74 +91,140 @@ def caller_params(caller: Caller) -> dict[str, str]:
     return {"caller_organization_id": caller.organization_id, "caller_user_id": caller.user_id}
 
 
-class WorkerRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+async def visible(r: Read, caller: Caller, worker_id: str) -> WorkerRow | None:
+    """The worker, if it is live and the caller may see it."""
+    row = await r.first(_VISIBLE, {"worker_id": worker_id, **caller_params(caller)})
+    return WorkerRow._make(row) if row else None
 
-    async def get_visible(self, caller: Caller, worker_id: str) -> Worker | None:
-        return await self.session.scalar(
-            _VISIBLE_BY_ID, {"worker_id": worker_id, **caller_params(caller)}
+
+async def by_id(r: Read, worker_id: str) -> WorkerRow | None:
+    """The worker, deleted or not, whoever asks (for background work that holds its id)."""
+    row = await r.first(_BY_ID, {"worker_id": worker_id})
+    return WorkerRow._make(row) if row else None
+
+
+async def page_visible(
+    r: Read, caller: Caller, *, visibility: str | None, page: int, size: int
+) -> tuple[list[WorkerRow], int]:
+    """A page of the workers the caller may see, newest first, and how many there are."""
+    where = [VISIBLE_TO_CALLER]
+    if visibility is not None:
+        where.append(workers.c.visibility == visibility)
+    params = caller_params(caller)
+    total = await r.scalar(select(func.count()).select_from(workers).where(*where), params)
+    rows = await r.all(
+        _SELECT.where(*where)
+        .order_by(workers.c.created_at.desc(), workers.c.id.desc())
+        .offset((page - 1) * size)
+        .limit(size),
+        params,
+    )
+    return [WorkerRow._make(row) for row in rows], int(total or 0)
+
+
+async def email_local_part_taken(r: Read, local_part: str) -> bool:
+    return await r.first(_LOCAL_PART_TAKEN, {"local_part": local_part}) is not None
+
+
+async def insert_worker(w: Write, worker: WorkerRow) -> None:
+    """A new worker and its first instructions version."""
+    await w.execute(_INSERT, worker._asdict())
+    await w.execute(
+        _INSERT_VERSION,
+        {
+            "worker_id": worker.id,
+            "version": worker.instructions_version,
+            "instructions": worker.instructions,
+            "created_by_user_id": worker.user_id,
+            "created_at": worker.created_at,
+        },
+    )
+
+
+async def update_worker(w: Write, worker_id: str, values: dict[str, Any]) -> WorkerRow:
+    """Set the columns `values` names; the row as it is now."""
+    row = await w.first(
+        update(workers)
+        .where(workers.c.id == worker_id)
+        .values(**values, updated_at=utcnow())
+        .returning(*row_columns(WorkerRow, workers))
+    )
+    assert row is not None, worker_id
+    return WorkerRow._make(row)
+
+
+async def new_instructions_version(
+    w: Write, worker_id: str, instructions: str, created_by_user_id: str
+) -> WorkerRow:
+    """Replace the instructions as a new version; the row as it is now."""
+    # An atomic increment, so that concurrent PATCHes get distinct version numbers.
+    now = utcnow()
+    row = await w.first(
+        update(workers)
+        .where(workers.c.id == worker_id)
+        .values(
+            instructions=instructions,
+            instructions_version=workers.c.instructions_version + 1,
+            updated_at=now,
         )
+        .returning(*row_columns(WorkerRow, workers))
+    )
+    assert row is not None, worker_id
+    worker = WorkerRow._make(row)
+    await w.execute(
+        _INSERT_VERSION,
+        {
+            "worker_id": worker_id,
+            "version": worker.instructions_version,
+            "instructions": instructions,
+            "created_by_user_id": created_by_user_id,
+            "created_at": now,
+        },
+    )
+    return worker
 
-    async def update(self, worker: Worker, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            setattr(worker, name, value)
-        worker.updated_at = utcnow()
-        await self.session.flush()
 
-    async def add_instructions_version(
-        self, worker: Worker, instructions: str, created_by_user_id: str
-    ) -> int:
-        # An atomic increment, so that concurrent PATCHes get distinct version numbers.
-        version = await self.session.scalar(
-            update(Worker)
-            .where(Worker.id == worker.id)
-            .values(
-                instructions=instructions,
-                instructions_version=Worker.instructions_version + 1,
-                updated_at=utcnow(),
-            )
-            .returning(Worker.instructions_version)
+async def instructions_of(r: Read, worker_id: str, version: int) -> str | None:
+    return await r.scalar(_INSTRUCTIONS, {"worker_id": worker_id, "version": version})
+
+
+async def mark_deleted(w: Write, worker_id: str) -> None:
+    await w.execute(update(workers).where(workers.c.id == worker_id).values(deleted_at=utcnow()))
+
+
+async def members(r: Read, worker_id: str) -> list[MemberRow]:
+    rows = await r.all(
+        select(
+            worker_members.c.worker_id,
+            worker_members.c.user_id,
+            users.c.email,
+            worker_members.c.created_at,
         )
-        assert version is not None
-        self.session.add(
-            WorkerInstructionVersion(
-                worker_id=worker.id,
-                version=version,
-                instructions=instructions,
-                created_by_user_id=created_by_user_id,
-            )
+        .join(users, users.c.id == worker_members.c.user_id)
+        .where(worker_members.c.worker_id == worker_id)
+        .order_by(worker_members.c.created_at, worker_members.c.user_id)
+    )
+    return [MemberRow._make(row) for row in rows]
+
+
+async def is_member(r: Read, worker_id: str, user_id: str) -> bool:
+    found = await r.first(
+        select(worker_members.c.user_id).where(
+            worker_members.c.worker_id == worker_id, worker_members.c.user_id == user_id
         )
-        await self.session.flush()
-        await self.session.refresh(worker)
-        return version
+    )
+    return found is not None
 
-    async def mark_deleted(self, worker: Worker) -> None:
-        worker.deleted_at = utcnow()
-        await self.session.flush()
 
-    async def members(self, worker_id: str) -> list[tuple[WorkerMember, User]]:
-        rows = await self.session.execute(
-            select(WorkerMember, User)
-            .join(User, User.id == WorkerMember.user_id)
-            .where(WorkerMember.worker_id == worker_id)
-            .order_by(WorkerMember.created_at)
-        )
-        return [(m, u) for m, u in rows.all()]
+async def add_member(w: Write, worker_id: str, user_id: str) -> None:
+    await w.execute(
+        insert(worker_members),
+        {"worker_id": worker_id, "user_id": user_id, "created_at": utcnow()},
+    )
 
-    async def member(self, worker_id: str, user_id: str) -> WorkerMember | None:
-        return await self.session.get(WorkerMember, (worker_id, user_id))
 
-    async def add_member(self, worker_id: str, user_id: str) -> WorkerMember:
-        member = WorkerMember(worker_id=worker_id, user_id=user_id)
-        self.session.add(member)
-        await self.session.flush()
-        return member
-
-    async def remove_member(self, worker_id: str, user_id: str) -> bool:
-        result = await self.session.execute(
-            delete(WorkerMember).where(
-                WorkerMember.worker_id == worker_id, WorkerMember.user_id == user_id
-            )
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+async def remove_member(w: Write, worker_id: str, user_id: str) -> bool:
+    statement = delete(worker_members).where(
+        worker_members.c.worker_id == worker_id, worker_members.c.user_id == user_id
+    )
+    return bool(await w.execute(statement))

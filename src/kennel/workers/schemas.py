@@ -10,9 +10,11 @@ __all__ = [
     "DeleteWorkerResponse",
     "MemberList",
     "MemberRemoved",
+    "Visibility",
     "WorkerCreate",
     "WorkerEmail",
     "WorkerFile",
+    "WorkerList",
     "WorkerMemberOut",
     "WorkerOutput",
     "WorkerOutputContent",
@@ -122,6 +124,15 @@ class WorkerState(_Response):
     incomplete_details: dict[str, Any] | None = None
     metadata: dict[str, Any]
     url: str
+
+
+class WorkerList(_Response):
+    """`GET /api/workers`: a page of worker templates, newest first (a Kennel extension)."""
+
+    workers: list[WorkerTemplate]
+    page: int
+    page_count: int = Field(alias="pageCount")
+    total_count: int = Field(alias="totalCount")
 
 
 class WorkerEmail(_Response):

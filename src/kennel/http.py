@@ -1,0 +1,84 @@
+"""How every route reads its request: JSON bodies bounded in depth before any model sees them.
+
+Python's JSON decoder and the validators after it recurse once per level of nesting, so a body
+nested a few thousand levels deep used to end in a `RecursionError` (a 500). Every JSON body is
+decoded here instead, and one nested deeper than `MAX_JSON_DEPTH` is a 400.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+
+__all__ = ["MAX_JSON_DEPTH", "KennelRoute", "decode_json_body", "json_depth"]
+
+# Objects and arrays inside one another; an output schema may use half of it (`outputSchema`).
+MAX_JSON_DEPTH = 64
+
+
+class BodyError(HTTPException):
+    """A body that is not JSON we will read: 400 with the reason (rendered by kennel.errors)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deeply objects and arrays nest in `value`, counting up to `limit + 1` at most;
+    iterative, so no depth can overflow the stack."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def decode_json_body(body: bytes) -> Any:
+    """The decoded body, or a 400 for one that is not JSON or nests too deeply."""
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise BodyError(_too_deep()) from None
+    except ValueError:
+        raise BodyError("The request body is not valid JSON.") from None
+    if json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise BodyError(_too_deep())
+    return value
+
+
+def _too_deep() -> str:
+    return f"The request body nests objects and arrays more than {MAX_JSON_DEPTH} levels deep."
+
+
+class _BoundedRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = decode_json_body(await self.body())
+        return self._json
+
+
+class KennelRoute(APIRoute):
+    """FastAPI's route, reading JSON bodies with `decode_json_body`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            return await handler(_BoundedRequest(request.scope, request.receive))
+
+        return bounded
