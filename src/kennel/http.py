@@ -13,9 +13,10 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-__all__ = ["MAX_JSON_DEPTH", "KennelRoute", "decode_json_body", "json_depth"]
+__all__ = ["MAX_JSON_DEPTH", "KennelRoute", "decode_json_body", "json_depth", "json_response"]
 
 # Objects and arrays inside one another; an output schema may use half of it (`outputSchema`).
 MAX_JSON_DEPTH = 64
@@ -77,8 +78,19 @@ class KennelRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if self.body_field is None:  # FastAPI reads no body for this route
+            return handler
 
         async def bounded(request: Request) -> Response:
             return await handler(_BoundedRequest(request.scope, request.receive))
 
         return bounded
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """`model` as the JSON response, by alias. A route that returns a `Response` skips
+    FastAPI's validation and serialization of its `response_model`, which measured here cost
+    more than the whole database work of `GET /api/workers/{id}`; the `response_model` still
+    documents the route, and `tests/test_openapi.py` holds the answers to it."""
+    body = model.__pydantic_serializer__.to_json(model, by_alias=True)
+    return Response(body, status_code=status_code, media_type="application/json")

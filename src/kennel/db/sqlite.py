@@ -25,13 +25,14 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Executable, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import CursorResult
 
 from kennel.db import Params, Read, Write
+from kennel.db._sqlite_plans import _Plan, _plan_of
 
 __all__ = ["SqliteDatabase"]
 
@@ -40,6 +41,8 @@ _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _FIRST_PAUSE = 0.001
 _LONGEST_PAUSE = 0.05
 _PRAGMAS = ("synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=0")
+_IDLE_CONNECTIONS = 16
+_T = TypeVar("_T")
 
 # The write block the current task holds, so that a nested read or write joins it.
 _held: contextvars.ContextVar[tuple[asyncio.Task[Any] | None, _Handle] | None] = (
@@ -59,23 +62,42 @@ class _Handle:
         self._conn = conn
 
     async def first(self, statement: Executable, params: Params = None) -> Any | None:
-        return (await self._run(statement, params)).first()
+        plan = _plan_of(statement, params)
+        if plan is not None:
+            raw = (await self._retry_busy(self._select, plan, params)).fetchone()
+            return plan.make_row(raw) if raw is not None else None
+        return (await self._retry_busy(self._execute, statement, params)).first()
 
     async def all(self, statement: Executable, params: Params = None) -> Sequence[Any]:
-        return (await self._run(statement, params)).all()
+        plan = _plan_of(statement, params)
+        if plan is not None:
+            rows = (await self._retry_busy(self._select, plan, params)).fetchall()
+            return [plan.make_row(raw) for raw in rows]
+        return (await self._retry_busy(self._execute, statement, params)).all()
 
     async def scalar(self, statement: Executable, params: Params = None) -> Any:
-        return (await self._run(statement, params)).scalar()
+        row = await self.first(statement, params)
+        return row[0] if row is not None else None
 
     async def execute(self, statement: Executable, params: Params = None) -> int:
-        result = await self._run(statement, params)
+        result = await self._retry_busy(self._execute, statement, params)
         count = result.rowcount
         result.close()
         return count
 
-    async def _run(self, statement: Executable, params: Params) -> CursorResult[Any]:
+    def _execute(self, statement: Executable, params: Params) -> CursorResult[Any]:
+        return self._conn.execute(statement, params)  # type: ignore[arg-type]  # a list runs as executemany
+
+    def _select(self, plan: _Plan, params: Params) -> sqlite3.Cursor:
+        try:
+            return _driver(self._conn).execute(plan.sql, plan.parameters(params))
+        except sqlite3.Error as error:
+            raise _as_sqlalchemy_error(plan.sql, error) from error
+
+    async def _retry_busy(self, run: Callable[..., _T], *args: Any) -> _T:
+        """`run(*args)`, repeated after growing pauses while SQLite answers busy."""
         try:  # the usual case, without the retry loop's set-up
-            return self._conn.execute(statement, params)  # type: ignore[arg-type]  # a list runs as executemany
+            return run(*args)
         except sa_exc.OperationalError as error:
             if not _is_busy(error.orig):
                 raise
@@ -83,7 +105,7 @@ class _Handle:
         for pause in _pauses():
             await asyncio.sleep(pause)
             try:
-                return self._conn.execute(statement, params)  # type: ignore[arg-type]  # as above
+                return run(*args)
             except sa_exc.OperationalError as error:
                 if not _is_busy(error.orig) or time.monotonic() >= deadline:
                     raise
@@ -105,6 +127,27 @@ class SqliteDatabase:
             max_overflow=-1,
         )
         event.listen(self._engine, "connect", _on_connect)
+        # Connections kept checked out between blocks: the pool's checkout and return cost
+        # more than a short block's statements. Only the loop's thread uses them.
+        self._idle: list[Connection] = []
+
+    def _take(self) -> Connection:
+        return self._idle.pop() if self._idle else self._engine.connect()
+
+    def _give_back(self, conn: Connection) -> None:
+        """Back to the idle list with no transaction open; closed if that cannot be made so."""
+        try:
+            driver = _driver(conn)
+            if driver.in_transaction:
+                driver.execute("ROLLBACK")
+        except sqlite3.Error:
+            conn.invalidate()
+            conn.close()
+            return
+        if len(self._idle) < _IDLE_CONNECTIONS and not conn.invalidated:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     @asynccontextmanager
     async def read(self, *, snapshot: bool = True) -> AsyncIterator[Read]:
@@ -112,13 +155,13 @@ class SqliteDatabase:
         if held is not None and held[0] is asyncio.current_task():
             yield held[1]
             return
-        conn = self._engine.connect()
+        conn = self._take()
         try:
             if snapshot:
-                await _retry_busy(_driver(conn).execute, "BEGIN")
+                await _retry_busy_sql(_driver(conn).execute, "BEGIN")
             yield _Handle(conn)
         finally:
-            _end(conn)
+            self._give_back(conn)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Write]:
@@ -129,10 +172,10 @@ class SqliteDatabase:
             return
         lock = await _take_write_lock()
         try:
-            conn = self._engine.connect()
+            conn = self._take()
             try:
                 driver = _driver(conn)
-                await _retry_busy(driver.execute, "BEGIN IMMEDIATE")
+                await _retry_busy_sql(driver.execute, "BEGIN IMMEDIATE")
                 handle = _Handle(conn)
                 token = _held.set((task, handle))
                 try:
@@ -140,13 +183,15 @@ class SqliteDatabase:
                 finally:
                     _held.reset(token)
                 # An error after which SQLite rolled back by itself makes this fail, not vanish.
-                await _retry_busy(driver.execute, "COMMIT")
+                await _retry_busy_sql(driver.execute, "COMMIT")
             finally:
-                _end(conn)  # rolled back, if the block raised or COMMIT failed
+                self._give_back(conn)  # rolled back, if the block raised or COMMIT failed
         finally:
             lock.release()
 
     async def dispose(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
         self._engine.dispose()
 
 
@@ -162,17 +207,6 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
 
 def _driver(conn: Connection) -> sqlite3.Connection:
     return conn.connection.dbapi_connection  # type: ignore[return-value]  # pysqlite's
-
-
-def _end(conn: Connection) -> None:
-    try:
-        driver = _driver(conn)
-        if driver.in_transaction:
-            driver.execute("ROLLBACK")
-    except sqlite3.Error:
-        conn.invalidate()  # a connection that cannot roll back is not given back
-    finally:
-        conn.close()
 
 
 async def _take_write_lock() -> asyncio.Lock:
@@ -192,7 +226,7 @@ async def _take_write_lock() -> asyncio.Lock:
     return lock
 
 
-async def _retry_busy(method: Callable[[str], Any], sql: str) -> None:
+async def _retry_busy_sql(method: Callable[[str], Any], sql: str) -> None:
     """`method(sql)`, repeated after growing pauses while SQLite answers busy, up to the
     timeout; errors as SQLAlchemy's."""
     deadline = time.monotonic() + _BUSY_TIMEOUT_SECONDS

@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam, func, select
 
 from kennel.auth import Caller
-from kennel.db import Read, Write, select_rows
+from kennel.db import Read, Write, row_columns, select_rows
 from kennel.models import tasks, turn_files, turns, workers
 from kennel.timestamps import utcnow
-from kennel.workers.repository import VISIBLE_TO_CALLER, caller_params
+from kennel.workers.repository import VISIBLE_TO_CALLER, WorkerRow, caller_params
 
 __all__ = [
     "IN_FLIGHT",
@@ -41,6 +41,7 @@ __all__ = [
     "turn",
     "turns_of",
     "visible",
+    "visible_worker_and_latest_task",
 ]
 
 IN_FLIGHT = ("pending", "running")
@@ -116,6 +117,25 @@ _LATEST_OF_WORKER = (
     .order_by(tasks.c.last_turn_at.desc(), tasks.c.id.desc())
     .limit(1)
 )
+_LATEST = tasks.alias("latest")
+# The worker and its latest task in one statement: the request clients poll most.
+_VISIBLE_WORKER_AND_LATEST_TASK = (
+    select(*row_columns(WorkerRow, workers), *row_columns(TaskRow, tasks))
+    .select_from(
+        workers.outerjoin(
+            tasks,
+            tasks.c.id
+            == select(_LATEST.c.id)
+            .where(_LATEST.c.worker_id == workers.c.id)
+            .order_by(_LATEST.c.last_turn_at.desc(), _LATEST.c.id.desc())
+            .limit(1)
+            .correlate(workers)
+            .scalar_subquery(),
+        )
+    )
+    .where(workers.c.id == bindparam("worker_id"), VISIBLE_TO_CALLER)
+)
+_WORKER_FIELDS = len(WorkerRow._fields)
 _TURN = select_rows(TurnRow, turns).where(turns.c.id == bindparam("turn_id"))
 _TURNS_OF = (
     select_rows(TurnRow, turns).where(turns.c.task_id == bindparam("task_id")).order_by(turns.c.seq)
@@ -190,6 +210,19 @@ async def visible(r: Read, caller: Caller, public_id: str) -> TaskRow | None:
 async def latest_of_worker(r: Read, worker_id: str) -> TaskRow | None:
     row = await r.first(_LATEST_OF_WORKER, {"worker_id": worker_id})
     return TaskRow._make(row) if row else None
+
+
+async def visible_worker_and_latest_task(
+    r: Read, caller: Caller, worker_id: str
+) -> tuple[WorkerRow, TaskRow | None] | None:
+    """The worker, if the caller may see it, and its latest task if it has one."""
+    row = await r.first(
+        _VISIBLE_WORKER_AND_LATEST_TASK, {"worker_id": worker_id, **caller_params(caller)}
+    )
+    if row is None:
+        return None
+    task = row[_WORKER_FIELDS:]
+    return WorkerRow._make(row[:_WORKER_FIELDS]), TaskRow._make(task) if task[0] else None
 
 
 async def turn(r: Read, turn_id: str) -> TurnRow | None:

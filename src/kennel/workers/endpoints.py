@@ -7,11 +7,11 @@ from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from kennel.auth import CallerDep
 from kennel.errors import ApiError
-from kennel.http import KennelRoute
+from kennel.http import KennelRoute, json_response
 from kennel.runtime import Runtime
 from kennel.tasks import repository as tasks
 from kennel.tasks.streaming import SSE_RESPONSE, live_events, replayed_events, sse_response
@@ -31,7 +31,6 @@ from kennel.workers.schemas import (
     WorkerTemplate,
     WorkerUpdate,
 )
-from kennel.workers.state import load_worker_state
 
 __all__ = ["router"]
 
@@ -43,11 +42,11 @@ def _rt(request: Request) -> Runtime:
 
 
 @router.post("", status_code=201, response_model=WorkerTemplate)
-async def create_worker(body: WorkerCreate, request: Request, caller: CallerDep) -> WorkerTemplate:
+async def create_worker(body: WorkerCreate, request: Request, caller: CallerDep) -> Response:
     """Create a worker template."""
     rt = _rt(request)
     worker = await service.create_worker(rt.db, caller, body, model=rt.model)
-    return worker_template(rt.settings, worker)
+    return json_response(worker_template(rt.settings, worker), status_code=201)
 
 
 @router.get("", response_model=WorkerList)
@@ -77,10 +76,10 @@ async def retrieve_worker(
 ) -> Any:
     """Retrieve a worker: its live state as of its most recent task."""
     rt = _rt(request)
+    if not stream:
+        return json_response(await service.worker_state(rt.db, rt.settings, caller, workerId))
     async with rt.db.read() as r:
         worker = await service.visible_worker(r, caller, workerId)
-        if not stream:
-            return await load_worker_state(r, rt.settings, worker)
         task, turns = await tasks.task_and_turns(r, worker_id=worker.id)
     live = turns[-1].id if turns and turns[-1].status in tasks.IN_FLIGHT else None
     finished = [t for t in turns if t.id != live]

@@ -13,12 +13,14 @@ from kennel.auth import repository as users
 from kennel.db import Database, Read, Write
 from kennel.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.ids import new_id
+from kennel.settings import Settings
 from kennel.tasks import control as task_control
 from kennel.timestamps import utcnow
 from kennel.workers import repository as repo
 from kennel.workers.names import dog_name, email_local_part
 from kennel.workers.repository import MemberRow, WorkerRow
-from kennel.workers.schemas import WorkerCreate, WorkerUpdate
+from kennel.workers.schemas import WorkerCreate, WorkerState, WorkerUpdate
+from kennel.workers.state import visible_worker_state
 
 __all__ = [
     "PAGE_SIZE",
@@ -34,6 +36,7 @@ __all__ = [
     "update_worker",
     "validate_output_schema",
     "visible_worker",
+    "worker_state",
 ]
 
 PAGE_SIZE = 20
@@ -58,6 +61,17 @@ async def visible_worker(r: Read, caller: Caller, worker_id: str) -> WorkerRow:
 async def get_worker(db: Database, caller: Caller, worker_id: str) -> WorkerRow:
     async with db.read(snapshot=False) as r:
         return await visible_worker(r, caller, worker_id)
+
+
+async def worker_state(
+    db: Database, settings: Settings, caller: Caller, worker_id: str
+) -> WorkerState:
+    """The `Worker` object: the live state of a worker the caller may see."""
+    async with db.read() as r:
+        state = await visible_worker_state(r, settings, caller, worker_id)
+    if state is None:
+        raise NotFound("worker", worker_id)
+    return state
 
 
 async def list_workers(

@@ -10,6 +10,7 @@ from pydantic_ai.messages import ModelMessagesTypeAdapter
 from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 
+from kennel.auth import Caller
 from kennel.db import Read
 from kennel.settings import Settings
 from kennel.tasks import repository as tasks
@@ -26,9 +27,21 @@ from kennel.workers.schemas import (
 )
 from kennel.workspaces import Workspace, WorkspaceFile, has_workspace
 
-__all__ = ["load_worker_state", "ui_messages", "worker_state"]
+__all__ = ["load_worker_state", "ui_messages", "visible_worker_state", "worker_state"]
 
 _ui_messages = TypeAdapter(list[UIMessage])
+
+
+async def visible_worker_state(
+    r: Read, settings: Settings, caller: Caller, worker_id: str
+) -> WorkerState | None:
+    """The `Worker` object of a worker the caller may see, as of its latest task."""
+    found = await tasks.visible_worker_and_latest_task(r, caller, worker_id)
+    if found is None:
+        return None
+    worker, task = found
+    turns = await tasks.turns_of(r, task.id) if task else []
+    return worker_state(settings, worker, task, turns, _workspace_files(settings, worker.id))
 
 
 async def load_worker_state(
@@ -37,14 +50,18 @@ async def load_worker_state(
     """The `Worker` object as of its latest task, or as of `task_id` (the task a POST started:
     with several tasks of the worker in flight, its latest may be another caller's)."""
     task, turns = await tasks.task_and_turns(r, worker_id=worker.id, task_id=task_id)
+    return worker_state(settings, worker, task, turns, _workspace_files(settings, worker.id))
+
+
+def _workspace_files(settings: Settings, worker_id: str) -> list[WorkspaceFile]:
     files: list[WorkspaceFile] = []
     # On the loop: listing a worker's folder took about 20 us here, where a hop to a thread
     # cost 115 us of CPU (and more under load). Most workers have no folder at all.
-    if has_workspace(settings.data_dir, worker.id):
+    if has_workspace(settings.data_dir, worker_id):
         files = Workspace(
-            settings.data_dir, worker.id, max_file_bytes=settings.max_file_bytes
+            settings.data_dir, worker_id, max_file_bytes=settings.max_file_bytes
         ).list()
-    return worker_state(settings, worker, task, turns, files)
+    return files
 
 
 def worker_state(
