@@ -88,7 +88,9 @@ class UpstreamModelError(ApiError):
         super().__init__(502, f"The model provider failed: {message}", type="model_error")
 
 
-def error_body(status: int, message: str, param: str | None = None, type: str | None = None):
+def error_body(
+    status: int, message: str, param: str | None = None, type: str | None = None
+) -> dict[str, Any]:
     """The contract's `{"error": {...}}` document."""
     return {
         "error": {
@@ -131,7 +133,7 @@ def validation_error(errors: Sequence[Any]) -> ApiError:
         param = f"{param}.type"
     if param is None and kind in {"dict_type", "model_attributes_type", "model_type"}:
         return ApiError(415, _JSON_ONLY)
-    msg = first.get("msg", "Invalid value.")
+    msg = str(first.get("msg", "Invalid value."))
     return BadRequest(f"{param}: {msg}" if param else msg, param=param)
 
 

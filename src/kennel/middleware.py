@@ -99,7 +99,7 @@ class BodyLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise _BodyTooLarge(limit)
-            return message
+            return message  # type: ignore[no-any-return]  # an ASGI message
 
         async def tracking_send(message: dict[str, Any]) -> None:
             nonlocal response_started
@@ -122,7 +122,7 @@ class _BodyTooLarge(HTTPException):
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return None
 
 

@@ -195,7 +195,7 @@ def _parse_database_url(raw: str) -> URL:
 def load_settings(**overrides: object) -> Settings:
     """Read the settings from the environment, turning a bad value into one clear line."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]  # overrides are checked by pydantic
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
+from kennel.auth import Caller
 from kennel.auth.service import issue_key
 
 __all__ = ["Member", "make_member"]
@@ -23,6 +24,11 @@ class Member:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
+
+    @property
+    def caller(self) -> Caller:
+        """The `Caller` the member's key acts as, for calling services directly."""
+        return Caller(self.user_id, self.organization_id, "member", "key_test")
 
 
 async def make_member(

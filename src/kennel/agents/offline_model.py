@@ -221,7 +221,7 @@ def _is_content_prop(name: str) -> bool:
 def fill_args(tool: ToolDefinition, prompt: str, values: dict[Any, str]) -> dict[str, Any]:
     """Required args sampled from the tool schema, role-matched string properties overridden."""
     schema = tool.parameters_json_schema
-    args = sample_from_schema(schema, prompt, fill_optional=False)
+    args: dict[str, Any] = sample_from_schema(schema, prompt, fill_optional=False)
     props = schema.get("properties", {})
     for matches, value in values.items():
         name = next((n for n in props if matches(n.lower()) and _accepts_string(props[n])), None)

@@ -30,7 +30,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Column, Executable, FromClause, Select, select
+from sqlalchemy import Executable, FromClause, Select, select
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from kennel.settings import Settings
 
@@ -95,7 +96,7 @@ def open_database(settings: Settings) -> Database:
     return PostgresDatabase(url)
 
 
-def row_columns(row_type: type[R], table: FromClause) -> list[Column[Any]]:
+def row_columns(row_type: type[R], table: FromClause) -> list[KeyedColumnElement[Any]]:
     """The table's columns in the order of the row type's fields, so `row_type._make` fits."""
     return [table.c[name] for name in row_type._fields]
 

@@ -109,6 +109,6 @@ def _compile(statement: Select[Any]) -> _Plan | None:
     return _Plan(
         sql=compiled.string,
         binds=tuple(binds),
-        row=namedtuple("Row", names, rename=True),  # type: ignore[misc]  # names known at run time
+        row=namedtuple("Row", names, rename=True),
         processors=tuple(processors),
     )

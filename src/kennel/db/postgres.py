@@ -60,12 +60,12 @@ class _Handle:
 
     async def _run(self, statement: Executable, params: Params) -> CursorResult[Any]:
         try:
-            result = await self._conn.execute(statement, params)  # type: ignore[arg-type]  # a list runs as executemany
+            result = await self._conn.execute(statement, params)
         except sa_exc.DBAPIError as error:
             if not (self._fresh and error.connection_invalidated):
                 raise
             await self._reconnect()
-            result = await self._conn.execute(statement, params)  # type: ignore[arg-type]  # as above
+            result = await self._conn.execute(statement, params)
         self._fresh = False
         return result
 

@@ -86,9 +86,9 @@ class _Handle:
         return count
 
     def _execute(self, statement: Executable, params: Params) -> CursorResult[Any]:
-        return self._conn.execute(statement, params)  # type: ignore[arg-type]  # a list runs as executemany
+        return self._conn.execute(statement, params)
 
-    def _select(self, plan: _Plan, params: Params) -> sqlite3.Cursor:
+    def _select(self, plan: _Plan, params: Any) -> sqlite3.Cursor:
         try:
             return _driver(self._conn).execute(plan.sql, plan.parameters(params))
         except sqlite3.Error as error:
@@ -242,7 +242,9 @@ async def _retry_busy_sql(method: Callable[[str], Any], sql: str) -> None:
 
 
 def _as_sqlalchemy_error(sql: str, error: sqlite3.Error) -> sa_exc.DBAPIError:
-    return sa_exc.DBAPIError.instance(sql, None, error, sqlite3.Error)  # type: ignore[arg-type]  # sqlite3.Error is a DBAPI error
+    wrapped = sa_exc.DBAPIError.instance(sql, None, error, sqlite3.Error)
+    assert isinstance(wrapped, sa_exc.DBAPIError)
+    return wrapped
 
 
 def _is_busy(error: BaseException | None) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dbos import DBOS, SetWorkflowID
+from dbos import DBOS, SetWorkflowID, WorkflowHandleAsync
 from dbos._error import DBOSAwaitedWorkflowCancelledError
 from sqlalchemy.exc import IntegrityError
 
@@ -283,12 +283,13 @@ async def wait_for_turn(turn_id: str, timeout: float) -> bool:
         remaining = timeout - (time.monotonic() - started)
         if remaining <= 0:
             return False
-        handle = await DBOS.retrieve_workflow_async(turn_id)
-        remote = asyncio.ensure_future(handle.get_result(polling_interval_sec=_REMOTE_POLL_SECONDS))
-        done, _ = await asyncio.wait(
-            {local, remote}, timeout=remaining, return_when="FIRST_COMPLETED"
+        handle: WorkflowHandleAsync[str] = await DBOS.retrieve_workflow_async(turn_id)
+        remote: asyncio.Future[Any] = asyncio.ensure_future(
+            handle.get_result(polling_interval_sec=_REMOTE_POLL_SECONDS)
         )
-        for future in (local, remote):
+        either: set[asyncio.Future[Any]] = {local, remote}
+        done, _ = await asyncio.wait(either, timeout=remaining, return_when="FIRST_COMPLETED")
+        for future in either:
             if future not in done:
                 future.cancel()
         for future in done:

@@ -97,13 +97,13 @@ def replayed_events(turns: list[TurnRow]) -> list[AgentStreamEvent]:
                     if isinstance(part, ToolCallPart):
                         calls[part.tool_call_id] = part
             elif isinstance(message, ModelRequest):
-                for part in message.parts:
-                    if isinstance(part, ToolReturnPart):
-                        if (call := calls.pop(part.tool_call_id, None)) is not None:
+                for request_part in message.parts:
+                    if isinstance(request_part, ToolReturnPart):
+                        if (call := calls.pop(request_part.tool_call_id, None)) is not None:
                             # The call event turns the stream to the request side, so the next
                             # response opens a new step (finish-step, start-step) as live runs do.
                             events.append(FunctionToolCallEvent(call))
-                        events.append(FunctionToolResultEvent(part=part))
+                        events.append(FunctionToolResultEvent(part=request_part))
     return events
 
 

@@ -96,7 +96,7 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
         log.exception("turn %s: recording its outcome failed", turn_id, extra={"turnId": turn_id})
         outcome = _internal_error(turn_id)
         await _record_outcome(rt, turn_id, outcome)
-    return outcome["status"]
+    return str(outcome["status"])
 
 
 async def _mark_running(rt: Runtime, turn_id: str) -> bool:

@@ -185,7 +185,8 @@ async def new_instructions_version(
 
 
 async def instructions_of(r: Read, worker_id: str, version: int) -> str | None:
-    return await r.scalar(_INSTRUCTIONS, {"worker_id": worker_id, "version": version})
+    found = await r.scalar(_INSTRUCTIONS, {"worker_id": worker_id, "version": version})
+    return str(found) if found is not None else None
 
 
 async def mark_deleted(w: Write, worker_id: str) -> None:

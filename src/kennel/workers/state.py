@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import TypeAdapter
 from pydantic_ai.messages import ModelMessagesTypeAdapter
@@ -103,7 +103,9 @@ def worker_state(
         )
     latest = turns[-1]
     in_flight = latest.status in tasks.IN_FLIGHT
-    status = "pending" if latest.status == "pending" else "running" if in_flight else "completed"
+    status: Literal["pending", "running", "completed"] = (
+        "pending" if latest.status == "pending" else "running" if in_flight else "completed"
+    )
     sources: dict[str, WorkerSource] = {}
     for turn in turns:
         for source in turn.sources or []:
@@ -150,4 +152,7 @@ def ui_messages(turns: Sequence[TurnRow]) -> list[dict[str, Any]]:
         return []
     messages = ModelMessagesTypeAdapter.validate_python(raw)
     dumped = VercelAIAdapter.dump_messages(messages)
-    return _ui_messages.dump_python(dumped, mode="json", by_alias=True, exclude_none=True)
+    dumped_json: list[dict[str, Any]] = _ui_messages.dump_python(
+        dumped, mode="json", by_alias=True, exclude_none=True
+    )
+    return dumped_json
