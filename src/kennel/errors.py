@@ -169,15 +169,21 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette names the methods of the first route that matched the path; a path served
         # by several routes (GET, PATCH, DELETE) allows all of theirs.
         headers["Allow"] = ", ".join(_methods_allowed(request))
+    param = getattr(exc, "param", None)  # kennel.http.BodyError names the field it can
     return JSONResponse(
-        error_body(exc.status_code, message), status_code=exc.status_code, headers=headers
+        error_body(exc.status_code, message, param), status_code=exc.status_code, headers=headers
     )
 
 
 def _methods_allowed(request: Request) -> list[str]:
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
+    routes = list(request.app.router.routes)
+    while routes:
+        route = routes.pop()
+        included = getattr(route, "original_router", None)  # FastAPI's included routers
+        if included is not None:
+            routes.extend(included.routes)
+        elif isinstance(route, Route) and route.methods:
             if route.matches(request.scope)[0] != Match.NONE:
                 methods |= route.methods
     return sorted(methods)

@@ -8,6 +8,7 @@ decoded here instead, and one nested deeper than `MAX_JSON_DEPTH` is a 400.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,10 +24,13 @@ MAX_JSON_DEPTH = 64
 
 
 class BodyError(HTTPException):
-    """A body that is not JSON we will read: 400 with the reason (rendered by kennel.errors)."""
+    """A body that is not JSON we will read: 400 with the reason (rendered by kennel.errors).
 
-    def __init__(self, message: str) -> None:
+    An HTTPException, so that FastAPI's body reading lets it through."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(400, message)
+        self.param = param
 
 
 def json_depth(value: Any, limit: int) -> int:
@@ -58,8 +62,34 @@ def decode_json_body(body: bytes) -> Any:
     except ValueError:
         raise BodyError("The request body is not valid JSON.") from None
     if json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise BodyError(_too_deep())
+        # Name the field, as for any other bad value: the one whose value nests too deeply.
+        deep = [
+            key
+            for key, item in (value.items() if isinstance(value, dict) else ())
+            if json_depth(item, MAX_JSON_DEPTH - 1) > MAX_JSON_DEPTH - 1
+        ]
+        raise BodyError(_too_deep(), param=deep[0] if deep else None)
+    if _MAYBE_SURROGATE.search(body):
+        _refuse_lone_surrogates(value)
     return value
+
+
+# A lone surrogate reaches Python's strings only as a `\ud800`-style escape or as the three
+# bytes UTF-8 would give it; it cannot be stored or sent on, so it is refused here.
+_MAYBE_SURROGATE = re.compile(rb"\\[uU][dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    items = value.items() if isinstance(value, dict) else [(None, value)]
+    for key, item in items:
+        try:
+            json.dumps([key, item], ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            where = f"{key}: text" if isinstance(key, str) and key.isprintable() else "Text"
+            raise BodyError(
+                f"{where} is not valid Unicode (it holds a lone surrogate).",
+                param=key if isinstance(key, str) and key.isprintable() else None,
+            ) from None
 
 
 def _too_deep() -> str:

@@ -51,7 +51,12 @@ class RequestIdMiddleware:
         except Exception:
             # Here, not in an exception handler: this log line still knows the request id, and
             # answering here (instead of re-raising to the server) keeps the connection open.
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            log.exception(
+                "unhandled error in %s %s",
+                scope["method"],
+                scope["path"],
+                extra={"requestId": request_id},
+            )
             if response_started:
                 raise
             await _send_json(send_with_id, 500, INTERNAL_ERROR)

@@ -32,6 +32,16 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=False)
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    """Leave `null` out of a field's JSON schema: it may be omitted, not sent as null."""
+    branches = [b for b in schema.pop("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+    schema.pop("default", None)
+
+
 class WorkerCreate(_Request):
     """`CreateWorker`."""
 
@@ -44,13 +54,16 @@ class WorkerCreate(_Request):
 
 
 class WorkerUpdate(_Request):
-    """`UpdateWorker`: absent fields stay, `outputSchema: null` clears the schema."""
+    """`UpdateWorker`: absent fields stay, `outputSchema: null` clears the schema.
 
-    title: str | None = Field(None, min_length=1, max_length=200)
-    instructions: str | None = Field(None, max_length=20_000)
-    summary: str | None = Field(None, max_length=80)
+    The other fields may be left out but not sent as null (the service says so); their
+    schemas leave null out, so the OpenAPI document says the same."""
+
+    title: str | None = Field(None, min_length=1, max_length=200, json_schema_extra=_not_null)
+    instructions: str | None = Field(None, max_length=20_000, json_schema_extra=_not_null)
+    summary: str | None = Field(None, max_length=80, json_schema_extra=_not_null)
     output_schema: dict[str, Any] | None = Field(None, alias="outputSchema")
-    visibility: Visibility | None = None
+    visibility: Visibility | None = Field(None, json_schema_extra=_not_null)
 
 
 class _Response(BaseModel):
