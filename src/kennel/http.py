@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
@@ -108,13 +109,21 @@ class KennelRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if self.body_field is None:  # FastAPI reads no body for this route
-            return handler
+        known = _query_names(self.dependant)
+        reads_body = self.body_field is not None
 
-        async def bounded(request: Request) -> Response:
-            return await handler(_BoundedRequest(request.scope, request.receive))
+        async def checked(request: Request) -> Response:
+            if request.scope["query_string"]:
+                # Unknown query parameters are refused like unknown body fields: a misspelt
+                # `?visibilty=private` would otherwise be ignored without a word.
+                for name in request.query_params:
+                    if name not in known:
+                        raise BodyError(f"Unknown query parameter {name!r}.", param=name)
+            if reads_body:
+                request = _BoundedRequest(request.scope, request.receive)
+            return await handler(request)
 
-        return bounded
+        return checked
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:
@@ -124,3 +133,11 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
     documents the route, and `tests/test_openapi.py` holds the answers to it."""
     body = model.__pydantic_serializer__.to_json(model, by_alias=True)
     return Response(body, status_code=status_code, media_type="application/json")
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route and its dependencies take."""
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)

@@ -40,6 +40,7 @@ _MULTIPART_SCHEMA = {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
     },
     "required": ["input"],
+    "additionalProperties": False,
 }
 
 

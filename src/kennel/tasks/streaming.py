@@ -36,21 +36,34 @@ from kennel.tasks.repository import TurnRow
 
 __all__ = ["SSE_RESPONSE", "id_headers", "live_events", "replayed_events", "sse_response"]
 
-# How the OpenAPI document describes a 200 that may be a stream (`stream=true`).
+# How the OpenAPI document describes a 200 that may be a stream (`stream=true`). Before
+# OpenAPI 3.2 (FastAPI writes 3.1), an event stream's `schema` describes each of its events.
 SSE_RESPONSE: dict[str, Any] = {
     "description": "The JSON document, or with `stream` a stream of server-sent events.",
     "content": {
         "text/event-stream": {
             "schema": {
-                "type": "string",
+                "type": "object",
                 "description": (
-                    "Server-sent events of the Vercel AI SDK UI-message stream protocol: `data:`"
-                    " lines, each a JSON chunk, ending with `data: [DONE]`."
+                    "One server-sent event of the Vercel AI SDK UI-message stream protocol. The"
+                    " first is `start`, whose `messageMetadata` names the task, turn and worker;"
+                    " the last is `[DONE]`."
                 ),
+                "required": ["data"],
+                "properties": {
+                    "data": {
+                        "type": "string",
+                        "description": 'A JSON chunk (`{"type": "text-delta", ...}`), or `[DONE]`.',
+                    },
+                    "event": {"type": "string"},
+                    "id": {"type": "string"},
+                    "retry": {"type": "integer"},
+                },
             }
         }
     },
 }
+
 
 # How long a reader waits for a recorded turn's workflow to be enqueued before giving up.
 _ENQUEUE_WAIT_SECONDS = 10.0
