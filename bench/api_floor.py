@@ -11,11 +11,10 @@ per request of
 2. the same handler registered after Kennel's routes (route matching walks the list);
 3. a route with the read's path and query parameters, answering a constant;
 4. the same with the API-key dependency (one indexed SELECT);
-5. the real `GET /api/workers/{id}` (answered by `kennel.workers.fast_read`);
+5. the real `GET /api/workers/{id}`;
 6. a POST that validates a `WorkerCreate` body and answers a constant; the same with the API
-   key; with the request's database session too (no statement); with one write statement
-   (BEGIN IMMEDIATE, an UPDATE that matches nothing, COMMIT) in that session; and with the
-   same write as a `kennel.writes` transaction instead of the session;
+   key; and with one write (`db.write()`: BEGIN IMMEDIATE, an UPDATE that matches nothing,
+   COMMIT);
 7. the real `POST /api/workers`,
 
 each as a ratio to (1). Over HTTP, uvicorn adds a roughly fixed cost per request that narrows
@@ -35,12 +34,11 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from kennel.auth import CallerDep
 from kennel.auth.keys import generate_key
-from kennel.db import SessionDep
-from kennel.models import User
+from kennel.models import users
 from kennel.workers.schemas import WorkerCreate
 
 KEY = generate_key()
@@ -124,29 +122,14 @@ async def _run(requests: int) -> None:
     async def body_auth(body: WorkerCreate, caller: CallerDep) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    @app.post("/floor/body-auth-session")
-    async def body_auth_session(
-        body: WorkerCreate, caller: CallerDep, session: SessionDep
-    ) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    no_op_update = (
-        update(User.__table__).where(User.__table__.c.id == "").values(role=User.__table__.c.role)
-    )
-
-    @app.post("/floor/body-auth-core-write")
-    async def body_auth_core_write(
-        body: WorkerCreate, request: Request, caller: CallerDep
-    ) -> JSONResponse:
-        async with request.app.state.db.writer.transaction() as tx:
-            await tx.execute(no_op_update)
-        return JSONResponse({"status": "ok"})
+    no_op_update = update(users).where(users.c.id == "").values(role=users.c.role)
 
     @app.post("/floor/body-auth-write")
     async def body_auth_write(
-        body: WorkerCreate, caller: CallerDep, session: SessionDep
+        body: WorkerCreate, request: Request, caller: CallerDep
     ) -> JSONResponse:
-        await session.execute(text("UPDATE users SET role = role WHERE id = ''"))
+        async with request.app.state.runtime.db.write() as w:
+            await w.execute(no_op_update)
         return JSONResponse({"status": "ok"})
 
     async with app.router.lifespan_context(app):
@@ -162,9 +145,7 @@ async def _run(requests: int) -> None:
             ("GET /api/workers/{id}", "GET", f"/api/workers/{worker_id}", b""),
             ("POST, body model", "POST", "/floor/body", create),
             ("+ API key", "POST", "/floor/body-auth", create),
-            ("+ database session", "POST", "/floor/body-auth-session", create),
-            ("+ one write statement", "POST", "/floor/body-auth-write", create),
-            ("key + one kennel.writes txn", "POST", "/floor/body-auth-core-write", create),
+            ("+ one db.write()", "POST", "/floor/body-auth-write", create),
             ("POST /api/workers", "POST", "/api/workers", create),
         ]
         base = None
