@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,7 @@ from kennel.errors import install_error_handlers
 from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.openapi import install_openapi
 from kennel.settings import Settings, load_settings
+from kennel.startup import startup_block, startup_facts
 from kennel.tasks import repository as tasks
 from kennel.tasks.endpoints import router as tasks_router
 from kennel.tasks.service import enqueue_turn
@@ -50,13 +52,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await bootstrap(rt.db, key=settings.bootstrap_api_key, admin_email=settings.admin_email)
     if is_offline(settings.model):
         log.warning("*" * 20 + " " + _OFFLINE_BANNER + " " + "*" * 20)
+    facts = await startup_facts(rt)
     durable = app.state.durable
     if durable:
         runtime.install(rt)
         await launch_dbos(settings)
         await finish_abandoned_turns(rt)
         await _requeue_pending_turns(rt)
-    log.info("kennel %s ready (database: %s)", __version__, rt.db.backend)
+    log.info("kennel %s ready", __version__, extra=facts)
+    if app.state.announce:
+        sys.stderr.write(startup_block(facts))
+        sys.stderr.flush()
     try:
         yield
     finally:
@@ -74,11 +80,14 @@ async def _requeue_pending_turns(rt: runtime.Runtime) -> None:
         await enqueue_turn(rt, turn_id)
 
 
-def create_app(settings: Settings | None = None, *, durable: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, durable: bool = True, announce: bool = False
+) -> FastAPI:
     """Build the app; the database is migrated by its lifespan.
 
     `durable=False` leaves DBOS (task runs) off: for tools and tests that only need the API
-    of a second app in a process where another one runs tasks.
+    of a second app in a process where another one runs tasks. `announce` prints where things
+    are once it has started (`kennel serve`).
     """
     settings = settings or load_settings()
     app = FastAPI(
@@ -98,6 +107,7 @@ def create_app(settings: Settings | None = None, *, durable: bool = True) -> Fas
     )
     app.state.runtime = runtime.Runtime(settings, open_database(settings), model)
     app.state.durable = durable
+    app.state.announce = announce
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)

@@ -43,13 +43,15 @@ def serve(
 
     from kennel.agents import ModelConfigError
     from kennel.app import create_app
+    from kennel.db.setup import DatabaseSetupError, ensure_database
     from kennel.logs import configure_logging
 
     settings = _settings(host=host, port=port)
     configure_logging(settings.log_level)
     try:
-        application = create_app(settings)
-    except ModelConfigError as exc:
+        application = create_app(settings, announce=True)
+        ensure_database(settings)  # here, so a database it cannot use is one line, not a trace
+    except (ModelConfigError, DatabaseSetupError) as exc:
         typer.echo(f"kennel: {exc}", err=True)
         raise typer.Exit(2) from None
     uvicorn.run(application, host=settings.host, port=settings.port, log_config=None)
@@ -59,9 +61,14 @@ def serve(
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the database migrations (the server also does this when it starts)."""
     from kennel.db import migrate
+    from kennel.db.setup import DatabaseSetupError
 
     settings = _settings()
-    migrate(settings, revision)
+    try:
+        migrate(settings, revision)
+    except DatabaseSetupError as exc:
+        typer.echo(f"kennel: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"database at {revision}")
 
 

@@ -44,9 +44,13 @@ class Settings(BaseSettings):
             "Empty: a SQLite file `kennel.sqlite3` in the data folder."
         ),
     )
-    public_url: str = Field(
-        "http://localhost:8000",
-        description="Base of every `url` field (the dashboard and file downloads).",
+    public_url: str | None = Field(
+        None,
+        description=(
+            "Base of every `url` field (the dashboard and file downloads). Unset: the address "
+            "`kennel serve` listens on (`http://localhost:<port>` when it listens on all "
+            "addresses)."
+        ),
     )
     host: str = Field("127.0.0.1", description="Address `kennel serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `kennel serve` listens on.")
@@ -125,7 +129,9 @@ class Settings(BaseSettings):
 
     @field_validator("public_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
+    def _strip_slash(cls, value: str | None) -> str | None:
+        if not value:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
@@ -159,6 +165,16 @@ class Settings(BaseSettings):
         if not value or "@" in value or " " in value:
             raise ValueError("must be a bare domain name such as kennel.example.com")
         return value.lower()
+
+    @property
+    def base_url(self) -> str:
+        """`public_url`, or the address the server listens on when it is unset."""
+        if self.public_url:
+            return self.public_url
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @cached_property
     def sync_database_url(self) -> str:

@@ -52,6 +52,7 @@ def test_bad_or_unconfigured_spec_raises_one_line(spec: str, fragment: str) -> N
     assert message.startswith("KENNEL_MODEL=")
     assert fragment in message
     assert "\n" not in message
+    assert "Provider(" not in message  # Kennel's terms, not the provider library's
     assert isinstance(info.value, ValueError)
 
 

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic_ai.models import Model, infer_model
@@ -67,7 +68,20 @@ def build_model(
 
 
 def _one_line(exc: BaseException) -> str:
+    """The provider library's complaint in Kennel's terms: the setting to set, or the package
+    to install, rather than its own constructors' arguments."""
     # pydantic-ai appends a hint about its own test model; ours is KENNEL_MODEL=offline.
     text = str(exc).split(" To try Pydantic AI without an API key")[0]
     text = " ".join(text.split()) or type(exc).__name__
+    if missing := _MISSING_VARIABLE.search(text):
+        variable = missing["name"]
+        return f"set {variable} in the server's environment (it is not set)"
+    if package := _MISSING_PACKAGE.search(text):
+        return f"install its extra: pip install 'pydantic-ai-slim[{package['extra']}]'"
     return text if len(text) <= 300 else text[:299] + "…"
+
+
+_MISSING_VARIABLE = re.compile(r"Set the `(?P<name>[A-Z][A-Z0-9_]*)` environment variable")
+_MISSING_PACKAGE = re.compile(
+    r"optional group — `pip install \"pydantic-ai-slim\[(?P<extra>[\w-]+)\]"
+)

@@ -108,9 +108,11 @@ def select_rows(row_type: type[R], table: FromClause) -> Select[Any]:
 
 def migrate(settings: Settings, revision: str = "head") -> None:
     """Bring the database schema up to `revision` (blocking; run it in a thread from async code)."""
+    from kennel.db.setup import ensure_database
+
+    ensure_database(settings)
     url = settings.database_url_object
     if settings.is_sqlite:
-        Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
         sync_url = url.set(drivername="sqlite")
     else:
         sync_url = url.set(drivername="postgresql+psycopg")

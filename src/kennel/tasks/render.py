@@ -16,7 +16,7 @@ __all__ = ["task_out", "task_url", "turn_out"]
 
 
 def task_url(settings: Settings, public_id: str) -> str:
-    return f"{settings.public_url}/tasks/{quote(public_id, safe='')}"
+    return f"{settings.base_url}/tasks/{quote(public_id, safe='')}"
 
 
 def task_out(settings: Settings, task: TaskRow) -> TaskOut:

@@ -13,11 +13,11 @@ __all__ = ["file_url", "worker_email", "worker_template", "worker_url"]
 
 
 def worker_url(settings: Settings, worker_id: str) -> str:
-    return f"{settings.public_url}/workers/{worker_id}"
+    return f"{settings.base_url}/workers/{worker_id}"
 
 
 def file_url(settings: Settings, worker_id: str, path: str) -> str:
-    return f"{settings.public_url}/api/workers/{worker_id}/files/{quote(path)}"
+    return f"{settings.base_url}/api/workers/{worker_id}/files/{quote(path)}"
 
 
 def worker_email(settings: Settings, worker: WorkerRow) -> str:

@@ -1,0 +1,107 @@
+"""Before the first migration: the database exists and can be reached, or one clear line says
+what to do about it (`DatabaseSetupError`), naming `KENNEL_DATABASE_URL`."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from kennel.settings import Settings
+
+__all__ = ["DatabaseSetupError", "describe_database", "ensure_database"]
+
+log = logging.getLogger("kennel.db")
+
+
+class DatabaseSetupError(Exception):
+    """The configured database cannot be used; the message is one line saying why and what to do."""
+
+
+def describe_database(settings: Settings) -> str:
+    """Where the data is, for the start-up banner: never a password."""
+    url = settings.database_url_object
+    if settings.is_sqlite:
+        return f"SQLite {Path(url.database or '').resolve()}"
+    return f"PostgreSQL {url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+
+
+def ensure_database(settings: Settings) -> None:
+    """Raise `DatabaseSetupError` unless the database can be opened; a PostgreSQL database
+    that does not exist yet is created when the role may."""
+    url = settings.database_url_object
+    if settings.is_sqlite:
+        _ensure_sqlite(Path(url.database or ""))
+    else:
+        _ensure_postgres(url)
+
+
+def _ensure_sqlite(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).close()
+    except (OSError, sqlite3.Error) as exc:
+        raise DatabaseSetupError(
+            f"KENNEL_DATABASE_URL: cannot open the SQLite database {str(path)!r} ({exc}); "
+            "point it at a file in a folder Kennel may write to"
+        ) from None
+
+
+def _ensure_postgres(url: URL) -> None:
+    import psycopg
+
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    user = url.username or "the current user"
+    try:
+        psycopg.connect(_dsn(url), connect_timeout=10).close()
+        return
+    except psycopg.OperationalError as exc:
+        reason = _reason(exc)
+    if "does not exist" in reason and f'database "{url.database}"' in reason:
+        _create_postgres_database(url, where, user)
+        return
+    if "password" in reason or "authentication" in reason or "role" in reason:
+        raise DatabaseSetupError(
+            f"KENNEL_DATABASE_URL: PostgreSQL at {where} refused user {user!r} ({reason}); "
+            "check the user name and password in it"
+        )
+    raise DatabaseSetupError(
+        f"KENNEL_DATABASE_URL: cannot reach PostgreSQL at {where} ({reason}); check the host and "
+        "port in it, and that the server is running"
+    )
+
+
+def _create_postgres_database(url: URL, where: str, user: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(
+            _dsn(url.set(database="postgres")), connect_timeout=10, autocommit=True
+        ) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database or "")))
+    except psycopg.errors.DuplicateDatabase:
+        return  # another process made it meanwhile
+    except psycopg.Error as exc:
+        raise DatabaseSetupError(
+            f"KENNEL_DATABASE_URL names database {url.database!r}, which does not exist on "
+            f"{where}, and {user!r} cannot create it ({_reason(exc)}); create it with "
+            f"`createdb -h {url.host or 'localhost'} -p {url.port or 5432} -U <admin> "
+            f"{url.database}`, or give {user!r} the CREATEDB privilege"
+        ) from None
+    log.info("created PostgreSQL database %r on %s", url.database, where)
+
+
+def _dsn(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _reason(exc: BaseException) -> str:
+    """The server's own words, without psycopg's 'connection failed: ...' preamble."""
+    text = " ".join(str(exc).split())
+    for marker in ("FATAL: ", "failed: "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+    return text.rstrip(".") or type(exc).__name__

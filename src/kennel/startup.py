@@ -1,0 +1,59 @@
+"""What `kennel serve` says once it has started: where everything is, in one block."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kennel import __version__
+from kennel.agents import is_offline
+from kennel.auth import repository as auth
+from kennel.auth.keys import hash_key
+from kennel.db.setup import describe_database
+from kennel.runtime import Runtime
+
+__all__ = ["startup_block", "startup_facts"]
+
+
+async def startup_facts(rt: Runtime) -> dict[str, Any]:
+    """The facts of the block, also logged as the fields of the `ready` line."""
+    settings = rt.settings
+    key = settings.bootstrap_api_key
+    if not key:
+        bootstrap = "none (create keys with `kennel keys create`)"
+    else:
+        async with rt.db.read(snapshot=False) as r:
+            active = await auth.owner_of_key(r, hash_key(key)) is not None
+        bootstrap = (
+            "active (KENNEL_BOOTSTRAP_API_KEY)"
+            if active
+            else "not used: the database had keys already"
+        )
+    model = (
+        "offline: Kennel's deterministic model, not a real LLM (set KENNEL_MODEL)"
+        if is_offline(settings.model)
+        else settings.model
+    )
+    return {
+        "version": __version__,
+        "listening": f"{settings.host}:{settings.port}",
+        "publicUrl": settings.base_url,
+        "database": describe_database(settings),
+        "dataDir": str(settings.data_dir.resolve()),
+        "model": model,
+        "bootstrapKey": bootstrap,
+        "apiReference": f"{settings.base_url}/docs",
+    }
+
+
+def startup_block(facts: dict[str, Any]) -> str:
+    rows = [
+        ("listening on", facts["listening"]),
+        ("public URL", facts["publicUrl"]),
+        ("API reference", facts["apiReference"]),
+        ("database", facts["database"]),
+        ("data folder", facts["dataDir"]),
+        ("model", facts["model"]),
+        ("bootstrap key", facts["bootstrapKey"]),
+    ]
+    lines = [f"Kennel {facts['version']} is ready", *(f"  {k:<14}{v}" for k, v in rows)]
+    return "\n".join(lines) + "\n"
