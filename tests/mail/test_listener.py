@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from kennel.mail.listener import MAX_RECIPIENTS, SmtpListener, split_address
+from kennel.mail.listener import MAX_RECIPIENTS, SmtpListener
 from tests.mail.conftest import (
     MAX_BYTES,
     WORKER,
@@ -211,22 +211,3 @@ class TestStartTls:
                 store=inbox.store,
                 tls_cert=certificate.cert,
             )
-
-
-class TestSplitAddress:
-    @pytest.mark.parametrize(
-        ("address", "parts"),
-        [
-            ("worker@kennel.test", ("worker", None, "kennel.test")),
-            ("Worker+Invoices@Kennel.Test", ("worker", "invoices", "kennel.test")),
-            ("worker+a+b@kennel.test", ("worker", "a+b", "kennel.test")),
-            ("worker+@kennel.test", ("worker", None, "kennel.test")),
-        ],
-    )
-    def test_parts(self, address: str, parts: tuple[str, str | None, str]) -> None:
-        assert split_address(address) == parts
-
-    @pytest.mark.parametrize("address", ["worker", "@kennel.test", "worker@", "+tag@kennel.test"])
-    def test_not_an_address(self, address: str) -> None:
-        with pytest.raises(ValueError, match=r"address|mailbox"):
-            split_address(address)

@@ -29,6 +29,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from kennel.mail.addresses import normalize_address
+
 __all__ = [
     "ACCEPT",
     "MAX_RECIPIENTS",
@@ -38,8 +40,6 @@ __all__ = [
     "RcptDecision",
     "SmtpListener",
     "Store",
-    "normalize_address",
-    "split_address",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,23 +77,6 @@ AcceptRecipient = Callable[[str, str], Awaitable[RcptDecision]]
 """(recipient, envelope sender; "" for the null sender `<>`) -> decision."""
 Store = Callable[[str, list[str], bytes, str], Awaitable[str]]
 """(envelope sender, recipients, raw message, peer IP) -> stored id; raising means 451."""
-
-
-def normalize_address(address: str) -> str:
-    """The form addresses are compared in: trimmed and lower case (RFC 5321 allows
-    case-sensitive local parts; no mail system a person uses relies on it)."""
-    return address.strip().lower()
-
-
-def split_address(address: str) -> tuple[str, str | None, str]:
-    """`Worker+Tag@Domain` -> `("worker", "tag", "domain")`; the tag is None without a `+`."""
-    local, at, domain = normalize_address(address).rpartition("@")
-    if not at or not local or not domain:
-        raise ValueError(f"not an e-mail address: {address!r}")
-    base, _, tag = local.partition("+")
-    if not base:
-        raise ValueError(f"no mailbox before the tag: {address!r}")
-    return base, tag or None, domain
 
 
 class _BareLineFeed(Exception):

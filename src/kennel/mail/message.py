@@ -23,6 +23,7 @@ __all__ = [
     "automatic_reason",
     "parse_message",
     "safe_filename",
+    "sender_of",
 ]
 
 MAX_ATTACHMENTS = 100
@@ -101,7 +102,7 @@ def parse_message(
 
 
 def _read(message: EmailMessage, envelope_from: str | None, limit: int) -> InboundMessage:
-    name, address = _sender(message)
+    name, address = sender_of(message)
     plain = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
     if plain is not None:
@@ -131,7 +132,8 @@ def _read(message: EmailMessage, envelope_from: str | None, limit: int) -> Inbou
     )
 
 
-def _sender(message: EmailMessage) -> tuple[str, str]:
+def sender_of(message: EmailMessage) -> tuple[str, str]:
+    """(display name, address) of the one From: address; UnreadableMessage otherwise."""
     headers = message.get_all("From") or []
     if len(headers) != 1:
         raise UnreadableMessage(f"the message has {len(headers)} From: headers, not one")
