@@ -21,6 +21,7 @@ __all__ = [
     "SkippedAttachment",
     "UnreadableMessage",
     "automatic_reason",
+    "one_line",
     "parse_message",
     "safe_filename",
     "sender_of",
@@ -121,7 +122,7 @@ def _read(message: EmailMessage, envelope_from: str | None, limit: int) -> Inbou
     return InboundMessage(
         from_address=address,
         from_name=name,
-        subject=_one_line(str(message.get("Subject", ""))),
+        subject=one_line(str(message.get("Subject", ""))),
         text=text.strip(),
         attachments=attachments,
         skipped=skipped,
@@ -140,7 +141,7 @@ def sender_of(message: EmailMessage) -> tuple[str, str]:
     addresses: tuple[Any, ...] = getattr(headers[0], "addresses", ())
     if len(addresses) != 1 or "@" not in addresses[0].addr_spec:
         raise UnreadableMessage(f"From: must name one address, not {str(headers[0])!r}")
-    return _one_line(addresses[0].display_name), addresses[0].addr_spec
+    return one_line(addresses[0].display_name), addresses[0].addr_spec
 
 
 def automatic_reason(message: EmailMessage, envelope_from: str | None = None) -> str | None:
@@ -282,6 +283,6 @@ def _token(value: object) -> str:
     return str(value).split(";")[0].strip().lower() if value is not None else ""
 
 
-def _one_line(value: str) -> str:
-    """Encoded words can smuggle line breaks and controls into a decoded header."""
+def one_line(value: str) -> str:
+    """`value` without line breaks or controls (encoded words can smuggle them into a header)."""
     return " ".join("".join(c if unicodedata.category(c)[0] != "C" else " " for c in value).split())
