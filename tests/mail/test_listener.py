@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from kennel.mail.listener import MAX_RECIPIENTS, SmtpListener
+from kennel.mail.listener import MAX_RECIPIENTS, SmtpListener, reachable_from_other_hosts
 from tests.mail.conftest import (
     MAX_BYTES,
     WORKER,
@@ -211,3 +211,27 @@ class TestStartTls:
                 store=inbox.store,
                 tls_cert=certificate.cert,
             )
+
+
+class TestLifecycle:
+    async def test_stop_closes_open_sessions(self) -> None:
+        inbox = Inbox()
+        listener = await start_listener(inbox)
+        client = await Running(inbox, listener).raw()
+        await listener.stop()
+        assert await client.reader.read() == b""  # the listener hung up
+        await client.close()
+        await listener.stop()  # a second stop does nothing
+
+    async def test_the_real_port_of_port_zero(self, running: Running) -> None:
+        host, port = running.listener.address
+        assert host == "127.0.0.1"
+        assert port > 0
+
+    @pytest.mark.parametrize(
+        ("host", "reachable"),
+        [("127.0.0.1", False), ("::1", False), ("[::1]", False), ("localhost", False),
+         ("0.0.0.0", True), ("::", True), ("192.168.1.10", True), ("mx.example.com", True)],
+    )  # fmt: skip
+    def test_reachable_from_other_hosts(self, host: str, reachable: bool) -> None:
+        assert reachable_from_other_hosts(host) is reachable

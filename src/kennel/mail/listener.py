@@ -17,6 +17,7 @@ is stored neither here nor by any system that later reads the text with looser r
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 import socket
@@ -40,6 +41,7 @@ __all__ = [
     "RcptDecision",
     "SmtpListener",
     "Store",
+    "reachable_from_other_hosts",
 ]
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,17 @@ class _Handler:
             return "500 5.5.2 Command lines must end with CRLF"
         log.error("SMTP session error", exc_info=error)
         return "451 4.3.0 Temporary failure"
+
+
+def reachable_from_other_hosts(host: str) -> bool:
+    """Whether a listener bound to `host` may be reached from other machines (for the start-up
+    warning in sender-auth mode `none`); a name other than `localhost` counts as reachable."""
+    if host.lower() in ("localhost", "localhost."):
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return True
 
 
 def _return_path(envelope: Envelope) -> str:
