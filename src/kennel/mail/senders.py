@@ -6,8 +6,7 @@ allow-list's question, asked by the caller (in `none` mode it is also the eviden
 | mode | `From:` is believed when |
 | --- | --- |
 | `none` | the envelope sender and `From:` are both allowed (listener behind your own MTA) |
-| `upstream` | your MTA's `Authentication-Results` (its authserv-id, in place) say DMARC pass, |
-| | or DKIM pass aligned with `From:` |
+| `upstream` | your MTA's A-R headers (its authserv-id, in place): DMARC or aligned DKIM pass |
 | `verify` | a DKIM signature checked here passes aligned with `From:` (DMARC `adkim` applies) |
 
 In place: an MTA puts its own headers on top, so everything below the `Received:` headers
