@@ -32,7 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 import authres  # type: ignore[import-untyped]  # authres ships no type hints
-import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
+import dkim  # no type hints: ignored in pyproject.toml's mypy overrides
 import dns.exception
 import dns.resolver
 
