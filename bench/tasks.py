@@ -32,6 +32,13 @@ defaults):
    `GET /api/tasks?status=running` counts them all, the server's VmRSS growth / N is the cost of
    one waiting turn (aim < 1 MiB). That server is then killed, not waited for.
 
+5. Under real model latency: a third server with the default `KENNEL_TURN_CONCURRENCY`, whose
+   offline model waits 2 s per request (as a provider would), gets `--latency-turns` (500) tasks
+   at once (`KENNEL_TASK_WAIT_SECONDS=0`: each POST returns at once). The figure is the wall time
+   until all have completed against the ideal (2 s, every turn waiting at once), their rate
+   against the 32-client rate of phase 1 (aim: waiting on the model costs no throughput), and
+   the server's peak RSS per turn (aim < 1 MiB) and CPU.
+
 Server and clients share the machine; the table shows the CPU each process used (fraction of
 one core) and its CPU per operation, which stays meaningful when other work shares the CPUs.
 """
@@ -545,6 +552,48 @@ async def _start_waiting_turns(server: Server, worker_id: str, count: int, targe
     return time.perf_counter() - began
 
 
+async def _completed_count(conn: _Connection) -> int:
+    status, body = await conn.request("GET", "/api/tasks?status=completed")
+    if status != 200:
+        raise RuntimeError(f"listing completed tasks: {status} {body[:200]!r}")
+    return json.loads(body)["totalCount"]
+
+
+async def _model_latency(server: Server, turns: int) -> tuple[float, int, int, float]:
+    """Start `turns` tasks at once on a model that takes 2 s; wall seconds until all completed,
+    RSS before and at its peak (KiB), and the server's CPU seconds meanwhile."""
+    conn = _Connection(server.port, server.key)
+    worker_id = await _create_worker(conn)
+    before = _rss_kib(server.process.pid)
+    cpu_before = cpu_seconds(server.process.pid)
+    peak = before
+    began = time.perf_counter()
+    conns = [_Connection(server.port, server.key) for _ in range(32)]
+    todo = list(range(turns))
+
+    async def poster(c: _Connection) -> None:
+        while todo:
+            n = todo.pop()
+            status, body = await c.request(
+                "POST", "/api/tasks", {"input": f"Say hello {n}.", "workerId": worker_id}
+            )
+            if status != 200:
+                raise SystemExit(f"model latency: POST answered {status} {body[:300]!r}")
+
+    await asyncio.gather(*(poster(c) for c in conns))
+    deadline = began + 600
+    while (done := await _completed_count(conn)) < turns:
+        peak = max(peak, _rss_kib(server.process.pid))
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"model latency: {done} of {turns} turns completed after 600 s")
+        await asyncio.sleep(0.25)
+    took = time.perf_counter() - began
+    cpu = cpu_seconds(server.process.pid) - cpu_before
+    for c in [conn, *conns]:
+        await c.close()
+    return took, before, peak, cpu
+
+
 async def _memory(server: Server, warm: int, count: int) -> tuple[int, int, float]:
     conn = _Connection(server.port, server.key)
     worker_id = await _create_worker(conn)
@@ -613,6 +662,10 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--memory-turns", type=int, default=200, help="waiting turns measured")
     parser.add_argument("--latency-tasks", type=int, default=20, help="sequential tasks timed")
+    parser.add_argument(
+        "--latency-turns", type=int, default=500, help="turns started at once on a 2 s model"
+    )
+    parser.add_argument("--skip-model-latency", action="store_true", help="skip phase 5")
     parser.add_argument(
         "--bare-journal",
         choices=["wal", "default"],
@@ -697,6 +750,28 @@ def main() -> None:
                     f"  VmRSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB with {count} more "
                     f"turns running (all running {took:.1f} s after the first POST)\n"
                     f"  {per_turn:.0f} KiB per turn   (aim < {MEMORY_AIM_KIB:g} KiB) {verdict}"
+                )
+            if not opts.skip_model_latency:
+                env = {"KENNEL_OFFLINE_MODEL_DELAY_SECONDS": "2", "KENNEL_TASK_WAIT_SECONDS": "0"}
+                server = _start_server(tmp, "latency", databases.new("latency"), env)
+                try:
+                    took, before, peak, cpu = _run(_model_latency(server, opts.latency_turns))
+                finally:
+                    server.stop()
+                turns = opts.latency_turns
+                rate = turns / took
+                best = max((h.rate for h in http), default=0.0)
+                per_turn = (peak - before) / turns
+                print(
+                    f"\nunder model latency (offline model 2 s per request, default "
+                    f"KENNEL_TURN_CONCURRENCY, {turns} turns started at once):\n"
+                    f"  all completed in {took:.1f} s (ideal 2 s): {rate:.1f} turns/s against "
+                    f"{best:.1f} tasks/s at {max(opts.concurrency)} clients in phase 1 "
+                    f"{'PASS' if rate >= best else 'BELOW'}\n"
+                    f"  server RSS {before / 1024:.0f} MiB -> peak {peak / 1024:.0f} MiB: "
+                    f"{per_turn:.0f} KiB per waiting turn (aim < {MEMORY_AIM_KIB:g} KiB) "
+                    f"{'PASS' if per_turn < MEMORY_AIM_KIB else 'BELOW'}; server CPU "
+                    f"{cpu:.1f} s ({cpu / took:.0%} of a core, {cpu / turns * 1000:.0f} ms a turn)"
                 )
         finally:
             databases.drop_all()
