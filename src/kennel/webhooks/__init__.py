@@ -1,0 +1,1 @@
+"""Webhooks: what may be dialled, signed delivery, retries; `verify` for receivers."""
