@@ -173,6 +173,11 @@ class TestCheckUrl:
         with pytest.raises(BlockedAddressError, match=f"stands for {re.escape(meaning)}"):
             check_url(f"https://{host}/", allow_private=False, allowed_networks=[])
 
+    def test_judges_the_host_httpx_will_dial(self) -> None:
+        # IDNA turns ideographic full stops into dots: httpx would dial 127.0.0.1.
+        with pytest.raises(BlockedAddressError, match=r"127\.0\.0\.1 is a loopback"):
+            check_url("https://127。0。0。1/", allow_private=False, allowed_networks=[])
+
     def test_unusual_form_of_a_public_address_is_refused_too(self) -> None:
         with pytest.raises(WebhookUrlError, match=r"write the address as 8\.8\.8\.8"):
             check_url("https://134744072/", allow_private=False, allowed_networks=[])
@@ -209,6 +214,9 @@ class TestCheckUrl:
             ("https://1.2.3.4.5/", "not a valid IPv4"),
             ("https://999.1.1.1/", "not a valid IPv4"),
             ("https://08.0.0.1/", "not a valid IPv4"),
+            # Full-width digits: int() reads them, resolvers must never be asked.
+            ("https://\uff10\uff11\uff17\uff17.0.0.1/", "not a valid IPv4"),
+            ("https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/", "not valid"),
             ("https://[fe80::1%25eth0]/", "zone"),
             ("https://[::1::2]/", "not valid"),
             ("https://example.com/" + "a" * 2030, "2,048"),

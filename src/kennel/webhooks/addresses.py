@@ -201,6 +201,8 @@ _AUTHORITY = re.compile(r"[a-z][a-z0-9+.-]*://([^/?#]*)", re.IGNORECASE)
 
 def _loose_ipv4(host: str) -> ipaddress.IPv4Address | None:
     """Read `host` as inet_aton and browsers do (2130706433, 0177.0.0.1, 0x7f.1, 127.1)."""
+    if not host.isascii():
+        return None  # int() would read full-width and other Unicode digits
     parts = host.split(".")
     if len(parts) > 1 and parts[-1] == "":
         parts.pop()
@@ -279,7 +281,9 @@ def parse_target(url: str, *, allow_private: bool) -> Target:
         except ValueError:
             raise WebhookUrlError(f"The URL's host [{host}] is not a valid IPv6 address.") from None
     elif _NUMBER_LABEL.fullmatch(host.rstrip(".").rsplit(".", 1)[-1]):
-        ip = ipaddress.IPv4Address(host)  # _refuse_unusual_ipv4 let only dotted quads through
+        # Again on httpx's host: IDNA maps "127。0。0。1" to an address the first look missed.
+        _refuse_unusual_ipv4(host, allow_private=allow_private)
+        ip = ipaddress.IPv4Address(host)
     elif not _HOST_NAME.fullmatch(host):
         raise WebhookUrlError(f"The URL's host {host!r} is not a valid host name.")
     return Target(url=parsed, host=host, port=port, ip=ip)
