@@ -18,6 +18,7 @@ from kennel.webhooks.addresses import (
     is_blocked,
     parse_networks,
     resolve_allowed,
+    system_resolver,
 )
 from tests.webhooks.conftest import StubResolver
 
@@ -300,6 +301,16 @@ class TestResolveAllowed:
                 "evil.test", 443, allow_private=False, allowed_networks=[], resolver=resolver
             )
 
+    async def test_zones_are_dropped(self, resolver: StubResolver) -> None:
+        resolver.answers["printer.test"] = ["fe80::1%eth0"]
+        with pytest.raises(BlockedAddressError, match="link-local"):
+            await resolve_allowed(
+                "printer.test", 80, allow_private=False, allowed_networks=[], resolver=resolver
+            )
+        assert await resolve_allowed(
+            "printer.test", 80, allow_private=True, allowed_networks=[], resolver=resolver
+        ) == ["fe80::1"]
+
     async def test_refuses_when_any_answer_is_blocked(self, resolver: StubResolver) -> None:
         resolver.answers["mixed.test"] = ["93.184.216.34", "127.0.0.1"]
         with pytest.raises(BlockedAddressError, match=r"127\.0\.0\.1, a loopback"):
@@ -334,6 +345,11 @@ class TestResolveAllowed:
                 await resolve_allowed(
                     host, 443, allow_private=False, allowed_networks=[], resolver=resolver
                 )
+
+
+class TestSystemResolver:
+    async def test_numeric_hosts_need_no_dns(self) -> None:
+        assert await system_resolver("127.0.0.1", 80) == ["127.0.0.1"]
 
 
 class TestCheckUrlResolving:

@@ -368,7 +368,8 @@ async def resolve_allowed(
     addresses: list[str] = []
     for answer in answers:
         try:
-            ip = ipaddress.ip_address(answer)
+            # A zone (fe80::1%eth0) means nothing to the checks, and httpx URLs cannot carry one.
+            ip = ipaddress.ip_address(answer.split("%", 1)[0])
         except ValueError:
             raise WebhookUrlError(f"The URL's host {host} resolved to {answer!r}.") from None
         reason = _refusal(ip, allow_private=allow_private, allowed_networks=allowed_networks)
