@@ -27,6 +27,7 @@ from kennel.tasks import repository as tasks
 from kennel.tasks.endpoints import router as tasks_router
 from kennel.tasks.service import enqueue_turn
 from kennel.tasks.workflows import finish_abandoned_turns
+from kennel.webhooks.endpoints import router as webhooks_router
 from kennel.workers.endpoints import router as workers_router
 
 __all__ = ["PUBLIC_PATHS", "create_app"]
@@ -125,4 +126,5 @@ def create_app(
 
     app.include_router(workers_router)
     app.include_router(tasks_router)
+    app.include_router(webhooks_router)
     return app

@@ -40,7 +40,9 @@ def config(settings: Settings) -> DBOSConfig:
 
 async def launch(settings: Settings) -> None:
     """Start DBOS (recovering this executor's unfinished workflows) and register the queue."""
-    from kennel.tasks import workflows  # noqa: F401 - registers the workflows before launch
+    # Imported for their registrations: DBOS must know every workflow before it launches.
+    from kennel.tasks import workflows  # noqa: F401
+    from kennel.webhooks import workflows as webhook_workflows  # noqa: F401
 
     DBOS(config=config(settings))
     DBOS.launch()

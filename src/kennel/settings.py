@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+
+from kennel.webhooks.addresses import IPNetwork, parse_networks
+from kennel.webhooks.retries import DEFAULT_SCHEDULE, parse_schedule
 
 __all__ = ["BudgetCaps", "Settings", "SettingsError", "load_settings"]
 
@@ -126,6 +130,40 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1024, description="Largest JSON request body accepted (413 past it)."
     )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    webhook_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=300,
+        description="Time for one webhook delivery attempt: DNS, connect, TLS, send, read.",
+    )
+    allow_private_webhooks: bool = Field(
+        False,
+        description=(
+            "Let webhooks reach loopback, private and link-local addresses, and plain http "
+            "(development, tests)."
+        ),
+    )
+    webhook_allowed_networks: Annotated[tuple[IPNetwork, ...], NoDecode] = Field(
+        (),
+        description=(
+            "Comma-separated CIDRs webhooks may reach although they are private "
+            "(`10.1.0.0/16,fd00::/8`): services on your own network. Plain http stays refused."
+        ),
+    )
+    webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = Field(
+        DEFAULT_SCHEDULE,
+        description=(
+            "Wait before each delivery attempt, the first included (`0,5s,5m,30m,2h,5h,10h,"
+            "10h`, Svix's): N entries, N attempts. Each wait varies by up to 10 %."
+        ),
+    )
+    webhook_rotation_grace_seconds: float = Field(
+        24 * 3600.0,
+        ge=0,
+        description=(
+            "After `regenerate-token`, deliveries are signed with the old token too for this long."
+        ),
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -135,6 +173,16 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        return parse_networks(value) if isinstance(value, str) else value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: object) -> object:
+        return parse_schedule(value) if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

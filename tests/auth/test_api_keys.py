@@ -48,6 +48,7 @@ class TestEveryRouteNeedsAKey:
             "userId": "usr_x",
             "taskId": "tsk_x",
             "scheduleId": "sch_x",
+            "executionId": "whx_x",
             "path": "notes.txt",
         }
         routes = api_routes(app)
@@ -94,8 +95,13 @@ class TestTenantIsolation:
             "userId": owner.user_id,
             "taskId": task.json()["metadata"]["taskId"],
             "path": "notes.txt",
+            "executionId": "whx_x",  # the worker is the foreign part
         }
-        bodies = {"PATCH": {"title": "mine now"}, "PUT": {}, "POST": {"input": "hi"}}
+        bodies = {
+            "PATCH": {"title": "mine now"},
+            "PUT": {"url": "https://example.com/hook"},
+            "POST": {"input": "hi"},
+        }
         checked = 0
         for method, path in api_routes(app):
             if "{" not in path or path in PUBLIC_PATHS:

@@ -3,6 +3,7 @@
 from kennel.models.base import metadata
 from kennel.models.organization import api_keys, organizations, users
 from kennel.models.task import tasks, turn_files, turns
+from kennel.models.webhook import webhook_events, webhook_executions, webhooks
 from kennel.models.worker import worker_instruction_versions, worker_members, workers
 
 __all__ = [
@@ -13,6 +14,9 @@ __all__ = [
     "turn_files",
     "turns",
     "users",
+    "webhook_events",
+    "webhook_executions",
+    "webhooks",
     "worker_instruction_versions",
     "worker_members",
     "workers",

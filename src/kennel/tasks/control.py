@@ -7,6 +7,7 @@ from dbos import DBOS
 from kennel.db import Write
 from kennel.tasks import repository as repo
 from kennel.tasks import waiters
+from kennel.tasks.listeners import notify_turn_ended
 
 __all__ = ["abort_worker_turns", "cancel_turn_workflows"]
 
@@ -21,7 +22,9 @@ async def abort_worker_turns(w: Write, worker_id: str, reason: str) -> list[str]
 
 
 async def cancel_turn_workflows(turn_ids: list[str]) -> None:
-    """Stop aborted turns' workflows (once the abort is committed) and wake their waiters."""
+    """Stop aborted turns' workflows (once the abort is committed), wake their waiters and
+    tell the listeners that the turns ended."""
     for turn_id in turn_ids:
         await DBOS.cancel_workflow_async(turn_id)
         waiters.notify(turn_id)
+    await notify_turn_ended(turn_ids)

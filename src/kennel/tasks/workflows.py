@@ -39,6 +39,7 @@ from kennel.settings import BudgetCaps, Settings
 from kennel.tasks import repository as repo
 from kennel.tasks import waiters
 from kennel.tasks.budgets import caps_for, credits_for, usage_limits
+from kennel.tasks.listeners import notify_turn_ended
 from kennel.workers import repository as workers
 
 __all__ = ["finish_abandoned_turns", "run_turn", "turn_context"]
@@ -83,7 +84,12 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
     # system-database statements. The model requests and tool calls are the steps.
     rt = runtime.current()
     if not await _mark_running(rt, turn_id):
-        return "aborted"
+        # Aborted before it started: whoever aborted it told the listeners. Or recovered after
+        # it ended: the listeners below were started (or are started now, once).
+        status = await _status(rt, turn_id)
+        if status != "aborted":
+            await notify_turn_ended([turn_id])
+        return status
     try:
         outcome = await _run_agent(context)
     except Exception:  # a bug: the turn still ends, and the log says where (DBOS's own stops,
@@ -96,7 +102,14 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
         log.exception("turn %s: recording its outcome failed", turn_id, extra={"turnId": turn_id})
         outcome = _internal_error(turn_id)
         await _record_outcome(rt, turn_id, outcome)
+    await notify_turn_ended([turn_id])
     return str(outcome["status"])
+
+
+async def _status(rt: Runtime, turn_id: str) -> str:
+    async with rt.db.read(snapshot=False) as r:
+        turn = await repo.turn(r, turn_id)
+    return turn.status if turn is not None else "aborted"
 
 
 async def _mark_running(rt: Runtime, turn_id: str) -> bool:
@@ -141,9 +154,11 @@ async def finish_abandoned_turns(rt: Runtime) -> int:
         )
         values = {"error_code": "internal_error", "error_message": message}
         async with rt.db.write() as w:
-            if await repo.finish_turn(w, turn_id, "error", values, only_from=repo.IN_FLIGHT):
-                ended += 1
+            if not await repo.finish_turn(w, turn_id, "error", values, only_from=repo.IN_FLIGHT):
+                continue
+        ended += 1
         log.warning("turn %s ended as an error at start-up: %s", turn_id, status.status)
+        await notify_turn_ended([turn_id])
     return ended
 
 

@@ -16,6 +16,7 @@ from kennel.ids import new_id
 from kennel.settings import Settings
 from kennel.tasks import control as task_control
 from kennel.timestamps import utcnow
+from kennel.webhooks import repository as webhooks
 from kennel.workers import repository as repo
 from kennel.workers.names import dog_name, email_local_part
 from kennel.workers.repository import MemberRow, WorkerRow
@@ -160,6 +161,7 @@ async def delete_worker(db: Database, caller: Caller, worker_id: str) -> None:
         worker = await visible_worker(w, caller, worker_id)
         _require_creator(caller, worker, "delete")
         await repo.mark_deleted(w, worker.id)
+        await webhooks.remove(w, worker.id)
         aborted = await task_control.abort_worker_turns(w, worker.id, "The worker was deleted.")
     await task_control.cancel_turn_workflows(aborted)
 

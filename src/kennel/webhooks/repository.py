@@ -1,0 +1,194 @@
+"""The only code that queries webhooks, their events and delivery attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam, func, select
+
+from kennel.db import Read, Write, select_rows
+from kennel.models import webhook_events, webhook_executions, webhooks
+from kennel.timestamps import utcnow
+
+__all__ = [
+    "EventRow",
+    "ExecutionRow",
+    "WebhookRow",
+    "attempts_of",
+    "by_worker",
+    "event",
+    "event_of_turn",
+    "execution",
+    "insert_event",
+    "insert_execution",
+    "page_of_executions",
+    "remove",
+    "rotate_token",
+    "set_url",
+]
+
+
+class WebhookRow(NamedTuple):
+    worker_id: str
+    url: str
+    token: str
+    previous_token: str | None
+    previous_token_until: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class EventRow(NamedTuple):
+    id: str
+    worker_id: str
+    turn_id: str
+    type: str
+    body: str
+    webhook_version: int
+    task_id: str
+    task_title: str
+    created_at: datetime
+
+
+class ExecutionRow(NamedTuple):
+    """An attempt, with the task of its event."""
+
+    id: str
+    event_id: str
+    worker_id: str
+    attempt: int
+    url: str
+    request_status: str
+    response_status: int | None
+    error_message: str | None
+    response_excerpt: str
+    duration_ms: int
+    created_at: datetime
+    task_id: str
+    task_title: str
+
+
+_BY_WORKER = select_rows(WebhookRow, webhooks).where(webhooks.c.worker_id == bindparam("worker_id"))
+_EVENT = select_rows(EventRow, webhook_events).where(webhook_events.c.id == bindparam("event_id"))
+_EVENT_OF_TURN = select_rows(EventRow, webhook_events).where(
+    webhook_events.c.worker_id == bindparam("worker_id"),
+    webhook_events.c.turn_id == bindparam("turn_id"),
+)
+_EXECUTIONS = select(
+    *(webhook_executions.c[name] for name in ExecutionRow._fields[:-2]),
+    webhook_events.c.task_id,
+    webhook_events.c.task_title,
+).join(webhook_events, webhook_events.c.id == webhook_executions.c.event_id)
+_ATTEMPTS = select(func.count()).where(webhook_executions.c.event_id == bindparam("event_id"))
+
+
+async def by_worker(r: Read, worker_id: str) -> WebhookRow | None:
+    """The worker's webhook, or None when it has none (or it was removed)."""
+    row = await r.first(_BY_WORKER, {"worker_id": worker_id})
+    return WebhookRow._make(row) if row and row.url else None
+
+
+async def set_url(w: Write, worker_id: str, url: str, new_token: str) -> WebhookRow:
+    """Point the worker's webhook at `url`, keeping its token (`new_token` when it has none);
+    a changed URL is a new version."""
+    now = utcnow()
+    found = await w.first(_BY_WORKER, {"worker_id": worker_id})
+    if found is None:
+        row = WebhookRow(worker_id, url, new_token, None, None, 1, now, now)
+        await w.execute(sa.insert(webhooks), row._asdict())
+        return row
+    current = WebhookRow._make(found)
+    row = current._replace(url=url, updated_at=now, version=current.version + (url != current.url))
+    if not current.token:  # removed before: a new token
+        row = row._replace(token=new_token, previous_token=None, previous_token_until=None)
+    await w.execute(
+        sa.update(webhooks).where(webhooks.c.worker_id == worker_id).values(**row._asdict())
+    )
+    return row
+
+
+async def remove(w: Write, worker_id: str) -> bool:
+    """Remove the webhook and its tokens. The row stays, with a new version, so that retries of
+    earlier events stop even if a webhook is set again."""
+    statement = (
+        sa.update(webhooks)
+        .where(webhooks.c.worker_id == worker_id, webhooks.c.url != "")
+        .values(
+            url="",
+            token="",
+            previous_token=None,
+            previous_token_until=None,
+            version=webhooks.c.version + 1,
+            updated_at=utcnow(),
+        )
+    )
+    return bool(await w.execute(statement))
+
+
+async def rotate_token(
+    w: Write, worker_id: str, token: str, previous_until: datetime
+) -> WebhookRow | None:
+    current = await by_worker(w, worker_id)
+    if current is None:
+        return None
+    row = current._replace(
+        token=token,
+        previous_token=current.token,
+        previous_token_until=previous_until,
+        updated_at=utcnow(),
+    )
+    await w.execute(
+        sa.update(webhooks).where(webhooks.c.worker_id == worker_id).values(**row._asdict())
+    )
+    return row
+
+
+async def event(r: Read, event_id: str) -> EventRow | None:
+    row = await r.first(_EVENT, {"event_id": event_id})
+    return EventRow._make(row) if row else None
+
+
+async def event_of_turn(r: Read, worker_id: str, turn_id: str) -> EventRow | None:
+    row = await r.first(_EVENT_OF_TURN, {"worker_id": worker_id, "turn_id": turn_id})
+    return EventRow._make(row) if row else None
+
+
+async def insert_event(w: Write, row: EventRow) -> None:
+    await w.execute(sa.insert(webhook_events), row._asdict())
+
+
+async def attempts_of(r: Read, event_id: str) -> int:
+    return int(await r.scalar(_ATTEMPTS, {"event_id": event_id}))
+
+
+async def insert_execution(w: Write, row: ExecutionRow) -> None:
+    values = row._asdict()
+    del values["task_id"], values["task_title"]  # the event's
+    await w.execute(sa.insert(webhook_executions), values)
+
+
+async def execution(r: Read, worker_id: str, execution_id: str) -> ExecutionRow | None:
+    row = await r.first(
+        _EXECUTIONS.where(
+            webhook_executions.c.worker_id == worker_id, webhook_executions.c.id == execution_id
+        )
+    )
+    return ExecutionRow._make(row) if row else None
+
+
+async def page_of_executions(
+    r: Read, worker_id: str, *, page: int, size: int
+) -> tuple[list[ExecutionRow], int]:
+    """A page of the worker's delivery attempts, newest first, and how many there are."""
+    where = webhook_executions.c.worker_id == worker_id
+    total = await r.scalar(select(func.count()).where(where))
+    rows = await r.all(
+        _EXECUTIONS.where(where)
+        .order_by(webhook_executions.c.created_at.desc(), webhook_executions.c.id.desc())
+        .offset((page - 1) * size)
+        .limit(size)
+    )
+    return [ExecutionRow._make(row) for row in rows], int(total or 0)
