@@ -21,6 +21,8 @@ from kennel.durable import shutdown as shutdown_dbos
 from kennel.errors import install_error_handlers
 from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.openapi import install_openapi
+from kennel.schedules.dispatcher import Dispatcher
+from kennel.schedules.endpoints import router as schedules_router
 from kennel.settings import Settings, load_settings
 from kennel.startup import startup_block, startup_facts
 from kennel.tasks import repository as tasks
@@ -60,6 +62,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await launch_dbos(settings)
         await finish_abandoned_turns(rt)
         await _requeue_pending_turns(rt)
+        dispatcher = Dispatcher(rt)
+        dispatcher.start()
     log.info("kennel %s ready", __version__, extra=facts)
     if app.state.announce:
         sys.stderr.write(startup_block(facts))
@@ -68,6 +72,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         if durable:
+            await dispatcher.stop()
             shutdown_dbos()
             runtime.uninstall()
         await rt.db.dispose()
@@ -127,4 +132,5 @@ def create_app(
     app.include_router(workers_router)
     app.include_router(tasks_router)
     app.include_router(webhooks_router)
+    app.include_router(schedules_router)
     return app

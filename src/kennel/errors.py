@@ -129,7 +129,7 @@ def validation_error(errors: Sequence[Any]) -> ApiError:
         if param is None:
             return BadRequest("A JSON request body is required.")
         return BadRequest(f"Field {param!r} is required.", param=param)
-    if kind == "union_tag_invalid" and param is not None:
+    if kind in ("union_tag_invalid", "union_tag_not_found") and param is not None:
         param = f"{param}.type"
     if param is None and kind in {"dict_type", "model_attributes_type", "model_type"}:
         return ApiError(415, _JSON_ONLY)

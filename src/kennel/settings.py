@@ -130,6 +130,24 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1024, description="Largest JSON request body accepted (413 past it)."
     )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    min_interval_seconds: int = Field(
+        60, ge=1, description="Smallest `intervalSeconds` of an interval schedule."
+    )
+    schedule_timezone: str = Field(
+        "UTC", description="IANA zone cron schedules are read in when they name none."
+    )
+    max_schedules_per_worker: int = Field(
+        100, ge=1, description="Schedules one worker may have at once (cancelled ones aside)."
+    )
+    schedule_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description=(
+            "How often a server looks for schedules made by another process; its own wake it "
+            "at once."
+        ),
+    )
     webhook_timeout_seconds: float = Field(
         15.0,
         gt=0,
@@ -183,6 +201,14 @@ class Settings(BaseSettings):
     @classmethod
     def _schedule(cls, value: object) -> object:
         return parse_schedule(value) if isinstance(value, str) else value
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from kennel.schedules.timing import parse_timezone
+
+        parse_timezone(value)
+        return value
 
     @field_validator("log_level")
     @classmethod

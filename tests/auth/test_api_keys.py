@@ -90,7 +90,14 @@ class TestTenantIsolation:
             headers=owner.headers,
         )
         assert task.status_code == 200, task.text
+        schedule = await client.post(
+            f"/api/workers/{worker.json()['id']}/schedules",
+            json={"input": "later", "when": {"type": "delayed", "delayInSeconds": 3600}},
+            headers=owner.headers,
+        )
+        assert schedule.status_code == 201, schedule.text
         foreign = {
+            "scheduleId": schedule.json()["id"],
             "workerId": worker.json()["id"],
             "userId": owner.user_id,
             "taskId": task.json()["metadata"]["taskId"],
@@ -102,12 +109,20 @@ class TestTenantIsolation:
             "PUT": {"url": "https://example.com/hook"},
             "POST": {"input": "hi"},
         }
+        by_path = {
+            ("POST", "/api/workers/{workerId}/schedules"): {
+                "input": "mine",
+                "when": {"type": "delayed", "delayInSeconds": 60},
+            },
+            ("PATCH", "/api/workers/{workerId}/schedules/{scheduleId}"): {"paused": True},
+        }
         checked = 0
         for method, path in api_routes(app):
             if "{" not in path or path in PUBLIC_PATHS:
                 continue
             url = fill(path, foreign)
-            r = await client.request(method, url, headers=member.headers, json=bodies.get(method))
+            body = by_path.get((method, path), bodies.get(method))
+            r = await client.request(method, url, headers=member.headers, json=body)
             assert r.status_code == 404, (method, path, r.text)
             assert r.json()["error"]["type"] == "not_found_error"
             checked += 1

@@ -2,6 +2,7 @@
 
 from kennel.models.base import metadata
 from kennel.models.organization import api_keys, organizations, users
+from kennel.models.schedule import schedule_runs, schedules
 from kennel.models.task import tasks, turn_files, turns
 from kennel.models.webhook import webhook_events, webhook_executions, webhooks
 from kennel.models.worker import worker_instruction_versions, worker_members, workers
@@ -10,6 +11,8 @@ __all__ = [
     "api_keys",
     "metadata",
     "organizations",
+    "schedule_runs",
+    "schedules",
     "tasks",
     "turn_files",
     "turns",

@@ -42,6 +42,7 @@ __all__ = [
     "get_task",
     "list_tasks",
     "page_count",
+    "record_turn",
     "run_task",
     "start_turn",
     "state_after_turn",
@@ -103,7 +104,7 @@ async def start_turn(
     cleaned = _check_uploads(uploads, settings.max_file_bytes)
     try:
         async with rt.db.write() as w:
-            started = await _record_turn(
+            started = await record_turn(
                 w, rt, caller, data, cleaned, triggered_by=triggered_by, trigger=trigger
             )
     except IntegrityError:
@@ -114,7 +115,7 @@ async def start_turn(
     return started
 
 
-async def _record_turn(
+async def record_turn(
     w: Write,
     rt: Runtime,
     caller: Caller,
@@ -123,8 +124,12 @@ async def _record_turn(
     *,
     triggered_by: str,
     trigger: dict[str, Any] | None,
+    turn_id: str | None = None,
 ) -> StartedTurn:
-    turn_id = new_id("trn")
+    """The rows of a new turn (and its task, and worker, when new) in `w`; ApiError before
+    writing anything when the request cannot be met. `turn_id`: one derived by the caller (a
+    schedule's firing), else a new one."""
+    turn_id = turn_id or new_id("trn")
     task: TaskRow | None = None
     if data.task_id is not None:
         task = await repo.by_public_id(w, caller.organization_id, data.task_id)

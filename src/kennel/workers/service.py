@@ -13,6 +13,7 @@ from kennel.auth import repository as users
 from kennel.db import Database, Read, Write
 from kennel.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.ids import new_id
+from kennel.schedules import repository as schedules
 from kennel.settings import Settings
 from kennel.tasks import control as task_control
 from kennel.timestamps import utcnow
@@ -162,6 +163,7 @@ async def delete_worker(db: Database, caller: Caller, worker_id: str) -> None:
         _require_creator(caller, worker, "delete")
         await repo.mark_deleted(w, worker.id)
         await webhooks.remove(w, worker.id)
+        await schedules.cancel_all_of_worker(w, worker.id)
         aborted = await task_control.abort_worker_turns(w, worker.id, "The worker was deleted.")
     await task_control.cancel_turn_workflows(aborted)
 

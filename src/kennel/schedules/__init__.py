@@ -1,0 +1,1 @@
+"""Schedules: future and recurring tasks."""

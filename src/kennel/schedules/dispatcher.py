@@ -1,0 +1,182 @@
+"""The dispatcher: one task in every `kennel serve` that fires schedules when they are due.
+
+It sleeps until the earliest due time, or until woken: a schedule made, changed or cancelled in
+this process wakes it at once; one made by another process sharing the database is seen within
+`KENNEL_SCHEDULE_POLL_SECONDS`. It claims due schedules in batches, in one short transaction
+each (on PostgreSQL `FOR UPDATE SKIP LOCKED`, so two processes never claim one row), and in
+that transaction moves each on to its next due time and records the firing: the run row and,
+through the same path as `POST /api/tasks`, the task and turn. Both ids come from the schedule
+and the due time (the task's is `<schedule id>:<due time>`, unique in the organization; the
+turn's, which is also its DBOS workflow's id, is derived from the two), so a firing is one task
+and one turn however often it is attempted. The turns are queued once the transaction has
+committed; a turn whose process died before that is queued at the next start-up, like any turn
+whose request died between its commit and its queueing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+from datetime import datetime
+
+from kennel.auth import Caller
+from kennel.db import Write
+from kennel.errors import ApiError
+from kennel.runtime import Runtime
+from kennel.schedules import repository as repo
+from kennel.schedules.repository import RunRow, ScheduleRow
+from kennel.schedules.timing import CATCH_UP_SECONDS, next_due, parse_timezone
+from kennel.tasks import repository as tasks_repo
+from kennel.tasks import service as tasks
+from kennel.tasks.schemas import TaskCreate
+from kennel.timestamps import iso_z, utcnow
+from kennel.workers import service as workers
+
+__all__ = ["BATCH", "Dispatcher", "fire_due", "firing_task_id", "firing_turn_id", "wake"]
+
+log = logging.getLogger("kennel.schedules")
+
+BATCH = 100  # schedules claimed in one transaction: it holds SQLite's write lock meanwhile
+_running: Dispatcher | None = None
+
+
+def wake() -> None:
+    """Have this process's dispatcher look again now (a schedule was made or changed)."""
+    if _running is not None:
+        _running.wake()
+
+
+def firing_task_id(schedule_id: str, due: datetime) -> str:
+    return f"{schedule_id}:{due.strftime('%Y%m%dT%H%M%S')}.{due.microsecond // 1000:03d}Z"
+
+
+def firing_turn_id(schedule_id: str, due: datetime) -> str:
+    digest = hashlib.sha256(firing_task_id(schedule_id, due).encode()).digest()
+    body = base64.b32encode(digest).decode().lower().translate(_CROCKFORD)[:26]
+    return f"trn_{body}"
+
+
+# Base32 in Kennel's alphabet (kennel.ids): digits and letters without i, l, o and u.
+_CROCKFORD = str.maketrans("abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdefghjkmnpqrstvwxyz")
+
+
+class Dispatcher:
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._woken = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        global _running
+        _running = self
+        self._task = asyncio.create_task(self._run(), name="kennel-schedule-dispatcher")
+
+    async def stop(self) -> None:
+        global _running
+        if _running is self:
+            _running = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    async def _run(self) -> None:
+        poll = self._rt.settings.schedule_poll_seconds
+        while True:
+            try:
+                if await fire_due(self._rt, utcnow()) >= BATCH:
+                    continue  # more are due: no sleep
+                async with self._rt.db.read(snapshot=False) as r:
+                    earliest = await repo.earliest_due(r)
+                wait = poll
+                if earliest is not None:
+                    wait = min(poll, max(0.0, (earliest - utcnow()).total_seconds()))
+            except Exception:  # a database hiccup must not stop every schedule for good
+                log.exception("firing schedules failed; trying again in %s s", poll)
+                wait = poll
+            self._woken.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), wait)
+
+
+async def fire_due(rt: Runtime, now: datetime) -> int:
+    """Fire the schedules due at `now` (one batch); how many were claimed."""
+    turn_ids: list[str] = []
+    async with rt.db.write() as w:
+        due = await repo.claim_due(w, now, BATCH)
+        for schedule in due:
+            turn_id = await _fire(w, rt, schedule, now)
+            if turn_id is not None:
+                turn_ids.append(turn_id)
+    for turn_id in turn_ids:
+        await tasks.enqueue_turn(rt, turn_id)
+    return len(due)
+
+
+async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> str | None:
+    """Record one firing in `w` and move the schedule on; the turn to queue, if any."""
+    due = schedule.next_run_at
+    assert due is not None
+    later = next_due(
+        schedule.kind,
+        after=now,
+        cron=schedule.cron,
+        zone=parse_timezone(schedule.timezone or rt.settings.schedule_timezone)
+        if schedule.kind == "cron"
+        else None,
+        anchor=schedule.anchor,
+        interval_seconds=schedule.interval_seconds,
+    )
+    await repo.set_next(w, schedule.id, later, now)
+    run_id = f"run_{firing_turn_id(schedule.id, due)[4:]}"
+    if (
+        later is not None
+        and await repo.last_started_task_status(w, schedule.id) in tasks_repo.IN_FLIGHT
+    ):
+        await repo.insert_run(
+            w, RunRow(run_id, schedule.id, due, now, "skipped_overlap", None, None)
+        )
+        log.info("schedule %s: skipped %s, its previous task still runs", schedule.id, iso_z(due))
+        return None
+    caller = Caller(
+        schedule.created_by_user_id, schedule.organization_id, "member", f"schedule:{schedule.id}"
+    )
+    public_id = firing_task_id(schedule.id, due)
+    try:
+        # Checked first, so that a refusal comes before anything of this firing is written.
+        await workers.visible_worker(w, caller, schedule.worker_id)
+        if await tasks_repo.by_public_id(w, schedule.organization_id, public_id) is not None:
+            raise ApiError(409, "This due time has been fired already.")
+        data = TaskCreate.model_validate(
+            {
+                "input": schedule.input,
+                "workerId": schedule.worker_id,
+                "taskId": public_id,
+                "budget": schedule.budget,
+            }
+        )
+        trigger = {"scheduleId": schedule.id, "dueAt": iso_z(due)}
+        started = await tasks.record_turn(
+            w,
+            rt,
+            caller,
+            data,
+            {},
+            triggered_by="schedule",
+            trigger=trigger,
+            turn_id=firing_turn_id(schedule.id, due),
+        )
+    except ApiError as exc:  # the worker is gone, or its creator may no longer use it
+        await repo.insert_run(w, RunRow(run_id, schedule.id, due, now, "failed", None, exc.message))
+        log.warning("schedule %s: firing %s failed: %s", schedule.id, iso_z(due), exc.message)
+        return None
+    late = (now - due).total_seconds()
+    outcome = "caught_up" if late > CATCH_UP_SECONDS else "started"
+    await repo.insert_run(w, RunRow(run_id, schedule.id, due, now, outcome, started.task.id, None))
+    return started.turn.id

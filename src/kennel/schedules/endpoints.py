@@ -1,0 +1,152 @@
+"""HTTP routes of the Schedules API: parse, authorize, call the service, render."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from kennel.auth import CallerDep
+from kennel.http import KennelRoute
+from kennel.runtime import Runtime
+from kennel.schedules import service
+from kennel.schedules.repository import RunView, ScheduleRow
+from kennel.schedules.schemas import (
+    ScheduleCancelled,
+    ScheduleCreate,
+    ScheduleDetail,
+    ScheduleList,
+    ScheduleOut,
+    ScheduleRun,
+    ScheduleRunList,
+    ScheduleUpdate,
+)
+from kennel.timestamps import iso_z
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/api/workers/{workerId}/schedules", tags=["Schedules"], route_class=KennelRoute
+)
+
+
+def _rt(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
+
+
+def _schedule(rt: Runtime, row: ScheduleRow) -> ScheduleOut:
+    assert row.next_run_at is not None
+    return ScheduleOut(
+        id=row.id,
+        type=row.kind,  # type: ignore[arg-type]  # the column holds the four kinds
+        input=row.input,
+        budget=row.budget,  # type: ignore[arg-type]  # and Budget values
+        next_run_at=iso_z(row.next_run_at),
+        delay_in_seconds=row.delay_seconds,
+        cron=row.cron,
+        timezone=service.zone_of(rt, row) if row.kind == "cron" else None,
+        interval_seconds=row.interval_seconds,
+        paused=row.paused,
+        last_run_at=iso_z(row.last_run_at) if row.last_run_at else None,
+        created_at=iso_z(row.created_at),
+    )
+
+
+def _run(row: RunView) -> ScheduleRun:
+    return ScheduleRun(
+        id=row.id,
+        schedule_id=row.schedule_id,
+        due_at=iso_z(row.due_at),
+        fired_at=iso_z(row.fired_at),
+        outcome=row.outcome,  # type: ignore[arg-type]  # the column holds the outcomes
+        task_id=row.task_public_id,
+        task_status=row.task_status,  # type: ignore[arg-type]  # and TaskStatus values
+        error=row.error,
+    )
+
+
+@router.get("", response_model=ScheduleList)
+async def list_schedules(workerId: str, request: Request, caller: CallerDep) -> ScheduleList:
+    """List a worker's schedules, the next due first."""
+    rt = _rt(request)
+    rows = await service.list_schedules(rt, caller, workerId)
+    return ScheduleList(
+        worker_id=workerId,
+        timezone=rt.settings.schedule_timezone,
+        schedules=[_schedule(rt, row) for row in rows],
+    )
+
+
+@router.post("", status_code=201, response_model=ScheduleOut)
+async def create_schedule(
+    workerId: str, body: ScheduleCreate, request: Request, caller: CallerDep
+) -> ScheduleOut:
+    """Schedule a task on a worker: once at a date, after a delay, by cron, or every N seconds."""
+    rt = _rt(request)
+    return _schedule(rt, await service.create_schedule(rt, caller, workerId, body))
+
+
+@router.get("/{scheduleId}", response_model=ScheduleDetail)
+async def retrieve_schedule(
+    workerId: str, scheduleId: str, request: Request, caller: CallerDep
+) -> ScheduleDetail:
+    """Retrieve a schedule with its next five due times (a Kennel extension)."""
+    rt = _rt(request)
+    row = await service.get_schedule(rt, caller, workerId, scheduleId)
+    return ScheduleDetail(
+        **_schedule(rt, row).model_dump(),
+        upcoming=[iso_z(due) for due in service.upcoming_of(rt, row)],
+    )
+
+
+@router.patch("/{scheduleId}", response_model=ScheduleOut)
+async def update_schedule(
+    workerId: str, scheduleId: str, body: ScheduleUpdate, request: Request, caller: CallerDep
+) -> ScheduleOut:
+    """Pause or resume a schedule (a Kennel extension)."""
+    rt = _rt(request)
+    row = await service.set_paused(rt, caller, workerId, scheduleId, body.paused)
+    return _schedule(rt, row)
+
+
+@router.delete("/{scheduleId}", response_model=ScheduleCancelled)
+async def cancel_schedule(
+    workerId: str, scheduleId: str, request: Request, caller: CallerDep
+) -> ScheduleCancelled:
+    """Cancel a schedule; a task it already started goes on."""
+    await service.cancel_schedule(_rt(request), caller, workerId, scheduleId)
+    return ScheduleCancelled(cancelled=True)
+
+
+@router.post("/{scheduleId}/run", response_model=ScheduleRun)
+async def run_schedule_now(
+    workerId: str, scheduleId: str, request: Request, caller: CallerDep
+) -> ScheduleRun:
+    """Fire a schedule once now, recorded as a manual firing (a Kennel extension)."""
+    run, started = await service.run_now(_rt(request), caller, workerId, scheduleId)
+    return ScheduleRun(
+        id=run.id,
+        schedule_id=run.schedule_id,
+        due_at=iso_z(run.due_at),
+        fired_at=iso_z(run.fired_at),
+        outcome="manual",
+        task_id=started.task.public_id,
+        task_status=started.task.status,  # type: ignore[arg-type]  # a TaskStatus value
+    )
+
+
+@router.get("/{scheduleId}/runs", response_model=ScheduleRunList)
+async def list_schedule_runs(
+    workerId: str,
+    scheduleId: str,
+    request: Request,
+    caller: CallerDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> ScheduleRunList:
+    """List a schedule's firings, newest first, 20 a page (a Kennel extension)."""
+    rows, pages, total = await service.list_runs(
+        _rt(request), caller, workerId, scheduleId, page=page
+    )
+    return ScheduleRunList(
+        runs=[_run(row) for row in rows], page=page, page_count=pages, total_count=total
+    )

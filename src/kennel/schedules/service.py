@@ -1,0 +1,211 @@
+"""Decisions about schedules: what may be scheduled, when it is due, pausing, firing now."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from kennel.auth import Caller
+from kennel.errors import BadRequest, Conflict, NotFound
+from kennel.ids import new_id
+from kennel.runtime import Runtime
+from kennel.schedules import repository as repo
+from kennel.schedules.dispatcher import wake
+from kennel.schedules.repository import RunRow, RunView, ScheduleRow
+from kennel.schedules.schemas import Cron, Delayed, Interval, ScheduleCreate, Scheduled
+from kennel.schedules.timing import next_due, parse_cron, parse_timezone, upcoming
+from kennel.tasks import service as tasks
+from kennel.tasks.schemas import TaskCreate
+from kennel.timestamps import iso_z, utcnow
+from kennel.workers import service as workers
+
+__all__ = [
+    "RUNS_PAGE_SIZE",
+    "cancel_schedule",
+    "create_schedule",
+    "get_schedule",
+    "list_runs",
+    "list_schedules",
+    "run_now",
+    "set_paused",
+    "upcoming_of",
+    "zone_of",
+]
+
+RUNS_PAGE_SIZE = 20
+
+
+def zone_of(rt: Runtime, row: ScheduleRow) -> str:
+    return row.timezone or rt.settings.schedule_timezone
+
+
+def upcoming_of(rt: Runtime, row: ScheduleRow, count: int = 5) -> list[datetime]:
+    """The schedule's next `count` due times."""
+    return upcoming(
+        row.kind,
+        row.next_run_at,
+        count=count,
+        cron=row.cron,
+        zone=parse_timezone(zone_of(rt, row)) if row.kind == "cron" else None,
+        anchor=row.anchor,
+        interval_seconds=row.interval_seconds,
+    )
+
+
+def _first_due(rt: Runtime, data: ScheduleCreate, now: datetime) -> tuple[datetime, dict[str, Any]]:
+    """The first due time and the kind's own columns; a 400 naming the field at fault."""
+    when = data.when
+    if isinstance(when, Scheduled):
+        if when.date <= now:
+            raise BadRequest("when.date lies in the past.", param="when.date")
+        return when.date, {}
+    if isinstance(when, Delayed):
+        return now + timedelta(seconds=when.delay_in_seconds), {
+            "delay_seconds": when.delay_in_seconds
+        }
+    if isinstance(when, Interval):
+        minimum = rt.settings.min_interval_seconds
+        if when.interval_seconds < minimum:
+            raise BadRequest(
+                f"when.intervalSeconds must be at least {minimum} (KENNEL_MIN_INTERVAL_SECONDS).",
+                param="when.intervalSeconds",
+            )
+        return now + timedelta(seconds=when.interval_seconds), {
+            "interval_seconds": when.interval_seconds
+        }
+    assert isinstance(when, Cron)
+    try:
+        expression = parse_cron(when.cron)
+    except ValueError as exc:
+        raise BadRequest(f"when.cron {exc}.", param="when.cron") from None
+    try:
+        zone = parse_timezone(when.timezone or rt.settings.schedule_timezone)
+    except ValueError as exc:
+        raise BadRequest(f"when.timezone: {exc}.", param="when.timezone") from None
+    first = next_due("cron", after=now, cron=expression, zone=zone)
+    assert first is not None
+    return first, {"cron": expression, "timezone": when.timezone}
+
+
+async def create_schedule(
+    rt: Runtime, caller: Caller, worker_id: str, data: ScheduleCreate
+) -> ScheduleRow:
+    now = utcnow()
+    first, columns = _first_due(rt, data, now)
+    row = ScheduleRow(
+        id=new_id("sch"),
+        worker_id=worker_id,
+        organization_id=caller.organization_id,
+        created_by_user_id=caller.user_id,
+        kind=data.when.type,
+        input=data.input,
+        budget=data.budget,
+        delay_seconds=columns.get("delay_seconds"),
+        cron=columns.get("cron"),
+        timezone=columns.get("timezone"),
+        interval_seconds=columns.get("interval_seconds"),
+        anchor=now if data.when.type == "interval" else first,
+        next_run_at=first,
+        paused=False,
+        last_run_at=None,
+        created_at=now,
+        cancelled_at=None,
+    )
+    async with rt.db.write() as w:
+        worker = await workers.visible_worker(w, caller, worker_id)
+        limit = rt.settings.max_schedules_per_worker
+        if await repo.count_active(w, worker.id) >= limit:
+            raise Conflict(
+                f"Worker {worker.id!r} has {limit} schedules already, the most it may have "
+                "(KENNEL_MAX_SCHEDULES_PER_WORKER); cancel one first."
+            )
+        await repo.insert(w, row._replace(worker_id=worker.id))
+    wake()
+    return row
+
+
+async def list_schedules(rt: Runtime, caller: Caller, worker_id: str) -> list[ScheduleRow]:
+    async with rt.db.read() as r:
+        worker = await workers.visible_worker(r, caller, worker_id)
+        return await repo.active_of_worker(r, worker.id)
+
+
+async def get_schedule(
+    rt: Runtime, caller: Caller, worker_id: str, schedule_id: str
+) -> ScheduleRow:
+    async with rt.db.read() as r:
+        return await _visible(r, caller, worker_id, schedule_id)
+
+
+async def _visible(
+    r: Any, caller: Caller, worker_id: str, schedule_id: str, *, finished: bool = False
+) -> ScheduleRow:
+    worker = await workers.visible_worker(r, caller, worker_id)
+    found = await repo.schedule(r, worker.id, schedule_id, finished=finished)
+    if found is None:
+        raise NotFound("schedule", schedule_id)
+    return found
+
+
+async def cancel_schedule(rt: Runtime, caller: Caller, worker_id: str, schedule_id: str) -> None:
+    """Cancel it; a task it already started goes on."""
+    async with rt.db.write() as w:
+        found = await _visible(w, caller, worker_id, schedule_id)
+        await repo.cancel(w, found.id)
+    wake()
+
+
+async def set_paused(
+    rt: Runtime, caller: Caller, worker_id: str, schedule_id: str, paused: bool
+) -> ScheduleRow:
+    """Pause (it keeps its place) or resume (from its next due time after now: what it skipped
+    while paused is not replayed; a one-shot whose time passed fires at once)."""
+    now = utcnow()
+    async with rt.db.write() as w:
+        found = await _visible(w, caller, worker_id, schedule_id)
+        assert found.next_run_at is not None
+        next_run_at = found.next_run_at
+        if not paused and found.paused and next_run_at <= now:
+            later = next_due(
+                found.kind,
+                after=now,
+                cron=found.cron,
+                zone=parse_timezone(zone_of(rt, found)) if found.kind == "cron" else None,
+                anchor=found.anchor,
+                interval_seconds=found.interval_seconds,
+            )
+            next_run_at = later or now
+        await repo.set_paused(w, found.id, paused, next_run_at)
+    wake()
+    return found._replace(paused=paused, next_run_at=next_run_at)
+
+
+async def run_now(
+    rt: Runtime, caller: Caller, worker_id: str, schedule_id: str
+) -> tuple[RunRow, tasks.StartedTurn]:
+    """Fire once now, through the same path as `POST /api/tasks`, recorded as `manual`."""
+    now = utcnow()
+    async with rt.db.read() as r:
+        found = await _visible(r, caller, worker_id, schedule_id)
+    trigger = {"scheduleId": found.id, "dueAt": iso_z(now), "manual": True}
+    data = TaskCreate.model_validate(
+        {"input": found.input, "workerId": found.worker_id, "budget": found.budget}
+    )
+    async with rt.db.write() as w:
+        started = await tasks.record_turn(
+            w, rt, caller, data, {}, triggered_by="schedule", trigger=trigger
+        )
+        run = RunRow(new_id("run"), found.id, now, now, "manual", started.task.id, None)
+        await repo.insert_run(w, run)
+    await tasks.enqueue_turn(rt, started.turn.id)
+    return run, started
+
+
+async def list_runs(
+    rt: Runtime, caller: Caller, worker_id: str, schedule_id: str, *, page: int
+) -> tuple[list[RunView], int, int]:
+    async with rt.db.read() as r:
+        found = await _visible(r, caller, worker_id, schedule_id, finished=True)
+        rows, total = await repo.page_of_runs(r, found.id, page=page, size=RUNS_PAGE_SIZE)
+    return rows, max(1, math.ceil(total / RUNS_PAGE_SIZE)), total

@@ -1,0 +1,190 @@
+"""When a schedule is due: cron expressions, intervals, one-shots, and the catch-up rule.
+
+| kind | due times | after it fires |
+| --- | --- | --- |
+| scheduled | its `date` | done (leaves the list) |
+| delayed | creation + `delayInSeconds` | done |
+| cron | each tick, read in its time zone (see `next_cron`) | the next tick after now |
+| interval | anchor + k·N seconds (anchor: creation) | the next anchor + k·N after now |
+
+Intervals never drift by how late a firing was. Cron follows Debian cron's rules across
+daylight-saving changes: a fixed-time job in an hour the clock skips runs once when it jumps,
+one in an hour that repeats runs once; a job more often than hourly runs at every real minute
+whose wall-clock time matches.
+
+After downtime a one-shot fires at once, and a recurring schedule fires once, standing for every
+tick it missed, then keeps its cadence (never once per missed tick). A firing more than
+`CATCH_UP_SECONDS` late is recorded as `caught_up`. All times are aware datetimes in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from cronsim import CronSim, CronSimError
+
+__all__ = [
+    "CATCH_UP_SECONDS",
+    "MAX_SECONDS",
+    "next_cron",
+    "next_due",
+    "next_interval",
+    "parse_cron",
+    "parse_timezone",
+    "upcoming",
+]
+
+CATCH_UP_SECONDS = 30.0
+MAX_SECONDS = 31_536_000  # a year: the longest delay or interval
+_NAMES = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def parse_cron(expression: str) -> str:
+    """The expression, normalised (a name such as `@daily` as its five fields); ValueError
+    with a readable reason when it is not a five-field cron expression that can ever run."""
+    text = " ".join(expression.split())
+    text = _NAMES.get(text.lower(), text)
+    fields = text.split(" ")
+    if len(fields) == 6:
+        raise ValueError(
+            "has six fields; Kennel takes five (minute hour day month weekday), no seconds"
+        )
+    if len(fields) != 5 or text.startswith("@"):
+        raise ValueError(
+            "must have five fields (minute hour day month weekday) or be one of "
+            + ", ".join(sorted(_NAMES))
+        )
+    try:
+        next(CronSim(text, _EPOCH))
+    except (CronSimError, StopIteration, ValueError) as exc:
+        raise ValueError(f"is not valid: {exc}") from None
+    return text
+
+
+def parse_timezone(name: str) -> ZoneInfo:
+    """The IANA zone of that name; ValueError for anything else."""
+    if not name or len(name) > 64 or name not in _zones():
+        raise ValueError(f"{name[:64]!r} is not an IANA time zone (such as Europe/Berlin)")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (such as Europe/Berlin)") from None
+
+
+def _zones() -> set[str]:
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = available_timezones() | {"UTC"}
+    return _ZONES
+
+
+_ZONES: set[str] | None = None
+
+
+def next_cron(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
+    """The first tick strictly after `after`, in UTC.
+
+    A job at a fixed time (its minute and hour fields are not `*...`) follows Debian cron's
+    rules, as `cronsim` implements them: once in a repeated hour, and at the jump in a skipped
+    one. A job that runs more often than hourly is "scheduled normally", as Debian cron says:
+    at every real minute whose wall-clock time matches, so twice in a repeated hour and not at
+    all in a skipped one."""
+    fields = expression.split(" ")
+    if not (fields[0].startswith("*") or fields[1].startswith("*")):
+        tick = next(CronSim(expression, after.astimezone(zone).replace(microsecond=0)))
+        while tick.astimezone(UTC) <= after:  # `after` in the second pass of a repeated hour
+            tick = next(CronSim(expression, tick))
+        return tick.astimezone(UTC)
+    # Wall-clock ticks from an hour back (a repeated hour's second pass), each at the real
+    # instants it names: none when the clock skipped it, two when the hour repeats.
+    start = (after.astimezone(zone) - timedelta(hours=1)).replace(tzinfo=None, microsecond=0)
+    best: datetime | None = None
+    for wall in CronSim(expression, start):
+        if best is not None and wall > best.astimezone(zone).replace(tzinfo=None) + _AMBIGUITY:
+            return best
+        for fold in (0, 1):
+            instant = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+            if instant.astimezone(zone).replace(tzinfo=None) != wall:
+                continue  # the clock skipped this wall time
+            if instant > after and (best is None or instant < best):
+                best = instant
+    raise AssertionError("unreachable: cron ticks never end")  # pragma: no cover
+
+
+_AMBIGUITY = timedelta(hours=3)  # the most a wall-clock time can be out of step with the real one
+
+
+def next_interval(anchor: datetime, seconds: int, after: datetime) -> datetime:
+    """anchor + k·seconds, the first such moment strictly after `after`."""
+    if after < anchor:
+        return anchor
+    periods = int((after - anchor).total_seconds() // seconds) + 1
+    due = anchor + timedelta(seconds=periods * seconds)
+    while due <= after:  # float rounding of very long spans
+        due += timedelta(seconds=seconds)
+    return due
+
+
+def next_due(
+    kind: str,
+    *,
+    after: datetime,
+    cron: str | None = None,
+    zone: ZoneInfo | None = None,
+    anchor: datetime | None = None,
+    interval_seconds: int | None = None,
+) -> datetime | None:
+    """The next due time of a recurring schedule strictly after `after`; None for one-shots."""
+    if kind == "cron":
+        assert cron is not None
+        assert zone is not None
+        return next_cron(cron, zone, after)
+    if kind == "interval":
+        assert anchor is not None
+        assert interval_seconds is not None
+        return next_interval(anchor, interval_seconds, after)
+    return None
+
+
+def upcoming(
+    kind: str,
+    first: datetime | None,
+    *,
+    count: int = 5,
+    cron: str | None = None,
+    zone: ZoneInfo | None = None,
+    anchor: datetime | None = None,
+    interval_seconds: int | None = None,
+) -> list[datetime]:
+    """The next `count` due times from `first` (the schedule's next run) on."""
+    if first is None:
+        return []
+    if kind not in ("cron", "interval"):
+        return [first]
+
+    def times() -> list[datetime]:
+        found, current = [first], first
+        for _ in range(count - 1):
+            current = next_due(
+                kind,
+                after=current,
+                cron=cron,
+                zone=zone,
+                anchor=anchor,
+                interval_seconds=interval_seconds,
+            )  # type: ignore[assignment]  # recurring kinds always have a next
+            found.append(current)
+        return found
+
+    return list(islice(times(), count))
