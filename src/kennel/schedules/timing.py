@@ -36,7 +36,7 @@ __all__ = [
     "upcoming",
 ]
 
-CATCH_UP_SECONDS = 5.0 
+CATCH_UP_SECONDS = 5.0
 MAX_SECONDS = 31_536_000  # a year: the longest delay or interval
 _NAMES = {
     "@hourly": "0 * * * *",
