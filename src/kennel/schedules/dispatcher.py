@@ -106,7 +106,8 @@ class Dispatcher:
 
 
 async def fire_due(rt: Runtime, now: datetime) -> int:
-    """Fire the schedules due at `now` (one batch); how many were claimed."""
+    """Fire the schedules due at `now` (one batch); how many were claimed. The turns are queued
+    in the background, so that the next batch is claimed at once."""
     turn_ids: list[str] = []
     async with rt.db.write() as w:
         due = await repo.claim_due(w, now, BATCH)
@@ -114,9 +115,22 @@ async def fire_due(rt: Runtime, now: datetime) -> int:
             turn_id = await _fire(w, rt, schedule, now)
             if turn_id is not None:
                 turn_ids.append(turn_id)
-    for turn_id in turn_ids:
-        await tasks.enqueue_turn(rt, turn_id)
+    if turn_ids:
+        queueing = asyncio.create_task(_enqueue(rt, turn_ids))
+        _queueing.add(queueing)  # held: the loop keeps only weak references to tasks
+        queueing.add_done_callback(_queueing.discard)
     return len(due)
+
+
+_queueing: set[asyncio.Task[None]] = set()
+
+
+async def _enqueue(rt: Runtime, turn_ids: list[str]) -> None:
+    for turn_id in turn_ids:
+        try:
+            await tasks.enqueue_turn(rt, turn_id)
+        except Exception:  # the turn is pending in the database: the next start-up queues it
+            log.exception("queueing the turn %s of a schedule failed", turn_id)
 
 
 async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> str | None:
