@@ -126,6 +126,15 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1024, description="Largest JSON request body accepted (413 past it)."
     )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    session_idle_seconds: int = Field(
+        12 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description=(
+            "A dashboard sign-in ends after this long without a request (and 30 days after it "
+            "began, however active)."
+        ),
+    )
 
     @field_validator("public_url")
     @classmethod

@@ -1,12 +1,14 @@
 """Table declarations; every module is imported here so Alembic sees the whole metadata."""
 
 from kennel.models.base import metadata
+from kennel.models.dashboard_session import dashboard_sessions
 from kennel.models.organization import api_keys, organizations, users
 from kennel.models.task import tasks, turn_files, turns
 from kennel.models.worker import worker_instruction_versions, worker_members, workers
 
 __all__ = [
     "api_keys",
+    "dashboard_sessions",
     "metadata",
     "organizations",
     "tasks",
