@@ -150,7 +150,9 @@ def set_session_cookie(response: Response, settings: Settings, session_id: str) 
         samesite="lax",
         secure=_secure(settings),
     )
-    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    response.delete_cookie(
+        LOGIN_COOKIE, path="/login", httponly=True, samesite="lax", secure=_secure(settings)
+    )
 
 
 def clear_session_cookie(response: Response, settings: Settings) -> None:
