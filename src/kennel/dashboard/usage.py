@@ -8,9 +8,9 @@ from datetime import date
 
 __all__ = ["Bar", "UsageChart", "usage_chart"]
 
-_WIDTH = 600
-_HEIGHT = 120
-_TOP = 8  # room above the tallest bar
+_WIDTH = 300
+_HEIGHT = 80
+_TOP = 6  # room above the tallest bar
 _GAP = 2
 
 
