@@ -10,10 +10,12 @@ comes from a loader registered here:
     WORKER_PANELS["schedules"] = schedules_panel
 
 Inside the panel template, besides `panel_<name>` (the loader's mapping): `worker` (the
-`WorkerRow`), `state` (the `Worker` object), `csrf` (the token every form must post as `csrf`)
-and `panel_errors` (`{field: message}` of the last refused form, else empty). A panel's forms
-post to dashboard routes that depend on `SignedInDep` and read their form with
-`kennel.dashboard.forms.read_form` (which checks the CSRF token).
+`WorkerRow`), `state` (the `Worker` object), `email` (the worker's address), `csrf` (the token
+every form must post as `csrf`) and `panel_errors` (`{field: message}` of a refused form, else
+empty). A panel's forms post to dashboard routes (`route_class=DashboardRoute`) that depend on
+`SignedInDep`, read their form with `kennel.dashboard.forms.read_form` (which checks the CSRF
+token), call their service, and answer `redirect(...)` or, when it refuses,
+`render_worker_page(request, who, worker_id, panel_errors=..., status=...)`.
 """
 
 from __future__ import annotations

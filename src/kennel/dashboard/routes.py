@@ -29,7 +29,7 @@ from kennel.tasks.streaming import sse_response
 from kennel.workers import service as workers_service
 from kennel.workers.render import worker_email
 
-__all__ = ["router"]
+__all__ = ["render_worker_page", "router"]
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -108,10 +108,10 @@ async def worker_page(
     worker_id: str, request: Request, who: SignedInDep, page: str | None = None
 ) -> Response:
     """A worker: its template, live state, the Run form, its task history and usage."""
-    return await _worker_page(request, who, worker_id, page=page_number(page))
+    return await render_worker_page(request, who, worker_id, page=page_number(page))
 
 
-async def _worker_page(
+async def render_worker_page(
     request: Request,
     who: SignedIn,
     worker_id: str,
@@ -121,8 +121,11 @@ async def _worker_page(
     template_values: dict[str, str] | None = None,
     run_errors: dict[str, str] | None = None,
     run_values: dict[str, str] | None = None,
+    panel_errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
+    """The worker's page; a refused form shows it again with its errors and what was typed
+    (the panels' routes pass `panel_errors`, which their templates read)."""
     rt = runtime(request)
     caller = who.caller
     state = await workers_service.worker_state(rt.db, rt.settings, caller, worker_id)
@@ -156,7 +159,7 @@ async def _worker_page(
         "template_errors": template_errors or {},
         "run_form": run_values or {},
         "run_errors": run_errors or {},
-        "panel_errors": {},
+        "panel_errors": panel_errors or {},
         **panels,
     }
     return render("worker.html", context, status_code=status)
@@ -178,7 +181,7 @@ async def save_template(worker_id: str, request: Request, who: SignedInDep) -> R
     except ApiError as exc:
         if exc.status not in (400, 403):
             raise
-        return await _worker_page(
+        return await render_worker_page(
             request,
             who,
             worker.id,
@@ -203,7 +206,7 @@ async def run(worker_id: str, request: Request, who: SignedInDep) -> Response:
     except ApiError as exc:
         if exc.status not in (400, 409):
             raise
-        return await _worker_page(
+        return await render_worker_page(
             request,
             who,
             worker_id,
