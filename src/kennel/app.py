@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from kennel import __version__, runtime
 from kennel.agents import build_model, is_offline
 from kennel.auth.service import bootstrap
+from kennel.dashboard import install_dashboard
 from kennel.db import migrate, open_database
 from kennel.docs import install_docs
 from kennel.durable import launch as launch_dbos
@@ -37,8 +38,10 @@ __all__ = ["PUBLIC_PATHS", "create_app"]
 log = logging.getLogger("kennel")
 
 # The only routes served without an API key; a test walks app.routes against this list.
+# The dashboard's pages need a signed-in session instead, except its sign-in page and files.
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/docs", "/docs/oauth2-redirect", "/docs/assets", "/openapi.json"}
+    | {"/login", "/static"}
 )
 
 _OFFLINE_BANNER = (
@@ -133,4 +136,5 @@ def create_app(
     app.include_router(tasks_router)
     app.include_router(webhooks_router)
     app.include_router(schedules_router)
+    install_dashboard(app)
     return app

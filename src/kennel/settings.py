@@ -182,6 +182,15 @@ class Settings(BaseSettings):
             "After `regenerate-token`, deliveries are signed with the old token too for this long."
         ),
     )
+    session_idle_seconds: int = Field(
+        12 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description=(
+            "A dashboard sign-in ends after this long without a request (and 30 days after it "
+            "began, however active)."
+        ),
+    )
 
     @field_validator("public_url")
     @classmethod

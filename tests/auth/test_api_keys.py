@@ -7,9 +7,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from starlette.routing import Mount, Route
 
 from kennel.app import PUBLIC_PATHS, create_app
 from kennel.auth.keys import generate_key, hash_key
@@ -30,13 +32,31 @@ def api_routes(app: FastAPI) -> list[tuple[str, str]]:
     )
 
 
+def served_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, path) the app answers, read from `app.routes` (FastAPI's included routers
+    opened up; a mounted app is one ("MOUNT", path))."""
+    found: list[tuple[str, str]] = []
+    pending: list[tuple[str, Any]] = [("", route) for route in app.routes]
+    while pending:
+        prefix, route = pending.pop()
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            inner = prefix + route.include_context.prefix
+            pending.extend((inner, r) for r in included.routes)
+        elif isinstance(route, Mount):
+            found.append(("MOUNT", prefix + route.path))
+        elif isinstance(route, Route):
+            found.extend((m, prefix + route.path) for m in route.methods or () if m != "HEAD")
+    return sorted(found)
+
+
 def fill(path: str, ids: dict[str, str]) -> str:
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
         assert name in ids, f"add a foreign id for path parameter {name!r} to this test"
         return ids[name]
 
-    return re.sub(r"\{(\w+)\}", sub, path)
+    return re.sub(r"\{(\w+)(?::\w+)?\}", sub, path)
 
 
 class TestEveryRouteNeedsAKey:
@@ -68,6 +88,35 @@ class TestEveryRouteNeedsAKey:
                 r = await client.request(method, url, headers=headers, **kwargs)
                 assert r.status_code == 401, (method, path, headers, r.text)
                 assert r.json()["error"]["type"] == "authentication_error"
+
+    async def test_every_other_route_needs_a_dashboard_session(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        """Outside the API and the allow-list, every route is a dashboard page: without a live
+        session it sends the browser to sign in, and does nothing else."""
+        api = {(method, path) for method, path in api_routes(app)}
+        fake_ids = {"worker_id": "wrk_x", "task_id": "tsk_x", "path": "notes.txt"}
+        checked = set()
+        for method, path in served_routes(app):
+            documented = re.sub(r":\w+\}", "}", path)  # OpenAPI drops `{path:path}`'s converter
+            if (method, documented) in api or path in PUBLIC_PATHS:
+                continue
+            assert method != "MOUNT", f"mounted {path} is not in PUBLIC_PATHS"
+            assert not path.startswith("/api/"), f"{method} {path} is missing from the API docs"
+            url = fill(path, fake_ids)
+            for cookies in ({}, {"kennel_session": "x" * 43}, {"kennel_session": ""}):
+                client.cookies.clear()
+                for name, value in cookies.items():
+                    client.cookies.set(name, value, domain="kennel.test")
+                r = await client.request(method, url, data={"csrf": "x"})
+                assert r.status_code == 303, (method, path, cookies, r.text)
+                assert r.headers["location"].startswith("/login"), (method, path)
+            checked.add(path)
+        client.cookies.clear()
+        assert {"/", "/workers", "/workers/{worker_id}", "/tasks/{task_id}", "/logout"} <= checked
+        # And the public ones are what they say: the sign-in form and our static files.
+        assert (await client.get("/login")).status_code == 200
+        assert (await client.get("/static/dashboard.js")).status_code == 200
 
     async def test_healthz_is_open(self, client: httpx.AsyncClient) -> None:
         r = await client.get("/healthz")

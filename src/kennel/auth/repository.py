@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 
 from kennel.db import Read, Write, select_rows
-from kennel.models import api_keys, organizations, users
+from kennel.models import api_keys, dashboard_sessions, organizations, users
 from kennel.timestamps import utcnow
 
 __all__ = [
@@ -161,3 +161,94 @@ async def list_keys(r: Read) -> list[KeyListing]:
         .order_by(api_keys.c.created_at, api_keys.c.id)
     )
     return [KeyListing._make(row) for row in rows]
+
+
+# -- dashboard sessions ---------------------------------------------------------------------
+
+__all__ += [
+    "SessionOwner",
+    "SessionRow",
+    "delete_session",
+    "delete_stale_sessions",
+    "insert_session",
+    "session_owner",
+    "touch_session",
+]
+
+
+class SessionRow(NamedTuple):
+    id_hash: str
+    user_id: str
+    key_id: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+class SessionOwner(NamedTuple):
+    user_id: str
+    organization_id: str
+    role: str
+    key_id: str
+    last_seen_at: datetime
+
+
+# Runs on every dashboard request. The join on the key is the revocation check: a session lives
+# no longer than the API key that signed it in.
+_SESSION_OWNER = (
+    select(
+        users.c.id,
+        users.c.organization_id,
+        users.c.role,
+        api_keys.c.id,
+        dashboard_sessions.c.last_seen_at,
+    )
+    .select_from(dashboard_sessions)
+    .join(api_keys, api_keys.c.id == dashboard_sessions.c.key_id)
+    .join(users, users.c.id == api_keys.c.user_id)
+    .where(
+        dashboard_sessions.c.id_hash == bindparam("id_hash"),
+        dashboard_sessions.c.expires_at > bindparam("now"),
+        dashboard_sessions.c.last_seen_at > bindparam("idle_since"),
+        api_keys.c.revoked_at.is_(None),
+    )
+)
+
+
+async def insert_session(w: Write, row: SessionRow) -> None:
+    await w.execute(insert(dashboard_sessions), row._asdict())
+
+
+async def session_owner(
+    r: Read, id_hash: str, *, now: datetime, idle_since: datetime
+) -> SessionOwner | None:
+    """Who a live session acts as: not past its end, seen since `idle_since`, its key active."""
+    row = await r.first(_SESSION_OWNER, {"id_hash": id_hash, "now": now, "idle_since": idle_since})
+    return SessionOwner._make(row) if row else None
+
+
+async def touch_session(w: Write, id_hash: str, now: datetime) -> None:
+    await w.execute(
+        update(dashboard_sessions)
+        .where(dashboard_sessions.c.id_hash == id_hash)
+        .values(last_seen_at=now)
+    )
+
+
+async def delete_session(w: Write, id_hash: str) -> bool:
+    statement = delete(dashboard_sessions).where(dashboard_sessions.c.id_hash == id_hash)
+    return bool(await w.execute(statement))
+
+
+async def delete_stale_sessions(
+    w: Write, user_id: str, *, now: datetime, idle_since: datetime
+) -> int:
+    """Forget the user's sessions that can no longer be used; how many there were."""
+    statement = delete(dashboard_sessions).where(
+        dashboard_sessions.c.user_id == user_id,
+        or_(
+            dashboard_sessions.c.expires_at <= now,
+            dashboard_sessions.c.last_seen_at <= idle_since,
+        ),
+    )
+    return await w.execute(statement)

@@ -1,6 +1,7 @@
 """Table declarations; every module is imported here so Alembic sees the whole metadata."""
 
 from kennel.models.base import metadata
+from kennel.models.dashboard_session import dashboard_sessions
 from kennel.models.organization import api_keys, organizations, users
 from kennel.models.schedule import schedule_runs, schedules
 from kennel.models.task import tasks, turn_files, turns
@@ -9,6 +10,7 @@ from kennel.models.worker import worker_instruction_versions, worker_members, wo
 
 __all__ = [
     "api_keys",
+    "dashboard_sessions",
     "metadata",
     "organizations",
     "schedule_runs",

@@ -372,3 +372,70 @@ async def task_and_turns(
     """The task (by internal id), else the worker's latest task, and its turns in order."""
     task = await by_id(r, task_id) if task_id else await latest_of_worker(r, worker_id)
     return task, (await turns_of(r, task.id) if task else [])
+
+
+# -- the dashboard: what each worker did, and credits over time -----------------------------
+
+__all__ += ["WorkerActivity", "activity_of_workers", "turn_credits_since"]
+
+
+class WorkerActivity(NamedTuple):
+    worker_id: str
+    last_status: str | None  # of its latest task; None when it never ran
+    last_run_at: datetime | None
+    credits: int  # of all its tasks, archived ones included
+
+
+_RECENT = tasks.alias("recent")
+_SPENT = tasks.alias("spent")
+_ACTIVITY = (
+    select(
+        workers.c.id,
+        tasks.c.status,
+        tasks.c.last_turn_at,
+        select(func.coalesce(func.sum(_SPENT.c.credits), 0))
+        .where(_SPENT.c.worker_id == workers.c.id)
+        .correlate(workers)
+        .scalar_subquery(),
+    )
+    .select_from(
+        workers.outerjoin(
+            tasks,
+            tasks.c.id
+            == select(_RECENT.c.id)
+            .where(_RECENT.c.worker_id == workers.c.id)
+            .order_by(_RECENT.c.last_turn_at.desc(), _RECENT.c.id.desc())
+            .limit(1)
+            .correlate(workers)
+            .scalar_subquery(),
+        )
+    )
+    .where(workers.c.id.in_(bindparam("worker_ids", expanding=True)), VISIBLE_TO_CALLER)
+)
+
+
+async def activity_of_workers(
+    r: Read, caller: Caller, worker_ids: Sequence[str]
+) -> dict[str, WorkerActivity]:
+    """Latest task and credits spent of each of those workers the caller may see."""
+    if not worker_ids:
+        return {}
+    rows = await r.all(_ACTIVITY, {"worker_ids": list(worker_ids), **caller_params(caller)})
+    found = [WorkerActivity(row[0], row[1], row[2], int(row[3] or 0)) for row in rows]
+    return {activity.worker_id: activity for activity in found}
+
+
+async def turn_credits_since(
+    r: Read, worker_id: str, since: datetime
+) -> list[tuple[datetime, int]]:
+    """(completed at, credits) of the worker's turns that spent credits since `since`."""
+    rows = await r.all(
+        select(turns.c.completed_at, turns.c.credits)
+        .join(tasks, tasks.c.id == turns.c.task_id)
+        .where(
+            tasks.c.worker_id == worker_id,
+            turns.c.completed_at >= since,
+            turns.c.credits > 0,
+        )
+    )
+    return [(row[0], int(row[1])) for row in rows]

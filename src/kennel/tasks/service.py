@@ -6,12 +6,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID, WorkflowHandleAsync
 from dbos._error import DBOSAwaitedWorkflowCancelledError
+from pydantic_ai.messages import AgentStreamEvent
 from sqlalchemy.exc import IntegrityError
 
 from kennel.auth import Caller
@@ -24,6 +26,7 @@ from kennel.tasks import control, waiters
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import TaskCreate
+from kennel.tasks.streaming import live_events, replayed_events
 from kennel.tasks.workflows import run_turn, turn_context
 from kennel.timestamps import utcnow
 from kennel.workers import repository as workers_repo
@@ -355,3 +358,59 @@ async def archive_task(rt: Runtime, caller: Caller, public_id: str) -> None:
 
 def page_count(total: int) -> int:
     return max(1, math.ceil(total / PAGE_SIZE))
+
+
+# -- for the dashboard ----------------------------------------------------------------------
+
+__all__ += ["credits_per_day", "worker_activity", "worker_events"]
+
+
+async def worker_activity(
+    rt: Runtime, caller: Caller, worker_ids: Sequence[str]
+) -> dict[str, repo.WorkerActivity]:
+    """Latest run and credits of each of those workers the caller may see."""
+    async with rt.db.read() as r:
+        return await repo.activity_of_workers(r, caller, worker_ids)
+
+
+async def credits_per_day(
+    rt: Runtime, caller: Caller, worker_id: str, *, days: int = 30, today: date | None = None
+) -> list[tuple[date, int]]:
+    """Credits the worker's turns spent on each of the last `days` days (UTC), oldest first."""
+    today = today or utcnow().date()
+    first = today - timedelta(days=days - 1)
+    since = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+    async with rt.db.read() as r:
+        worker = await workers.visible_worker(r, caller, worker_id)
+        spent = await repo.turn_credits_since(r, worker.id, since)
+    by_day = dict.fromkeys((first + timedelta(days=n) for n in range(days)), 0)
+    for completed_at, credits in spent:
+        day = completed_at.astimezone(UTC).date()
+        if day in by_day:
+            by_day[day] += credits
+    return list(by_day.items())
+
+
+async def worker_events(
+    rt: Runtime, caller: Caller, worker_id: str
+) -> tuple[AsyncIterator[AgentStreamEvent], dict[str, str]]:
+    """The events of `GET /api/workers/{id}?stream=true`: the latest task's finished turns
+    replayed, then its turn in flight as it happens; and the ids of its `start` chunk."""
+    async with rt.db.read() as r:
+        worker = await workers.visible_worker(r, caller, worker_id)
+        task, turns = await repo.task_and_turns(r, worker_id=worker.id)
+    live = turns[-1].id if turns and turns[-1].status in repo.IN_FLIGHT else None
+    finished = [t for t in turns if t.id != live]
+    polling = rt.settings.queue_polling_seconds
+
+    async def events() -> AsyncIterator[AgentStreamEvent]:
+        for event in replayed_events(finished):
+            yield event
+        if live is not None:
+            async for event in live_events(live, polling_seconds=polling):
+                yield event
+
+    ids = {"workerId": worker.id}
+    if task is not None and turns:
+        ids.update(taskId=task.public_id, turnId=turns[-1].id)
+    return events(), ids

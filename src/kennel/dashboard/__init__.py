@@ -1,0 +1,27 @@
+"""The dashboard: the web pages behind every `url` field, signed in with an API key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from kennel.dashboard.headers import DashboardHeadersMiddleware
+from kennel.dashboard.routes import router as pages_router
+from kennel.dashboard.signin import router as signin_router
+
+__all__ = ["DASHBOARD_PUBLIC_PATHS", "STATIC_PATH", "install_dashboard"]
+
+STATIC_PATH = "/static"
+# Served without a session: the sign-in page and our own CSS, script and icon.
+DASHBOARD_PUBLIC_PATHS = frozenset({"/login", STATIC_PATH})
+_STATIC = Path(__file__).parent / "static"
+
+
+def install_dashboard(app: FastAPI) -> None:
+    """Mount the pages, the static files and the security headers on the app."""
+    app.mount(STATIC_PATH, StaticFiles(directory=_STATIC), name="dashboard-static")
+    app.include_router(signin_router)
+    app.include_router(pages_router)
+    app.add_middleware(DashboardHeadersMiddleware)

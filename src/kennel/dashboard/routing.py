@@ -1,0 +1,72 @@
+"""The dashboard's route class and the small things every page handler needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request
+from fastapi.routing import APIRoute
+from starlette.responses import RedirectResponse, Response
+
+from kennel.dashboard.auth import CsrfRefused, SignInRequired, login_url
+from kennel.dashboard.templating import render
+from kennel.errors import ApiError
+from kennel.runtime import Runtime
+
+__all__ = ["DashboardRoute", "error_page", "page_number", "redirect", "runtime"]
+
+_TITLES = {
+    400: "That did not work",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Not now",
+    413: "Too large",
+    502: "The model provider failed",
+}
+
+
+class DashboardRoute(APIRoute):
+    """FastAPI's route, answering like a web page: a browser that is not signed in is sent to
+    the sign-in page, a refused form or an `ApiError` of a service is an HTML page with the
+    error's status (the same 404 as the API for what the user may not see)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignInRequired as exc:
+                return RedirectResponse(login_url(exc.next_path), status_code=303)
+            except CsrfRefused:
+                message = (
+                    "This form did not carry this sign-in's security token, so nothing was "
+                    "changed. Reload the page and try again."
+                )
+                return error_page(403, message)
+            except ApiError as exc:
+                return error_page(exc.status, exc.message)
+
+        return answer
+
+
+def error_page(status: int, message: str) -> Response:
+    title = _TITLES.get(status, "Something went wrong")
+    return render("error.html", {"title": title, "message": message}, status_code=status)
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
+
+
+def redirect(path: str) -> RedirectResponse:
+    """After a form: 303, so the browser GETs the page (a reload does not post again)."""
+    return RedirectResponse(path, status_code=303)
+
+
+def page_number(raw: str | None) -> int:
+    """`?page=`, forgiving: anything but a whole number from 1 is the first page."""
+    if raw and raw.isdigit() and 0 < int(raw) <= 100_000:
+        return int(raw)
+    return 1
