@@ -104,7 +104,7 @@ def error_body(
 _SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
 
 
-def validation_error(errors: Sequence[Any]) -> ApiError:
+def validation_error(errors: Sequence[Any], *, json_sent: bool = True) -> ApiError:
     """The contract's 400 for a pydantic validation failure: the first error, with `param`
     naming the field in the contract's casing (`when.delayInSeconds`, `outputSchema`).
 
@@ -132,6 +132,9 @@ def validation_error(errors: Sequence[Any]) -> ApiError:
     if kind in ("union_tag_invalid", "union_tag_not_found") and param is not None:
         param = f"{param}.type"
     if param is None and kind in {"dict_type", "model_attributes_type", "model_type"}:
+        # FastAPI hands on the raw bytes of a body that was not sent as JSON.
+        if json_sent:
+            return BadRequest("The request body must be a JSON object.")
         return ApiError(415, _JSON_ONLY)
     msg = str(first.get("msg", "Invalid value."))
     return BadRequest(f"{param}: {msg}" if param else msg, param=param)
@@ -153,9 +156,11 @@ async def _on_api_error(_: Request, exc: Exception) -> JSONResponse:
     return api_error_response(exc)
 
 
-async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return api_error_response(validation_error(exc.errors()))
+    media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    json_sent = media_type == "application/json" or media_type.endswith("+json")
+    return api_error_response(validation_error(exc.errors(), json_sent=json_sent))
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -32,6 +32,7 @@ _ERRORS = {
     "404": "Unknown resource, or one of another organization.",
     "409": "Conflict with the resource's current state.",
     "413": "Request body too large.",
+    "415": "A body that is not JSON (`Content-Type` other than `application/json`).",
 }
 _CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 
@@ -59,6 +60,8 @@ def install_openapi(app: FastAPI) -> None:
                 if not path.startswith("/api/"):
                     continue
                 for status, description in _ERRORS.items():
+                    if status == "415" and "requestBody" not in operation:
+                        continue  # only a route that reads a body refuses one
                     responses.setdefault(status, {"description": description, "content": _CONTENT})
         app.openapi_schema = document
         return document

@@ -22,6 +22,17 @@ from tests.conftest import fresh_database
 from tests.e2e.conftest import LiveServer, start_live_server
 
 EXAMPLES_PER_OPERATION = 25
+# Valid by their JSON schemas and refused by the contract with a 400 naming the field, which
+# JSON Schema cannot say: a date in the past (`when.date`), an `outputSchema` that is not a
+# Draft-07 schema. Those refusals are tested in tests/schedules and tests/workers instead.
+_EXCLUDED = {
+    label: [schemathesis.checks.positive_data_acceptance]
+    for label in (
+        "POST /api/workers/{workerId}/schedules",
+        "POST /api/workers",
+        "PATCH /api/workers/{workerId}",
+    )
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +46,13 @@ def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
             workdir,
             database_url,
             backend="sqlite",
-            extra_env={"KENNEL_TASK_WAIT_SECONDS": "5", "KENNEL_LOG_LEVEL": "WARNING"},
+            extra_env={
+                "KENNEL_TASK_WAIT_SECONDS": "5",
+                "KENNEL_LOG_LEVEL": "WARNING",
+                # Generated bodies over a field's limit can pass the default 1 MiB: the 400 for
+                # the field is what is tested, not the 413.
+                "KENNEL_MAX_JSON_BODY_BYTES": str(16 * 1024 * 1024),
+            },
         ) as server,
     ):
         yield server
@@ -63,7 +80,9 @@ def test_no_input_breaks_the_api(fuzzed_server: LiveServer) -> None:
         def fuzz(case: schemathesis.Case) -> None:
             nonlocal calls
             calls += 1
-            case.call_and_validate(timeout=30)
+            case.call_and_validate(
+                timeout=30, excluded_checks=_EXCLUDED.get(case.operation.label, [])
+            )
 
         try:
             fuzz()
