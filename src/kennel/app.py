@@ -68,9 +68,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         dispatcher = Dispatcher(rt)
         dispatcher.start()
     log.info("kennel %s ready", __version__, extra=facts)
-    if app.state.announce:
-        sys.stderr.write(startup_block(facts))
-        sys.stderr.flush()
+    if app.state.announce:  # for people, on stdout: stderr carries the JSON-lines log
+        sys.stdout.write(startup_block(facts))
+        sys.stdout.flush()
     try:
         yield
     finally:
