@@ -193,6 +193,7 @@ def _start_server(
         "KENNEL_DATA_DIR": str(tmp / "data"),
         "KENNEL_BOOTSTRAP_API_KEY": key,
         "KENNEL_LOG_LEVEL": "INFO" if with_logs else "WARNING",
+        "KENNEL_SMTP_PORT": "0",
         "KENNEL_PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
     log = (tmp / "server.log").open("wb")

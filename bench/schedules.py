@@ -43,6 +43,7 @@ def start(tmp: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str, s
         "KENNEL_DATA_DIR": str(tmp / "data"),
         "KENNEL_BOOTSTRAP_API_KEY": key,
         "KENNEL_LOG_LEVEL": "WARNING",
+        "KENNEL_SMTP_PORT": "0",
         "KENNEL_TASK_WAIT_SECONDS": "0",
         "KENNEL_MAX_SCHEDULES_PER_WORKER": "1000000",
     }

@@ -280,6 +280,7 @@ def _start_server(tmp: Path, label: str, database_url: str, env: dict[str, str])
         "KENNEL_DATA_DIR": str(tmp / f"{label}-data"),
         "KENNEL_BOOTSTRAP_API_KEY": key,
         "KENNEL_LOG_LEVEL": "WARNING",
+        "KENNEL_SMTP_PORT": "0",
         "KENNEL_PUBLIC_URL": f"http://127.0.0.1:{port}",
         **env,
     }

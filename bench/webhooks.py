@@ -54,6 +54,7 @@ def start(tmp: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str, s
         "KENNEL_DATA_DIR": str(tmp / "data"),
         "KENNEL_BOOTSTRAP_API_KEY": key,
         "KENNEL_LOG_LEVEL": "WARNING",
+        "KENNEL_SMTP_PORT": "0",
         "KENNEL_TASK_WAIT_SECONDS": "0",
         "KENNEL_ALLOW_PRIVATE_WEBHOOKS": "true",
         "KENNEL_WEBHOOK_TIMEOUT_SECONDS": "5",

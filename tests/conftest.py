@@ -79,6 +79,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         data_dir=data_dir,
         public_url="http://kennel.test",
         mail_domain="mail.kennel.test",
+        smtp_port=0,  # a free port: many apps and servers run at once in the suite
         **overrides,  # type: ignore[arg-type]
     )
 

@@ -20,6 +20,9 @@ from kennel.docs import install_docs
 from kennel.durable import launch as launch_dbos
 from kennel.durable import shutdown as shutdown_dbos
 from kennel.errors import install_error_handlers
+from kennel.mail.endpoints import router as mail_router
+from kennel.mail.intake import make_listener, resume_intakes
+from kennel.mail.listener import SmtpListener, reachable_from_other_hosts
 from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.openapi import install_openapi
 from kennel.schedules.dispatcher import Dispatcher
@@ -58,8 +61,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await bootstrap(rt.db, key=settings.bootstrap_api_key, admin_email=settings.admin_email)
     if is_offline(settings.model):
         log.warning("*" * 20 + " " + _OFFLINE_BANNER + " " + "*" * 20)
-    facts = await startup_facts(rt)
     durable = app.state.durable
+    listener: SmtpListener | None = None
     if durable:
         runtime.install(rt)
         await launch_dbos(settings)
@@ -67,6 +70,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _requeue_pending_turns(rt)
         dispatcher = Dispatcher(rt)
         dispatcher.start()
+        if settings.smtp_enabled:
+            listener = make_listener(rt)
+            await listener.start()
+            await resume_intakes(rt)
+            if settings.mail_sender_auth == "none" and reachable_from_other_hosts(
+                settings.smtp_host
+            ):
+                log.warning(
+                    "the SMTP listener on %s can be reached from other hosts, and "
+                    "KENNEL_MAIL_SENDER_AUTH=none believes any From: an allowed sender writes: "
+                    "put it behind your own mail server, or set KENNEL_MAIL_SENDER_AUTH",
+                    settings.smtp_host,
+                )
+    app.state.mail_listener = listener
+    facts = await startup_facts(rt, listener.address if listener else None)
     log.info("kennel %s ready", __version__, extra=facts)
     if app.state.announce:  # for people, on stdout: stderr carries the JSON-lines log
         sys.stdout.write(startup_block(facts))
@@ -75,6 +93,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         if durable:
+            if listener is not None:
+                await listener.stop()
             await dispatcher.stop()
             shutdown_dbos()
             runtime.uninstall()
@@ -136,5 +156,6 @@ def create_app(
     app.include_router(tasks_router)
     app.include_router(webhooks_router)
     app.include_router(schedules_router)
+    app.include_router(mail_router)
     install_dashboard(app)
     return app

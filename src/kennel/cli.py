@@ -21,8 +21,10 @@ T = TypeVar("T")
 app = typer.Typer(help="Kennel: self-hosted AI agent workers.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+mail_app = typer.Typer(help="Mail the SMTP listener took in.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(mail_app, name="mail")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -141,6 +143,53 @@ def keys_list() -> None:
     for row in rows:
         state = "revoked" if row.revoked_at else "active"
         typer.echo(f"{row.key_id}\t{row.prefix}…\t{state}\t{row.email}\t{row.organization}")
+
+
+@mail_app.command("list")
+def mail_list(
+    failed: Annotated[bool, typer.Option(help="Only messages refused or failed.")] = False,
+) -> None:
+    """The latest messages taken in: what became of each, and why."""
+    from kennel.mail.repository import messages
+
+    async def listing(db: Database) -> list[Any]:
+        async with db.read() as r:
+            return await messages(r, failed_only=failed)
+
+    typer.echo("ID\tRECEIVED\tSTATUS\tFROM\tTO\tREASON")
+    for row in _with_database(_settings(), listing):
+        received = row.received_at.strftime("%Y-%m-%d %H:%M:%S")
+        sender = row.sender or row.envelope_from or "<>"
+        reason = (row.reason or "").replace("\t", " ")
+        typer.echo(f"{row.id}\t{received}\t{row.status}\t{sender}\t{row.recipient}\t{reason}")
+
+
+@mail_app.command("replay")
+def mail_replay(
+    message_id: Annotated[str, typer.Argument(help="The message's id (eml_...).")],
+) -> None:
+    """Take a kept message in again, after a refusal or failure (a running server does it)."""
+    from dbos import DBOSClient, EnqueueOptions
+
+    from kennel.durable import MAIL_QUEUE, application_version
+    from kennel.mail.intake import mark_for_replay, replay_workflow_id
+
+    settings = _settings()
+    if not _with_database(settings, lambda db: mark_for_replay(db, message_id)):
+        typer.echo(f"kennel: no message {message_id!r}", err=True)
+        raise typer.Exit(1)
+    client = DBOSClient(system_database_url=settings.sync_database_url)
+    try:
+        options: EnqueueOptions = {
+            "queue_name": MAIL_QUEUE,
+            "workflow_name": "take_in_mail",
+            "workflow_id": replay_workflow_id(message_id),
+            "app_version": application_version(),
+        }
+        client.enqueue(options, message_id)
+    finally:
+        client.destroy()
+    typer.echo(f"queued {message_id} to be taken in again")
 
 
 def main() -> None:  # pragma: no cover - `python -m kennel`

@@ -11,11 +11,16 @@ from dbos import DBOS, DBOSConfig
 from kennel import __version__
 from kennel.settings import Settings
 
-__all__ = ["TURN_QUEUE", "launch", "shutdown"]
+__all__ = ["MAIL_QUEUE", "TURN_QUEUE", "application_version", "launch", "shutdown"]
 
 log = logging.getLogger("kennel.durable")
 
 TURN_QUEUE = "kennel_turns"
+MAIL_QUEUE = "kennel_mail"  # intakes of stored messages; the CLI's `mail replay` queues here too
+
+
+def application_version() -> str:
+    return f"kennel-{__version__}"
 
 
 def config(settings: Settings) -> DBOSConfig:
@@ -25,7 +30,7 @@ def config(settings: Settings) -> DBOSConfig:
         "system_database_url": settings.sync_database_url,
         # Pinned so that a restart recovers the turns that were in flight: DBOS only recovers
         # workflows of its own application version, which by default hashes workflow sources.
-        "application_version": f"kennel-{__version__}",
+        "application_version": application_version(),
         "executor_id": settings.executor_id,
         "log_level": "WARNING",
         # Stream readers poll on SQLite (there is no LISTEN/NOTIFY): a second is too slow for SSE.
@@ -41,6 +46,7 @@ def config(settings: Settings) -> DBOSConfig:
 async def launch(settings: Settings) -> None:
     """Start DBOS (recovering this executor's unfinished workflows) and register the queue."""
     # Imported for their registrations: DBOS must know every workflow before it launches.
+    from kennel.mail import answers, intake  # noqa: F401
     from kennel.tasks import workflows  # noqa: F401
     from kennel.webhooks import workflows as webhook_workflows  # noqa: F401
 
@@ -50,6 +56,9 @@ async def launch(settings: Settings) -> None:
         TURN_QUEUE,
         worker_concurrency=settings.turn_concurrency,
         polling_interval_sec=settings.queue_polling_seconds,
+    )
+    await DBOS.register_queue_async(
+        MAIL_QUEUE, worker_concurrency=16, polling_interval_sec=settings.queue_polling_seconds
     )
 
 

@@ -7,7 +7,9 @@ import time
 
 __all__ = ["PREFIXES", "is_valid_id", "new_id"]
 
-PREFIXES = frozenset({"wrk", "tsk", "trn", "sch", "whx", "org", "usr", "key", "fil", "msg", "run"})
+PREFIXES = frozenset(
+    {"wrk", "tsk", "trn", "sch", "whx", "org", "usr", "key", "fil", "msg", "run", "eml"}
+)
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 _BODY_LEN = 26

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -182,6 +190,49 @@ class Settings(BaseSettings):
             "After `regenerate-token`, deliveries are signed with the old token too for this long."
         ),
     )
+    smtp_enabled: bool = Field(True, description="Run the inbound SMTP listener.")
+    smtp_host: str = Field(
+        "127.0.0.1",
+        description="Address the SMTP listener binds to (loopback: behind your own mail server).",
+    )
+    smtp_port: int = Field(
+        2525, ge=0, le=65535, description="Port of the SMTP listener (0: any free port)."
+    )
+    smtp_hostname: str | None = Field(None, description="Name the listener greets with.")
+    smtp_tls_cert: Path | None = Field(None, description="Certificate file: offer STARTTLS.")
+    smtp_tls_key: Path | None = Field(None, description="Key file of `KENNEL_SMTP_TLS_CERT`.")
+    mail_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest message accepted (`SIZE`; 552 past it)."
+    )
+    mail_sender_auth: Literal["none", "upstream", "verify"] = Field(
+        "none",
+        description=(
+            "How a message's `From:` is trusted: `none` (envelope and `From:` must both be "
+            "allowed; for a listener behind your own mail server), `upstream` (the "
+            "`Authentication-Results` of your MTA, `KENNEL_MAIL_AUTHSERV_ID`), `verify` (DKIM "
+            "and DMARC checked here)."
+        ),
+    )
+    mail_authserv_id: str | None = Field(
+        None, description="Your MTA's authserv-id, for `KENNEL_MAIL_SENDER_AUTH=upstream`."
+    )
+    mail_trusted_received: int = Field(
+        1,
+        ge=0,
+        le=10,
+        description=(
+            "How many `Received:` headers your own mail system adds: only "
+            "`Authentication-Results` above them are trusted."
+        ),
+    )
+    smtp_relay: str | None = Field(
+        None, description="`host:port` of the relay that sends answers (none: no answers)."
+    )
+    smtp_relay_username: str | None = Field(None, description="Relay login.")
+    smtp_relay_password: SecretStr | None = Field(None, description="Relay password.")
+    smtp_relay_starttls: bool = Field(False, description="STARTTLS to the relay (port 587).")
+    smtp_relay_tls: bool = Field(False, description="TLS to the relay from the start (port 465).")
+    smtp_relay_timeout: float = Field(30.0, gt=0, description="Seconds for one send.")
     session_idle_seconds: int = Field(
         12 * 3600,
         ge=60,
@@ -218,6 +269,20 @@ class Settings(BaseSettings):
 
         parse_timezone(value)
         return value
+
+    @model_validator(mode="after")
+    def _mail_settings_fit(self) -> Settings:
+        if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
+            raise ValueError("KENNEL_SMTP_TLS_CERT and KENNEL_SMTP_TLS_KEY go together")
+        if self.mail_sender_auth == "upstream" and not self.mail_authserv_id:
+            raise ValueError(
+                "KENNEL_MAIL_SENDER_AUTH=upstream needs KENNEL_MAIL_AUTHSERV_ID, your MTA's id"
+            )
+        if self.smtp_relay:
+            from kennel.mail.replies import RelaySettings
+
+            RelaySettings.from_address(self.smtp_relay)  # a bad host:port says so now
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -297,5 +362,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]  # overrides are checked by pydantic
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:  # a rule across settings: its message names them
+            raise SettingsError(f"invalid settings: {first['msg']}") from None
+        field = str(first["loc"][0])
         raise SettingsError(f"invalid setting KENNEL_{field.upper()}: {first['msg']}") from None

@@ -14,7 +14,7 @@ from kennel.runtime import Runtime
 __all__ = ["startup_block", "startup_facts"]
 
 
-async def startup_facts(rt: Runtime) -> dict[str, Any]:
+async def startup_facts(rt: Runtime, smtp: tuple[str, int] | None = None) -> dict[str, Any]:
     """The facts of the block, also logged as the fields of the `ready` line."""
     settings = rt.settings
     key = settings.bootstrap_api_key
@@ -42,6 +42,8 @@ async def startup_facts(rt: Runtime) -> dict[str, Any]:
         "model": model,
         "bootstrapKey": bootstrap,
         "apiReference": f"{settings.base_url}/docs",
+        "smtp": f"{smtp[0]}:{smtp[1]} (mail to <worker>@{settings.mail_domain})" if smtp else "off",
+        "relay": settings.smtp_relay or "none: e-mail is not answered (KENNEL_SMTP_RELAY)",
     }
 
 
@@ -54,6 +56,8 @@ def startup_block(facts: dict[str, Any]) -> str:
         ("data folder", facts["dataDir"]),
         ("model", facts["model"]),
         ("bootstrap key", facts["bootstrapKey"]),
+        ("SMTP listener", facts["smtp"]),
+        ("SMTP relay", facts["relay"]),
     ]
     lines = [f"Kennel {facts['version']} is ready", *(f"  {k:<14}{v}" for k, v in rows)]
     return "\n".join(lines) + "\n"

@@ -164,6 +164,7 @@ class TestTenantIsolation:
                 "when": {"type": "delayed", "delayInSeconds": 60},
             },
             ("PATCH", "/api/workers/{workerId}/schedules/{scheduleId}"): {"paused": True},
+            ("PUT", "/api/workers/{workerId}/email/allowed-senders"): {"senders": ["@x.example"]},
         }
         checked = 0
         for method, path in api_routes(app):

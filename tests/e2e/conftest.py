@@ -172,6 +172,7 @@ def server_env(
             "KENNEL_BOOTSTRAP_API_KEY": api_key,
             "KENNEL_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "KENNEL_MODEL": "offline",
+            "KENNEL_SMTP_PORT": "0",  # a free port: servers of several tests run at once
             "PYTHONUNBUFFERED": "1",
         }
     )

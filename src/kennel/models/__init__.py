@@ -2,6 +2,7 @@
 
 from kennel.models.base import metadata
 from kennel.models.dashboard_session import dashboard_sessions
+from kennel.models.mail import mail_messages, mail_threads, worker_mail_senders
 from kennel.models.organization import api_keys, organizations, users
 from kennel.models.schedule import schedule_runs, schedules
 from kennel.models.task import tasks, turn_files, turns
@@ -11,6 +12,8 @@ from kennel.models.worker import worker_instruction_versions, worker_members, wo
 __all__ = [
     "api_keys",
     "dashboard_sessions",
+    "mail_messages",
+    "mail_threads",
     "metadata",
     "organizations",
     "schedule_runs",
@@ -23,6 +26,7 @@ __all__ = [
     "webhook_executions",
     "webhooks",
     "worker_instruction_versions",
+    "worker_mail_senders",
     "worker_members",
     "workers",
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "insert_task",
     "insert_turn",
     "latest_of_worker",
+    "merge_trigger",
     "page_visible",
     "pending_turn_ids",
     "record_file",
@@ -439,3 +440,10 @@ async def turn_credits_since(
         )
     )
     return [(row[0], int(row[1])) for row in rows]
+
+
+async def merge_trigger(w: Write, task_id: str, values: dict[str, Any]) -> None:
+    """Add `values` to what the task records of its trigger (its `metadata`)."""
+    current = await w.scalar(select(tasks.c.trigger).where(tasks.c.id == task_id))
+    merged = {**(current or {}), **values}
+    await w.execute(sa.update(tasks).where(tasks.c.id == task_id).values(trigger=merged))

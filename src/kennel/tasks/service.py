@@ -39,8 +39,10 @@ from kennel.workspaces import Workspace, WorkspaceError
 __all__ = [
     "PAGE_SIZE",
     "StartedTurn",
+    "TurnInFlight",
     "Upload",
     "archive_task",
+    "check_uploads",
     "enqueue_turn",
     "get_task",
     "list_tasks",
@@ -50,11 +52,16 @@ __all__ = [
     "start_turn",
     "state_after_turn",
     "wait_for_turn",
+    "write_uploads",
 ]
 
 log = logging.getLogger("kennel.tasks")
 
 PAGE_SIZE = 20
+
+
+class TurnInFlight(Conflict):
+    """The task runs a turn already: a follow-up must wait for it to end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +111,7 @@ async def start_turn(
     """Record a new turn (and its task, and worker, when new) in one transaction, then put its
     uploads into the workspace; the caller enqueues it."""
     settings = rt.settings
-    cleaned = _check_uploads(uploads, settings.max_file_bytes)
+    cleaned = check_uploads(uploads, settings.max_file_bytes)
     try:
         async with rt.db.write() as w:
             started = await record_turn(
@@ -114,7 +121,7 @@ async def start_turn(
         # Two requests chose the same new taskId at once (PostgreSQL lets both get this far).
         raise Conflict(f"taskId {data.task_id!r} was just taken by another request.") from None
     if cleaned:
-        await _write_uploads(rt, started, cleaned)
+        await write_uploads(rt, started, cleaned)
     return started
 
 
@@ -186,7 +193,7 @@ async def record_turn(
     else:
         claimed = await repo.claim_for_turn(w, task.id, turn_id)
         if claimed is None:
-            raise Conflict(
+            raise TurnInFlight(
                 f"A turn is already running on task {task.public_id!r}; wait for it to end."
             )
         task = claimed
@@ -224,7 +231,7 @@ async def record_turn(
     return StartedTurn(worker, task, turn)
 
 
-def _check_uploads(uploads: Sequence[Upload], max_bytes: int) -> dict[str, Upload]:
+def check_uploads(uploads: Sequence[Upload], max_bytes: int) -> dict[str, Upload]:
     """Validate every upload before anything is written, so a bad one leaves nothing behind.
     Two uploads to the same path: the later one is kept, as writing both would leave it."""
     paths: dict[str, Upload] = {}
@@ -240,7 +247,7 @@ def _check_uploads(uploads: Sequence[Upload], max_bytes: int) -> dict[str, Uploa
     return paths
 
 
-async def _write_uploads(rt: Runtime, started: StartedTurn, uploads: dict[str, Upload]) -> None:
+async def write_uploads(rt: Runtime, started: StartedTurn, uploads: dict[str, Upload]) -> None:
     """Put the uploads into the workspace, after the commit (a file write holds no lock) and
     before the turn is queued; a failure ends the turn, so nothing waits for it."""
     workspace = rt.workspace(started.worker.id)
