@@ -21,8 +21,8 @@ from kennel.durable import launch as launch_dbos
 from kennel.durable import shutdown as shutdown_dbos
 from kennel.errors import install_error_handlers
 from kennel.mail.endpoints import router as mail_router
-from kennel.mail.intake import make_listener, resume_intakes
-from kennel.mail.listener import SmtpListener, reachable_from_other_hosts
+from kennel.mail.intake import FrontDoor, resume_intakes
+from kennel.mail.listener import reachable_from_other_hosts
 from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.openapi import install_openapi
 from kennel.schedules.dispatcher import Dispatcher
@@ -62,7 +62,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if is_offline(settings.model):
         log.warning("*" * 20 + " " + _OFFLINE_BANNER + " " + "*" * 20)
     durable = app.state.durable
-    listener: SmtpListener | None = None
+    listener: FrontDoor | None = None
     if durable:
         runtime.install(rt)
         await launch_dbos(settings)
@@ -71,7 +71,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         dispatcher = Dispatcher(rt)
         dispatcher.start()
         if settings.smtp_enabled:
-            listener = make_listener(rt)
+            listener = FrontDoor(rt)
             await listener.start()
             await resume_intakes(rt)
             if settings.mail_sender_auth == "none" and reachable_from_other_hosts(

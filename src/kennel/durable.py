@@ -58,7 +58,7 @@ async def launch(settings: Settings) -> None:
         polling_interval_sec=settings.queue_polling_seconds,
     )
     await DBOS.register_queue_async(
-        MAIL_QUEUE, worker_concurrency=16, polling_interval_sec=settings.queue_polling_seconds
+        MAIL_QUEUE, worker_concurrency=4, polling_interval_sec=settings.queue_polling_seconds
     )
 
 
