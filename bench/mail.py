@@ -16,7 +16,6 @@ import collections
 import os
 import re
 import smtplib
-import statistics
 import subprocess
 import sys
 import tempfile
