@@ -148,6 +148,7 @@ def main() -> None:
                         for t in found
                         if t["title"] in accepted
                     )  # fmt: skip
+                    p50 = statistics.median(waits) if waits else float("nan")
                     p99 = (
                         waits[min(len(waits) - 1, int(len(waits) * 0.99))]
                         if waits
