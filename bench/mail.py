@@ -16,6 +16,7 @@ import collections
 import os
 import re
 import smtplib
+import statistics
 import subprocess
 import sys
 import tempfile
