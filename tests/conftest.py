@@ -7,6 +7,7 @@ tests skip with a message. `.ci/run` sets it, so in CI an unreachable server fai
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -91,7 +92,26 @@ async def app(
     """The real app on that database, its lifespan (migrations included) run once."""
     application = create_app(make_settings(database_url, tmp_path_factory.mktemp("data")))
     async with application.router.lifespan_context(application):
+        _keep_dbos_on_this_loop()
         yield application
+
+
+def _keep_dbos_on_this_loop() -> None:
+    """Run every workflow DBOS dequeues on this loop, between tests too, as in a server.
+
+    DBOS submits a dequeued async workflow to the loop it was launched on only while that loop
+    is running, else to a loop of its own (`BackgroundEventLoop.target_loop`). A server's loop
+    always runs; pytest-asyncio's runs only during a test. A turn dequeued between two tests
+    then ran on DBOS's loop with PostgreSQL connections made on this one ("attached to a
+    different loop"), which broke the pool for the tests after it. Submitted here, it waits
+    for the next test to run the loop.
+    """
+    import dbos._dbos as dbos_internals
+
+    loop = asyncio.get_running_loop()
+    instance = dbos_internals._dbos_global_instance
+    assert instance is not None, "DBOS is launched by the app's lifespan"
+    instance._background_event_loop.target_loop = lambda: loop  # type: ignore[method-assign]  # see above
 
 
 @pytest.fixture
