@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +23,15 @@ router = APIRouter(
 class AllowedSenders(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    senders: list[str] = Field(
+    senders: list[
+        Annotated[
+            str,
+            Field(
+                max_length=service.MAX_SENDER_LENGTH,
+                json_schema_extra={"pattern": service.SENDER_PATTERN},
+            ),
+        ]
+    ] = Field(
         max_length=service.MAX_ALLOWED_SENDERS,
         description=(
             "Addresses (`ann@example.com`) and domains (`@example.com`) that may write to the "
