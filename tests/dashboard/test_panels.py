@@ -19,8 +19,9 @@ from tests.factories.dashboard import signed_in_browser
 
 
 async def test_no_panel_without_its_loader(
-    app: FastAPI, client: httpx.AsyncClient, member: Member
+    app: FastAPI, client: httpx.AsyncClient, member: Member, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(panels, "WORKER_PANELS", {})
     worker_id = await new_worker_id(client, member)
     async with signed_in_browser(app, member) as browser:
         page = await browser.get(f"/workers/{worker_id}")
@@ -34,20 +35,19 @@ async def test_a_registered_panel_gets_its_context(
 ) -> None:
     seen: list[tuple[str, str]] = []
 
-    async def schedules(rt: Runtime, caller: Caller, worker: WorkerRow) -> Mapping[str, Any]:
+    async def email(rt: Runtime, caller: Caller, worker: WorkerRow) -> Mapping[str, Any]:
         seen.append((caller.user_id, worker.id))
-        return {"schedules": []}
+        return {"senders": ["from-the-loader@example.com"]}
 
     async def hidden(rt: Runtime, caller: Caller, worker: WorkerRow) -> None:
         return None
 
-    monkeypatch.setitem(panels.WORKER_PANELS, "schedules", schedules)
-    monkeypatch.setitem(panels.WORKER_PANELS, "webhook", hidden)
+    monkeypatch.setattr(panels, "WORKER_PANELS", {"email": email, "webhook": hidden})
     worker_id = await new_worker_id(client, member)
     async with signed_in_browser(app, member) as browser:
         page = await browser.get(f"/workers/{worker_id}")
     assert page.status_code == 200
     assert seen == [(member.user_id, worker_id)]
-    assert 'id="panel-schedules"' in page.text
+    assert 'id="panel-email"' in page.text
     assert 'id="panel-webhook"' not in page.text  # its loader had nothing to show
-    assert 'id="panel-email"' not in page.text
+    assert 'id="panel-schedules"' not in page.text  # none registered

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from tests.factories import Member
 
-__all__ = ["csrf_of", "sign_in", "signed_in_browser"]
+__all__ = ["csrf_of", "post_form", "sign_in", "signed_in_browser"]
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -21,6 +21,15 @@ def csrf_of(html: str) -> str:
     found = _CSRF.search(html)
     assert found, "no form with a CSRF token on this page"
     return found.group(1)
+
+
+async def post_form(
+    browser: httpx.AsyncClient, page: str, action: str, data: dict[str, str] | None = None
+) -> httpx.Response:
+    """Post `data` to `action` with the CSRF token of the form on `page`, as a browser would."""
+    found = await browser.get(page)
+    assert found.status_code == 200, found.text
+    return await browser.post(action, data={**(data or {}), "csrf": csrf_of(found.text)})
 
 
 async def sign_in(browser: httpx.AsyncClient, key: str, next_path: str = "/") -> httpx.Response:
