@@ -17,26 +17,13 @@ from fastapi import FastAPI
 
 from tests.factories import Member
 from tests.factories.api import new_worker_id
-from tests.factories.dashboard import post_form, signed_in_browser
+from tests.factories.dashboard import error_next_to, panel, post_form, signed_in_browser
 
 
 @pytest_asyncio.fixture
 async def browser(app: FastAPI, member: Member) -> AsyncIterator[httpx.AsyncClient]:
     async with signed_in_browser(app, member) as signed_in:
         yield signed_in
-
-
-def panel(page: str, name: str) -> str:
-    """The HTML of one panel of a worker page."""
-    assert f'id="panel-{name}"' in page, f"no {name} panel"
-    return page.split(f'id="panel-{name}"', 1)[1].split("</section>", 1)[0]
-
-
-def error_next_to(page: str, field: str) -> str:
-    """The error shown under a form field (the macro's `<field>-error`), unescaped."""
-    found = re.search(rf'id="{re.escape(field)}-error" role="alert">(.*?)</p>', page, re.S)
-    assert found, f"no error next to {field}"
-    return html.unescape(found.group(1))
 
 
 def preview_times(page: str) -> list[str]:

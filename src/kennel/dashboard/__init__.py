@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from kennel.dashboard import panels_schedules
+from kennel.dashboard import panels_email, panels_schedules, panels_webhook
 from kennel.dashboard.headers import DashboardHeadersMiddleware
 from kennel.dashboard.panels import WORKER_PANELS
 from kennel.dashboard.routes import router as pages_router
@@ -27,5 +27,8 @@ def install_dashboard(app: FastAPI) -> None:
     app.include_router(signin_router)
     app.include_router(pages_router)
     WORKER_PANELS["schedules"] = panels_schedules.schedules_panel
-    app.include_router(panels_schedules.router)
+    WORKER_PANELS["webhook"] = panels_webhook.webhook_panel
+    WORKER_PANELS["email"] = panels_email.email_panel
+    for panel in (panels_schedules, panels_webhook, panels_email):
+        app.include_router(panel.router)
     app.add_middleware(DashboardHeadersMiddleware)

@@ -1,7 +1,7 @@
 """The worker page's panel forms, turned into the API's own request models.
 
-Field names are the `param`s the services name in their refusals (`when.cron`), so an error
-lands next to the field that caused it.
+Field names are the `param`s the services name in their refusals (`when.cron`, `url`,
+`senders`), so an error lands next to the field that caused it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from kennel.dashboard.forms import SubmittedForm
 from kennel.errors import BadRequest, validation_error
 from kennel.schedules.schemas import ScheduleCreate
 from kennel.schedules.timing import parse_timezone
+from kennel.webhooks.schemas import WebhookUpdate
 
-__all__ = ["KINDS", "schedule_create"]
+__all__ = ["KINDS", "allowed_senders", "schedule_create", "webhook_url"]
 
 KINDS = ("cron", "interval", "delayed", "scheduled")
 
@@ -80,3 +81,18 @@ def schedule_create(form: SubmittedForm, default_zone: str) -> ScheduleCreate:
     raw = {"input": form.text("input"), "when": when, "budget": budget}
     created: ScheduleCreate = _validated(ScheduleCreate, raw)
     return created
+
+
+def webhook_url(form: SubmittedForm) -> str:
+    """The URL field, held to `UpdateWebhook`'s rules (the service checks the address)."""
+    url = form.text("url").strip()
+    if not url:
+        raise BadRequest("url is required; Remove takes the webhook away.", param="url")
+    update: WebhookUpdate = _validated(WebhookUpdate, {"url": url})
+    assert update.url is not None
+    return update.url
+
+
+def allowed_senders(form: SubmittedForm) -> list[str]:
+    """The allow-list text area: one address or @domain a line, blank lines ignored."""
+    return [line.strip() for line in form.text("senders").split("\n") if line.strip()]

@@ -1,6 +1,6 @@
 // Kennel's dashboard script. Every page works without it; on a worker's page it follows the
-// turn in flight through the worker's event stream and shows the answer as it arrives, and looks
-// again when a schedule comes due.
+// turn in flight through the worker's event stream and shows the answer as it arrives, looks
+// again when a schedule comes due, and copies the address and token with the Copy buttons.
 (function () {
   "use strict";
 
@@ -102,6 +102,48 @@
       }
     }, Math.min(Math.max(wait, MIN_WAIT_MS), MAX_WAIT_MS));
   }
+
+  // The Copy buttons: the clipboard where the browser allows it (https, or this computer),
+  // else the text is selected for the user to copy.
+  function copy(button) {
+    var source = byId(button.getAttribute("data-copy"));
+    if (!source) {
+      return;
+    }
+    var label = button.getAttribute("data-label") || button.textContent;
+    button.setAttribute("data-label", label);
+
+    function say(text) {
+      button.textContent = text;
+      window.setTimeout(function () {
+        button.textContent = label;
+      }, 2000);
+    }
+
+    function select() {
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      say("Selected: copy with Ctrl+C");
+    }
+
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+        say("Copied");
+      }, select);
+    } else {
+      select();
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("button[data-copy]") : null;
+    if (button) {
+      copy(button);
+    }
+  });
 
   function follow() {
     var state = byId("state");
