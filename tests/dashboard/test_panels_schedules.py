@@ -180,6 +180,22 @@ class TestCreate:
         assert 'id="schedule-preview"' not in r.text
         assert await schedules_of(client, member, worker_id) == []
 
+    async def test_past_the_limit_the_panel_says_so(
+        self,
+        client: httpx.AsyncClient,
+        member: Member,
+        browser: httpx.AsyncClient,
+        reconfigure: Callable[..., None],
+    ) -> None:
+        reconfigure(max_schedules_per_worker=1)
+        worker_id = await new_worker_id(client, member)
+        fields = {"when.type": "delayed", "when.delayInSeconds": "600"}
+        assert (await submit(browser, worker_id, **fields)).status_code == 303
+        r = await submit(browser, worker_id, **fields)
+        assert r.status_code == 409, r.text
+        assert "KENNEL_MAX_SCHEDULES_PER_WORKER" in error_next_to(r.text, "schedules")
+        assert len(await schedules_of(client, member, worker_id)) == 1
+
 
 class TestPreview:
     async def test_shows_the_next_five_times_and_saves_nothing(
