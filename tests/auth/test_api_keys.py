@@ -95,7 +95,13 @@ class TestEveryRouteNeedsAKey:
         """Outside the API and the allow-list, every route is a dashboard page: without a live
         session it sends the browser to sign in, and does nothing else."""
         api = {(method, path) for method, path in api_routes(app)}
-        fake_ids = {"worker_id": "wrk_x", "task_id": "tsk_x", "path": "notes.txt"}
+        fake_ids = {
+            "worker_id": "wrk_x",
+            "task_id": "tsk_x",
+            "schedule_id": "sch_x",
+            "execution_id": "whx_x",
+            "path": "notes.txt",
+        }
         checked = set()
         for method, path in served_routes(app):
             documented = re.sub(r":\w+\}", "}", path)  # OpenAPI drops `{path:path}`'s converter

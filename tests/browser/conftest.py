@@ -58,6 +58,8 @@ def dashboard_server(
     workdir = tmp_path_factory.mktemp(f"kennel-dashboard-{request.param}")
     extra = {
         "KENNEL_OFFLINE_MODEL_DELAY_SECONDS": str(DELAY_SECONDS),
+        # The webhook panel's test delivers to a receiver on 127.0.0.1, over plain http.
+        "KENNEL_ALLOW_PRIVATE_WEBHOOKS": "true",
         "PYTHONPATH": _pythonpath(),
     }
     with (

@@ -1,5 +1,6 @@
-"""The dashboard in Chromium: sign in, make a worker, watch a run, files, sign out, and the
-protections (CSRF across origins, escaped titles, other organizations' pages)."""
+"""The dashboard in Chromium: sign in, make a worker, watch a run, files, sign out, the
+protections (CSRF across origins, escaped titles, other organizations' pages), and the worker
+page's panels (a delayed schedule that starts its task, a webhook whose delivery is logged)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import BrowserPage
+from tests.factories.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -182,3 +184,91 @@ def test_another_organizations_worker_is_not_found(browser_page: BrowserPage) ->
     assert "Admin's own" not in page.content()
     browser_page.ignore_errors()
     browser_page.shot("not-found")
+
+
+def worker_via_api(browser_page: BrowserPage, title: str) -> str:
+    with browser_page.server.http(browser_page.server.api_key) as api:
+        r = api.post("/api/workers", json={"title": title, "instructions": "Answer briefly."})
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+
+def test_a_delayed_schedule_from_the_form_starts_its_task(browser_page: BrowserPage) -> None:
+    page = browser_page.page
+    browser_page.sign_in()
+    worker_id = worker_via_api(browser_page, "Scheduled Beagle")
+    page.goto(f"/workers/{worker_id}")
+    panel = page.locator("#panel-schedules")
+    words = "nap for two seconds then bark once"
+    panel.get_by_label("Task input").fill(words)
+    panel.get_by_label("When").select_option("delayed")
+    expect(panel.get_by_label("Cron expression", exact=False)).to_be_hidden()  # not this kind
+    panel.get_by_label("Delay (seconds)").fill("2")
+    panel.get_by_role("button", name="Preview").click()
+    expect(page.locator("#schedule-preview")).to_contain_text("It would run once")
+    expect(page.locator("#schedule-preview li")).to_have_count(1)
+    expect(panel.locator("#schedule-list")).to_contain_text("No schedules.")  # nothing saved
+    browser_page.shot("schedule-preview")
+
+    panel = page.locator("#panel-schedules")
+    expect(panel.get_by_label("Delay (seconds)")).to_have_value("2")  # the form kept it
+    panel.get_by_role("button", name="Create schedule").click()
+    page.wait_for_url(re.compile(rf".*/workers/{worker_id}#panel-schedules$"))
+    expect(page.locator("#schedule-list")).to_contain_text(words)
+    browser_page.shot("schedule-created")
+    page.evaluate("window.kennelTestMarker = 'same page'")
+    # No reload by the test: the page looks again when the schedule comes due, then follows
+    # the turn it started.
+    expect(page.locator("#history")).to_contain_text(words[:40], timeout=15_000)
+    expect(page.locator("#history")).to_contain_text("schedule")  # its trigger
+    expect(page.locator("#live-status")).to_have_text("completed", timeout=15_000)
+    expect(page.locator("#answer")).to_have_text(f"Done: {words}")
+    expect(page.locator("#schedule-list")).to_contain_text("No schedules.")  # a one-shot
+    assert page.evaluate("window.kennelTestMarker") == "same page"
+    browser_page.shot("schedule-fired")
+
+
+def test_a_webhook_from_the_form_logs_its_delivery(browser_page: BrowserPage) -> None:
+    page = browser_page.page
+    server = browser_page.server
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
+    browser_page.sign_in()
+    worker_id = worker_via_api(browser_page, "Hooked Beagle")
+    with Receiver() as receiver:
+        page.goto(f"/workers/{worker_id}")
+        panel = page.locator("#panel-webhook")
+        panel.get_by_label("Webhook URL").fill(receiver.url("/kennel"))
+        panel.get_by_role("button", name="Set webhook").click()
+        page.wait_for_url(re.compile(rf".*/workers/{worker_id}#panel-webhook$"))
+        with server.http(server.api_key) as api:
+            token = api.get(f"/api/workers/{worker_id}/webhook").json()["token"]
+        expect(page.locator("#webhook-token")).to_be_hidden()  # until asked for
+        page.get_by_text("Show token").click()
+        expect(page.locator("#webhook-token")).to_have_text(token)
+        page.locator("#panel-webhook").get_by_role("button", name="Copy").click()
+        expect(page.locator("#panel-webhook").get_by_role("button", name="Copied")).to_be_visible()
+        assert page.evaluate("navigator.clipboard.readText()") == token
+
+        page.get_by_label("Input", exact=True).fill("ring the bell")
+        page.locator("#run").get_by_role("button", name="Run").click()
+        expect(page.locator("#live-status")).to_have_text("completed", timeout=15_000)
+        (delivered,) = receiver.wait_for(1)
+        assert delivered.headers["x-handinger-token"] == token
+        # The delivery is sent after the turn ends, often after the page refreshed at its
+        # end: the test reloads to see it in the log.
+        page.reload()
+        log = page.locator("#webhook-log")
+        expect(log.locator("tbody tr")).to_have_count(1)
+        expect(log).to_contain_text("success")
+        expect(log).to_contain_text("200")
+        log.get_by_role("button", name="Redeliver").click()
+        page.wait_for_url(re.compile(rf".*/workers/{worker_id}#panel-webhook$"))
+        expect(page.locator("#webhook-log tbody tr")).to_have_count(2)
+        assert len(receiver.wait_for(2)) == 2
+
+    email = page.locator("#panel-email")
+    email.get_by_label("Allowed senders", exact=False).fill("ann@example.com\n@example.org")
+    email.get_by_role("button", name="Save senders").click()
+    page.wait_for_url(re.compile(rf".*/workers/{worker_id}#panel-email$"))
+    expect(page.locator("#e-senders")).to_have_value("@example.org\nann@example.com")
+    browser_page.shot("worker-panels")

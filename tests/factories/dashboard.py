@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import re
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ from fastapi import FastAPI
 
 from tests.factories import Member
 
-__all__ = ["csrf_of", "sign_in", "signed_in_browser"]
+__all__ = ["csrf_of", "error_next_to", "panel", "post_form", "sign_in", "signed_in_browser"]
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -21,6 +22,28 @@ def csrf_of(html: str) -> str:
     found = _CSRF.search(html)
     assert found, "no form with a CSRF token on this page"
     return found.group(1)
+
+
+def panel(page: str, name: str) -> str:
+    """The HTML of one panel of a worker page (`schedules`, `webhook`, `email`)."""
+    assert f'id="panel-{name}"' in page, f"no {name} panel"
+    return page.split(f'id="panel-{name}"', 1)[1].split("</section>", 1)[0]
+
+
+def error_next_to(page: str, field: str) -> str:
+    """The error shown under a form field (`_macros.html`'s `<field>-error`), unescaped."""
+    found = re.search(rf'id="{re.escape(field)}-error" role="alert">(.*?)</p>', page, re.S)
+    assert found, f"no error next to {field}"
+    return html.unescape(found.group(1))
+
+
+async def post_form(
+    browser: httpx.AsyncClient, page: str, action: str, data: dict[str, str] | None = None
+) -> httpx.Response:
+    """Post `data` to `action` with the CSRF token of the form on `page`, as a browser would."""
+    found = await browser.get(page)
+    assert found.status_code == 200, found.text
+    return await browser.post(action, data={**(data or {}), "csrf": csrf_of(found.text)})
 
 
 async def sign_in(browser: httpx.AsyncClient, key: str, next_path: str = "/") -> httpx.Response:

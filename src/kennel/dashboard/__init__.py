@@ -7,7 +7,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from kennel.dashboard import panels_email, panels_schedules, panels_webhook
 from kennel.dashboard.headers import DashboardHeadersMiddleware
+from kennel.dashboard.panels import WORKER_PANELS
 from kennel.dashboard.routes import router as pages_router
 from kennel.dashboard.signin import router as signin_router
 
@@ -20,8 +22,13 @@ _STATIC = Path(__file__).parent / "static"
 
 
 def install_dashboard(app: FastAPI) -> None:
-    """Mount the pages, the static files and the security headers on the app."""
+    """Mount the pages, the worker page's panels, the static files and the security headers."""
     app.mount(STATIC_PATH, StaticFiles(directory=_STATIC), name="dashboard-static")
     app.include_router(signin_router)
     app.include_router(pages_router)
+    WORKER_PANELS["schedules"] = panels_schedules.schedules_panel
+    WORKER_PANELS["webhook"] = panels_webhook.webhook_panel
+    WORKER_PANELS["email"] = panels_email.email_panel
+    for panel in (panels_schedules, panels_webhook, panels_email):
+        app.include_router(panel.router)
     app.add_middleware(DashboardHeadersMiddleware)

@@ -11,11 +11,16 @@ comes from a loader registered here:
 
 Inside the panel template, besides `panel_<name>` (the loader's mapping): `worker` (the
 `WorkerRow`), `state` (the `Worker` object), `email` (the worker's address), `csrf` (the token
-every form must post as `csrf`) and `panel_errors` (`{field: message}` of a refused form, else
-empty). A panel's forms post to dashboard routes (`route_class=DashboardRoute`) that depend on
-`SignedInDep`, read their form with `kennel.dashboard.forms.read_form` (which checks the CSRF
-token), call their service, and answer `redirect(...)` or, when it refuses,
-`render_worker_page(request, who, worker_id, panel_errors=..., status=...)`.
+every form must post as `csrf`), `panel_errors` (`{field: message}` of a refused form, else
+empty) and `panel_values` (what that form sent, `{field: value}`, and anything else its route
+shows with it, such as a schedule's preview; else empty). A panel's forms post to dashboard
+routes (`route_class=DashboardRoute`) that depend on `SignedInDep`, read their form with
+`kennel.dashboard.forms.read_form` (which checks the CSRF token), call their service, and answer
+`redirect(...)` or, when it refuses,
+`render_worker_page(request, who, worker_id, panel_errors=..., panel_values=..., status=...)`.
+
+The loaders of Kennel's own panels are in `panels_schedules`, `panels_webhook` and
+`panels_email`, with their routes; `kennel.dashboard.install_dashboard` registers them.
 """
 
 from __future__ import annotations

@@ -122,10 +122,11 @@ async def render_worker_page(
     run_errors: dict[str, str] | None = None,
     run_values: dict[str, str] | None = None,
     panel_errors: dict[str, str] | None = None,
+    panel_values: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
     """The worker's page; a refused form shows it again with its errors and what was typed
-    (the panels' routes pass `panel_errors`, which their templates read)."""
+    (the panels' routes pass `panel_errors` and `panel_values`, which their templates read)."""
     rt = runtime(request)
     caller = who.caller
     state = await workers_service.worker_state(rt.db, rt.settings, caller, worker_id)
@@ -160,6 +161,7 @@ async def render_worker_page(
         "run_form": run_values or {},
         "run_errors": run_errors or {},
         "panel_errors": panel_errors or {},
+        "panel_values": panel_values or {},
         **panels,
     }
     return render("worker.html", context, status_code=status)

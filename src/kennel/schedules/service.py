@@ -27,6 +27,7 @@ __all__ = [
     "get_schedule",
     "list_runs",
     "list_schedules",
+    "preview_schedule",
     "run_now",
     "set_paused",
     "upcoming_of",
@@ -88,12 +89,12 @@ def _first_due(rt: Runtime, data: ScheduleCreate, now: datetime) -> tuple[dateti
     return first, {"cron": expression, "timezone": when.timezone}
 
 
-async def create_schedule(
-    rt: Runtime, caller: Caller, worker_id: str, data: ScheduleCreate
+def _new_row(
+    rt: Runtime, caller: Caller, worker_id: str, data: ScheduleCreate, now: datetime
 ) -> ScheduleRow:
-    now = utcnow()
+    """The schedule `data` makes if created at `now`; a 400 naming the field at fault."""
     first, columns = _first_due(rt, data, now)
-    row = ScheduleRow(
+    return ScheduleRow(
         id=new_id("sch"),
         worker_id=worker_id,
         organization_id=caller.organization_id,
@@ -112,6 +113,12 @@ async def create_schedule(
         created_at=now,
         cancelled_at=None,
     )
+
+
+async def create_schedule(
+    rt: Runtime, caller: Caller, worker_id: str, data: ScheduleCreate
+) -> ScheduleRow:
+    row = _new_row(rt, caller, worker_id, data, utcnow())
     async with rt.db.write() as w:
         worker = await workers.visible_worker(w, caller, worker_id)
         limit = rt.settings.max_schedules_per_worker
@@ -123,6 +130,15 @@ async def create_schedule(
         await repo.insert(w, row._replace(worker_id=worker.id))
     wake()
     return row
+
+
+async def preview_schedule(
+    rt: Runtime, caller: Caller, worker_id: str, data: ScheduleCreate, count: int = 5
+) -> list[datetime]:
+    """The first `count` due times `data` would have if it were created now; nothing is saved."""
+    async with rt.db.read() as r:
+        await workers.visible_worker(r, caller, worker_id)
+    return upcoming_of(rt, _new_row(rt, caller, worker_id, data, utcnow()), count)
 
 
 async def list_schedules(rt: Runtime, caller: Caller, worker_id: str) -> list[ScheduleRow]:

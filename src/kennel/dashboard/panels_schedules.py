@@ -1,0 +1,179 @@
+"""The worker page's Schedules panel: the list with next runs and histories, the New schedule
+form with its preview, pause/resume, run now and cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from kennel.auth import Caller
+from kennel.dashboard import forms, panel_forms
+from kennel.dashboard.auth import SignedIn, SignedInDep
+from kennel.dashboard.routes import render_worker_page
+from kennel.dashboard.routing import DashboardRoute, redirect, runtime
+from kennel.errors import ApiError
+from kennel.runtime import Runtime
+from kennel.schedules import service
+from kennel.schedules.repository import RunView, ScheduleRow
+from kennel.schedules.schemas import Cron
+from kennel.schedules.timing import parse_timezone
+from kennel.workers.repository import WorkerRow
+
+__all__ = ["router", "schedules_panel"]
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+
+
+class ScheduleView(NamedTuple):
+    """A schedule as the panel lists it: its row, zone, next due times and latest firings."""
+
+    row: ScheduleRow
+    zone: str | None  # cron only
+    upcoming: list[str]
+    runs: list[RunView]
+    run_count: int
+
+
+def due_text(moment: datetime, zone: str | None = None) -> str:
+    """`2030-01-31 08:00:00 UTC`, and the wall-clock time in `zone` when it is not UTC."""
+    text = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if zone and zone != "UTC":
+        local = moment.astimezone(parse_timezone(zone))
+        text += f" ({local.strftime('%Y-%m-%d %H:%M')} {zone})"
+    return text
+
+
+async def schedules_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dict[str, Any]:
+    """The panel's context: the worker's active schedules, the next due first."""
+    views = []
+    for row in await service.list_schedules(rt, caller, worker.id):
+        zone = service.zone_of(rt, row) if row.kind == "cron" else None
+        runs, _, total = await service.list_runs(rt, caller, worker.id, row.id, page=1)
+        upcoming = [due_text(due, zone) for due in service.upcoming_of(rt, row)]
+        views.append(ScheduleView(row, zone, upcoming, runs, total))
+    return {
+        "schedules": views,
+        "timezone": rt.settings.schedule_timezone,
+        "kinds": panel_forms.KINDS,
+        "min_interval": rt.settings.min_interval_seconds,
+        # The script refreshes the page when the earliest of these comes due.
+        "next_due": min(
+            (v.row.next_run_at for v in views if not v.row.paused and v.row.next_run_at),
+            default=None,
+        ),
+    }
+
+
+def _back(worker_id: str) -> Response:
+    return redirect(f"/workers/{worker_id}#panel-schedules")
+
+
+def _errors(exc: ApiError) -> dict[str, str]:
+    return {exc.param or "schedules": exc.message}
+
+
+@router.post("/workers/{worker_id}/schedules")
+async def create_schedule(worker_id: str, request: Request, who: SignedInDep) -> Response:
+    """Create a schedule from the New schedule form, or (`action=preview`) show the first five
+    times it would be due, saving nothing."""
+    rt = runtime(request)
+    form = await forms.read_form(request, who)
+    preview = form.text("action") == "preview"
+    try:
+        data = panel_forms.schedule_create(form, rt.settings.schedule_timezone)
+        if preview:
+            times = await service.preview_schedule(rt, who.caller, worker_id, data)
+        else:
+            await service.create_schedule(rt, who.caller, worker_id, data)
+    except ApiError as exc:
+        if exc.status not in (400, 409):
+            raise
+        return await render_worker_page(
+            request,
+            who,
+            worker_id,
+            panel_errors=_errors(exc),
+            panel_values=form.fields,
+            status=exc.status,
+        )
+    if not preview:
+        return _back(worker_id)
+    zone = None
+    if isinstance(data.when, Cron):
+        zone = data.when.timezone or rt.settings.schedule_timezone
+    shown = {**form.fields, "preview": [due_text(due, zone) for due in times]}
+    return await render_worker_page(request, who, worker_id, panel_values=shown)
+
+
+async def _act(
+    request: Request,
+    who: SignedIn,
+    worker_id: str,
+    schedule_id: str,
+    action: Callable[[Runtime, Caller], Awaitable[object]],
+) -> Response:
+    """One of a listed schedule's buttons; a refusal is shown next to that schedule."""
+    rt = runtime(request)
+    await forms.read_form(request, who)
+    try:
+        await action(rt, who.caller)
+    except ApiError as exc:
+        if exc.status not in (400, 409):
+            raise
+        errors = {f"schedule-{schedule_id}": exc.message}
+        return await render_worker_page(
+            request, who, worker_id, panel_errors=errors, status=exc.status
+        )
+    return _back(worker_id)
+
+
+@router.post("/workers/{worker_id}/schedules/{schedule_id}/pause")
+async def pause_schedule(
+    worker_id: str, schedule_id: str, request: Request, who: SignedInDep
+) -> Response:
+    """Pause a schedule: it keeps its place and does not fire."""
+
+    async def pause(rt: Runtime, caller: Caller) -> object:
+        return await service.set_paused(rt, caller, worker_id, schedule_id, True)
+
+    return await _act(request, who, worker_id, schedule_id, pause)
+
+
+@router.post("/workers/{worker_id}/schedules/{schedule_id}/resume")
+async def resume_schedule(
+    worker_id: str, schedule_id: str, request: Request, who: SignedInDep
+) -> Response:
+    """Resume a schedule from its next due time after now."""
+
+    async def resume(rt: Runtime, caller: Caller) -> object:
+        return await service.set_paused(rt, caller, worker_id, schedule_id, False)
+
+    return await _act(request, who, worker_id, schedule_id, resume)
+
+
+@router.post("/workers/{worker_id}/schedules/{schedule_id}/run")
+async def run_schedule_now(
+    worker_id: str, schedule_id: str, request: Request, who: SignedInDep
+) -> Response:
+    """Fire a schedule once now (a manual firing); the page then follows the turn."""
+
+    async def run(rt: Runtime, caller: Caller) -> object:
+        return await service.run_now(rt, caller, worker_id, schedule_id)
+
+    return await _act(request, who, worker_id, schedule_id, run)
+
+
+@router.post("/workers/{worker_id}/schedules/{schedule_id}/cancel")
+async def cancel_schedule(
+    worker_id: str, schedule_id: str, request: Request, who: SignedInDep
+) -> Response:
+    """Cancel a schedule; a task it already started goes on."""
+
+    async def cancel(rt: Runtime, caller: Caller) -> None:
+        await service.cancel_schedule(rt, caller, worker_id, schedule_id)
+
+    return await _act(request, who, worker_id, schedule_id, cancel)
