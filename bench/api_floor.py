@@ -1,10 +1,11 @@
 """What the framework alone costs: CPU per request, in process, of routes that do less and less.
 
-Hand-run, not a test: `.venv/bin/python bench/api_floor.py [--requests 3000]`.
+Hand-run, not a test: `.venv/bin/python bench/api_floor.py [--requests 3000]`; with
+`FLOOR_DATABASE_URL=postgresql://.../<an empty database>` it measures on PostgreSQL instead.
 
 `bench/api.py` holds the authenticated read to half the rate of `/healthz`. This shows how
 much of that budget goes before Kennel's own work: it calls the ASGI app directly (no HTTP, no
-client), one request at a time, on a fresh SQLite database with DBOS off, and prints the CPU
+client), one request at a time, on a fresh database with DBOS off, and prints the CPU
 per request of
 
 1. `GET /healthz`;
@@ -168,7 +169,7 @@ def main() -> None:
     opts = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="kennel-floor-")
     os.environ.update(
-        KENNEL_DATABASE_URL=f"sqlite:///{folder}/kennel.sqlite3",
+        KENNEL_DATABASE_URL=os.environ.get("FLOOR_DATABASE_URL", f"sqlite:///{folder}/kennel.sqlite3"),
         KENNEL_DATA_DIR=folder,
         KENNEL_BOOTSTRAP_API_KEY=KEY,
         KENNEL_LOG_LEVEL="WARNING",

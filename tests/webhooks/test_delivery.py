@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import standardwebhooks
+from dbos import DBOS
 from fastapi import FastAPI
 
 from kennel import __version__
@@ -201,6 +202,9 @@ class TestDelivery:
         assert logged_attempt["taskTitle"] == "Hello"
         assert logged_attempt["url"] == receiver.url(P["signed"])
         assert logged_attempt["responseExcerpt"] == "thanks"
+        turn_id = answer["metadata"]["turnId"]
+        assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is not None
+        assert await DBOS.get_workflow_status_async(f"{turn_id}:mail") is None  # not by mail
 
     async def test_failures_are_retried_with_the_same_webhook_id(
         self, client: httpx.AsyncClient, member: Member, private_webhooks: None, receiver: Receiver
@@ -322,6 +326,10 @@ class TestDelivery:
         self, client: httpx.AsyncClient, member: Member, private_webhooks: None
     ) -> None:
         worker_id = await new_worker_id(client, member)
-        await post_task(client, member, input="Quiet", workerId=worker_id)
+        answer = (await post_task(client, member, input="Quiet", workerId=worker_id)).json()
         await asyncio.sleep(0.3)
         assert await executions(client, member, worker_id) == []
+        # Asked first, the listeners were not even started: no workflow for this turn.
+        turn_id = answer["metadata"]["turnId"]
+        assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is None
+        assert await DBOS.get_workflow_status_async(f"{turn_id}:mail") is None

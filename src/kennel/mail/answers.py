@@ -153,4 +153,4 @@ async def _note(turn_id: str, status: str, *, error: str | None = None) -> None:
             await tasks.merge_trigger(w, row.task_id, {"reply": reply})
 
 
-register_turn_listener("mail", answer_mail)
+register_turn_listener("mail", answer_mail, repo.is_mail_turn)

@@ -17,6 +17,7 @@ __all__ = [
     "MessageRow",
     "allowed_senders",
     "insert_message",
+    "is_mail_turn",
     "message",
     "message_of_turn",
     "messages",
@@ -53,6 +54,7 @@ class MessageRow(NamedTuple):
 
 
 _MESSAGES = select_rows(MessageRow, mail_messages)
+_MAIL_TURN = select(mail_messages.c.id).where(mail_messages.c.turn_id == bindparam("turn_id"))
 _WORKER_BY_LOCAL_PART = select_rows(WorkerRow, workers).where(
     func.lower(workers.c.email_local_part) == bindparam("local_part"),
     workers.c.deleted_at.is_(None),
@@ -116,6 +118,11 @@ async def message(r: Read, message_id: str) -> MessageRow | None:
 async def message_of_turn(r: Read, turn_id: str) -> MessageRow | None:
     row = await r.first(_MESSAGES.where(mail_messages.c.turn_id == turn_id))
     return MessageRow._make(row) if row else None
+
+
+async def is_mail_turn(r: Read, turn_id: str) -> bool:
+    """Whether the turn was started by a message (its answer is mailed back)."""
+    return await r.first(_MAIL_TURN, {"turn_id": turn_id}) is not None
 
 
 async def stored_ids(r: Read) -> list[str]:

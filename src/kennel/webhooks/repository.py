@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam, func, select
 
 from kennel.db import Read, Write, select_rows
-from kennel.models import webhook_events, webhook_executions, webhooks
+from kennel.models import tasks, turns, webhook_events, webhook_executions, webhooks
 from kennel.timestamps import utcnow
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "event",
     "event_of_turn",
     "execution",
+    "has_webhook_for_turn",
     "insert_event",
     "insert_execution",
     "page_of_executions",
@@ -72,6 +73,12 @@ class ExecutionRow(NamedTuple):
 
 
 _BY_WORKER = select_rows(WebhookRow, webhooks).where(webhooks.c.worker_id == bindparam("worker_id"))
+_WEBHOOK_OF_TURN = (
+    select(webhooks.c.worker_id)
+    .select_from(turns.join(tasks, tasks.c.id == turns.c.task_id))
+    .join(webhooks, webhooks.c.worker_id == tasks.c.worker_id)
+    .where(turns.c.id == bindparam("turn_id"), webhooks.c.url.is_not(None))
+)
 _EVENT = select_rows(EventRow, webhook_events).where(webhook_events.c.id == bindparam("event_id"))
 _EVENT_OF_TURN = select_rows(EventRow, webhook_events).where(
     webhook_events.c.worker_id == bindparam("worker_id"),
@@ -89,6 +96,11 @@ async def by_worker(r: Read, worker_id: str) -> WebhookRow | None:
     """The worker's webhook, or None when it has none (or it was removed)."""
     row = await r.first(_BY_WORKER, {"worker_id": worker_id})
     return WebhookRow._make(row) if row and row.url else None
+
+
+async def has_webhook_for_turn(r: Read, turn_id: str) -> bool:
+    """Whether the worker of the turn's task has a webhook now."""
+    return await r.first(_WEBHOOK_OF_TURN, {"turn_id": turn_id}) is not None
 
 
 async def set_url(w: Write, worker_id: str, url: str, new_token: str) -> WebhookRow:

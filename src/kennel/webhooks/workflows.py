@@ -182,4 +182,4 @@ async def _attempt(event_id: str, retries: bool = True) -> dict[str, Any]:
     return {"delay": delay, "outcome": "gave up", "execution_id": execution.id}
 
 
-register_turn_listener("webhook", deliver_turn_event)
+register_turn_listener("webhook", deliver_turn_event, repo.has_webhook_for_turn)
