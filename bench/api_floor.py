@@ -169,7 +169,9 @@ def main() -> None:
     opts = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="kennel-floor-")
     os.environ.update(
-        KENNEL_DATABASE_URL=os.environ.get("FLOOR_DATABASE_URL", f"sqlite:///{folder}/kennel.sqlite3"),
+        KENNEL_DATABASE_URL=os.environ.get(
+            "FLOOR_DATABASE_URL", f"sqlite:///{folder}/kennel.sqlite3"
+        ),
         KENNEL_DATA_DIR=folder,
         KENNEL_BOOTSTRAP_API_KEY=KEY,
         KENNEL_LOG_LEVEL="WARNING",

@@ -81,7 +81,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         public_url="http://kennel.test",
         mail_domain="mail.kennel.test",
         smtp_port=0,  # a free port: many apps and servers run at once in the suite
-        **overrides,  # type: ignore[arg-type]
+        # The queue tests start the limit and two more turns: a small limit keeps them quick.
+        **{"turn_concurrency": 8, **overrides},  # type: ignore[arg-type]
     )
 
 

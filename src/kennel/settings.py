@@ -105,8 +105,16 @@ class Settings(BaseSettings):
             "with `running: true`."
         ),
     )
+    # A turn mostly waits on the model: 500 turns at once on a model that takes 2 s a request
+    # finished in 258 s with 8, 27 s with 128 and 21 s with 256 (then the CPU is the limit, at
+    # 100-150 KiB a waiting turn); bench/tasks.py, phase 5.
     turn_concurrency: int = Field(
-        8, ge=1, description="Turns one process runs at once; the rest wait in the queue."
+        256,
+        ge=1,
+        description=(
+            "Turns one process runs at once; the rest wait in the queue. Lower it when the"
+            " model provider's rate limit is the tighter bound."
+        ),
     )
     queue_polling_seconds: float = Field(
         0.05,
