@@ -15,7 +15,6 @@ writes, and most turns have no webhook and did not come by mail.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, NamedTuple
 
@@ -25,8 +24,6 @@ from kennel import runtime
 from kennel.db import Read
 
 __all__ = ["notify_turn_ended", "register_turn_listener"]
-
-log = logging.getLogger("kennel.tasks")
 
 TurnListener = Callable[[str], Coroutine[Any, Any, Any]]
 Concerns = Callable[[Read, str], Awaitable[bool]]
