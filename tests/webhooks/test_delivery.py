@@ -333,3 +333,18 @@ class TestDelivery:
         turn_id = answer["metadata"]["turnId"]
         assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is None
         assert await DBOS.get_workflow_status_async(f"{turn_id}:mail") is None
+
+    async def test_a_removed_webhook_is_not_asked_to_deliver(
+        self, client: httpx.AsyncClient, member: Member, private_webhooks: None, receiver: Receiver
+    ) -> None:
+        worker_id = await new_worker_id(client, member)
+        r = await set_hook(client, member, worker_id, receiver.url(P["gone"]))
+        assert r.status_code == 200, r.text
+        r = await client.delete(f"/api/workers/{worker_id}/webhook", headers=member.headers)
+        assert r.status_code == 200, r.text
+        answer = (await post_task(client, member, input="After", workerId=worker_id)).json()
+        await asyncio.sleep(0.3)
+        assert [r for r in receiver if r.path == P["gone"]] == []
+        assert await executions(client, member, worker_id) == []
+        turn_id = answer["metadata"]["turnId"]
+        assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is None

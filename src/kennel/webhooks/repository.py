@@ -77,7 +77,7 @@ _WEBHOOK_OF_TURN = (
     select(webhooks.c.worker_id)
     .select_from(turns.join(tasks, tasks.c.id == turns.c.task_id))
     .join(webhooks, webhooks.c.worker_id == tasks.c.worker_id)
-    .where(turns.c.id == bindparam("turn_id"), webhooks.c.url.is_not(None))
+    .where(turns.c.id == bindparam("turn_id"), webhooks.c.url != "")  # "": removed
 )
 _EVENT = select_rows(EventRow, webhook_events).where(webhook_events.c.id == bindparam("event_id"))
 _EVENT_OF_TURN = select_rows(EventRow, webhook_events).where(
