@@ -177,7 +177,7 @@ async def test_hot_selects_give_the_rows_sqlalchemy_gives(
         for _ in range(2):  # the second time, it runs on the driver
             async with db.read() as read:
                 rows = await read.all(statement, params)
-        assert plans._plans[id(statement)][0] is statement
+        assert plans.plans.kept[id(statement)][0] is statement
         assert rows, statement  # each finds something, so the values are compared
         assert [tuple(row) for row in rows] == expected, statement
         assert [type(v) for v in rows[0]] == [type(v) for v in expected[0]], statement
@@ -193,7 +193,7 @@ async def test_a_statement_built_per_call_runs_through_sqlalchemy(db: Database) 
         statement = select(workers.c.id).where(workers.c.id == "nope")
         async with db.read() as read:
             assert await read.first(statement) is None
-        assert id(statement) not in plans._plans
+        assert id(statement) not in plans.plans.kept
 
 
 def _org(name: str) -> dict[str, object]:
