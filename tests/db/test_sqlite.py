@@ -159,7 +159,7 @@ async def test_hot_selects_give_the_rows_sqlalchemy_gives(
         (workers_repo._VISIBLE, {"worker_id": worker_id, **workers_repo.caller_params(caller)}),
         (workers_repo._BY_ID, {"worker_id": worker_id}),
         (
-            tasks_repo._VISIBLE_WORKER_AND_LATEST_TASK,
+            tasks_repo._VISIBLE_WORKER_LATEST_TASK_AND_TURNS,
             {"worker_id": worker_id, **workers_repo.caller_params(caller)},
         ),
         (tasks_repo._BY_ID, {"task_id": task.id}),

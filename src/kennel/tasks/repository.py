@@ -42,7 +42,7 @@ __all__ = [
     "turn",
     "turns_of",
     "visible",
-    "visible_worker_and_latest_task",
+    "visible_worker_latest_task_and_turns",
 ]
 
 IN_FLIGHT = ("pending", "running")
@@ -120,8 +120,14 @@ _LATEST_OF_WORKER = (
 )
 _LATEST = tasks.alias("latest")
 # The worker and its latest task in one statement: the request clients poll most.
-_VISIBLE_WORKER_AND_LATEST_TASK = (
-    select(*row_columns(WorkerRow, workers), *row_columns(TaskRow, tasks))
+# One statement, so that the worker, its task and the task's turns are of one moment without a
+# snapshot's BEGIN and ROLLBACK round trips: a row per turn (one with no turn, or no task).
+_VISIBLE_WORKER_LATEST_TASK_AND_TURNS = (
+    select(
+        *row_columns(WorkerRow, workers),
+        *row_columns(TaskRow, tasks),
+        *row_columns(TurnRow, turns),
+    )
     .select_from(
         workers.outerjoin(
             tasks,
@@ -132,11 +138,13 @@ _VISIBLE_WORKER_AND_LATEST_TASK = (
             .limit(1)
             .correlate(workers)
             .scalar_subquery(),
-        )
+        ).outerjoin(turns, turns.c.task_id == tasks.c.id)
     )
     .where(workers.c.id == bindparam("worker_id"), VISIBLE_TO_CALLER)
+    .order_by(turns.c.seq)
 )
 _WORKER_FIELDS = len(WorkerRow._fields)
+_TASK_FIELDS = len(TaskRow._fields)
 _TURN = select_rows(TurnRow, turns).where(turns.c.id == bindparam("turn_id"))
 _TURNS_OF = (
     select_rows(TurnRow, turns).where(turns.c.task_id == bindparam("task_id")).order_by(turns.c.seq)
@@ -213,17 +221,23 @@ async def latest_of_worker(r: Read, worker_id: str) -> TaskRow | None:
     return TaskRow._make(row) if row else None
 
 
-async def visible_worker_and_latest_task(
+async def visible_worker_latest_task_and_turns(
     r: Read, caller: Caller, worker_id: str
-) -> tuple[WorkerRow, TaskRow | None] | None:
-    """The worker, if the caller may see it, and its latest task if it has one."""
-    row = await r.first(
-        _VISIBLE_WORKER_AND_LATEST_TASK, {"worker_id": worker_id, **caller_params(caller)}
+) -> tuple[WorkerRow, TaskRow | None, list[TurnRow]] | None:
+    """The worker, if the caller may see it, its latest task if it has one, and that task's
+    turns in order, as of one moment."""
+    rows = await r.all(
+        _VISIBLE_WORKER_LATEST_TASK_AND_TURNS, {"worker_id": worker_id, **caller_params(caller)}
     )
-    if row is None:
+    if not rows:
         return None
-    task = row[_WORKER_FIELDS:]
-    return WorkerRow._make(row[:_WORKER_FIELDS]), TaskRow._make(task) if task[0] else None
+    first, turns_at = rows[0], _WORKER_FIELDS + _TASK_FIELDS
+    task = first[_WORKER_FIELDS:turns_at]
+    return (
+        WorkerRow._make(first[:_WORKER_FIELDS]),
+        TaskRow._make(task) if task[0] else None,
+        [TurnRow._make(row[turns_at:]) for row in rows if row[turns_at] is not None],
+    )
 
 
 async def turn(r: Read, turn_id: str) -> TurnRow | None:

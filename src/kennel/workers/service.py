@@ -69,7 +69,7 @@ async def worker_state(
     db: Database, settings: Settings, caller: Caller, worker_id: str
 ) -> WorkerState:
     """The `Worker` object: the live state of a worker the caller may see."""
-    async with db.read() as r:
+    async with db.read(snapshot=False) as r:  # one statement: one moment by itself
         state = await visible_worker_state(r, settings, caller, worker_id)
     if state is None:
         raise NotFound("worker", worker_id)

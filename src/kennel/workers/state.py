@@ -36,11 +36,10 @@ async def visible_worker_state(
     r: Read, settings: Settings, caller: Caller, worker_id: str
 ) -> WorkerState | None:
     """The `Worker` object of a worker the caller may see, as of its latest task."""
-    found = await tasks.visible_worker_and_latest_task(r, caller, worker_id)
+    found = await tasks.visible_worker_latest_task_and_turns(r, caller, worker_id)
     if found is None:
         return None
-    worker, task = found
-    turns = await tasks.turns_of(r, task.id) if task else []
+    worker, task, turns = found
     return worker_state(settings, worker, task, turns, _workspace_files(settings, worker.id))
 
 
