@@ -12,18 +12,13 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Select, insert
+from sqlalchemy import insert
 
 from kennel.auth import repository as auth_repo
-from kennel.auth.keys import hash_key
 from kennel.db import Database
 from kennel.db import _sqlite_plans as plans
 from kennel.models import organizations
-from kennel.tasks import repository as tasks_repo
 from kennel.timestamps import utcnow
-from kennel.workers import repository as workers_repo
-from tests.factories import Member
-from tests.factories.api import new_worker_id, post_task
 
 
 @pytest.fixture
@@ -136,52 +131,6 @@ async def test_foreign_keys_are_enforced(db: Database) -> None:
 
     with pytest.raises(IntegrityError):
         await orphan()
-
-
-async def test_hot_selects_give_the_rows_sqlalchemy_gives(
-    app: FastAPI, db: Database, client: Any, member: Member
-) -> None:
-    """Each hot statement, once it runs on the driver, returns what SQLAlchemy's execution
-    returns: the same names, values and types (time zones, JSON)."""
-    worker_id = await new_worker_id(
-        client, member, outputSchema={"type": "object", "properties": {"a": {"type": "string"}}}
-    )
-    r = await post_task(client, member, input="Write a file named out.txt", workerId=worker_id)
-    assert r.status_code == 200, r.text
-    task_id = r.json()["metadata"]["taskId"]
-    turn_id = r.json()["metadata"]["turnId"]
-    caller = member.caller
-    async with db.read() as read:
-        task = await tasks_repo.by_public_id(read, member.organization_id, task_id)
-    assert task is not None
-    statements: list[tuple[Select[Any], dict[str, Any]]] = [
-        (auth_repo._OWNER_OF_KEY, {"key_hash": hash_key(member.key)}),
-        (workers_repo._VISIBLE, {"worker_id": worker_id, **workers_repo.caller_params(caller)}),
-        (workers_repo._BY_ID, {"worker_id": worker_id}),
-        (
-            tasks_repo._VISIBLE_WORKER_LATEST_TASK_AND_TURNS,
-            {"worker_id": worker_id, **workers_repo.caller_params(caller)},
-        ),
-        (tasks_repo._BY_ID, {"task_id": task.id}),
-        (tasks_repo._TURNS_OF, {"task_id": task.id}),
-        (tasks_repo._TURN, {"turn_id": turn_id}),
-        (tasks_repo._FILES_OF_TASK, {"task_id": task.id}),
-    ]
-    for statement, params in statements:
-        conn = db._take()  # type: ignore[attr-defined]  # the SQLite backend's
-        try:
-            expected = [tuple(row) for row in conn.execute(statement, params).all()]
-            expected_names = list(conn.execute(statement, params).keys())
-        finally:
-            db._give_back(conn)  # type: ignore[attr-defined]
-        for _ in range(2):  # the second time, it runs on the driver
-            async with db.read() as read:
-                rows = await read.all(statement, params)
-        assert plans.plans.kept[id(statement)][0] is statement
-        assert rows, statement  # each finds something, so the values are compared
-        assert [tuple(row) for row in rows] == expected, statement
-        assert [type(v) for v in rows[0]] == [type(v) for v in expected[0]], statement
-        assert list(rows[0]._fields) == expected_names
 
 
 async def test_a_statement_built_per_call_runs_through_sqlalchemy(db: Database) -> None:

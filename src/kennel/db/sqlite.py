@@ -125,6 +125,7 @@ class SqliteDatabase:
             # never make the loop wait for one (-1: no limit on overflow).
             pool_size=16,
             max_overflow=-1,
+            hide_parameters=True,  # errors are logged; values can be secrets
         )
         event.listen(self._engine, "connect", _on_connect)
         # Connections kept checked out between blocks: the pool's checkout and return cost
