@@ -14,8 +14,10 @@ while that task runs a turn.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
@@ -105,9 +107,16 @@ async def accept_recipient(rt: Runtime, address: str, mail_from: str) -> RcptDec
 
 
 async def store(
-    rt: Runtime, envelope_from: str, recipients: list[str], raw: bytes, peer: str
+    rt: Runtime,
+    envelope_from: str,
+    recipients: list[str],
+    raw: bytes,
+    peer: str,
+    *,
+    start: Callable[[str], None],
 ) -> str:
-    """Keep the message (one row per worker it is for), then start each intake."""
+    """Keep the message (one row per worker it is for), then have each intake started by
+    `start(message_id)`, which must not wait for it."""
     rows = []
     for recipient in recipients:
         found = await _worker_of(rt, recipient)
@@ -137,11 +146,8 @@ async def store(
     async with rt.db.write() as w:
         for row in rows:
             await repo.insert_message(w, row)
-    for row in rows:  # stored: a failure from here on is made good at the next start-up
-        try:
-            await start_intake(row.id)
-        except Exception:
-            log.exception("starting the intake of message %s failed", row.id)
+    for row in rows:  # stored: an intake not started is started at the next start-up
+        start(row.id)
     return rows[0].id if rows else "none"
 
 
@@ -313,9 +319,10 @@ class FrontDoor:
     Taking mail in is cheap (measured here, 230 messages a second from one sender with nothing
     else to do), but on the server's loop it waited behind the turns the mail starts, whose
     model calls and steps come many times a second: 10 messages a second were accepted. On its
-    own loop it answers at once, and the intake work queues up durably behind it. Its database
-    connections are its own (PostgreSQL connections belong to one loop); its settings are the
-    server's."""
+    own loop it answers once the message's row is committed; the intake's workflow is queued
+    from the server's loop (a message whose intake was not queued before a crash is found
+    `stored` at the next start-up). Its database connections are its own (PostgreSQL
+    connections belong to one loop); its settings are the server's."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
@@ -331,7 +338,9 @@ class FrontDoor:
         return self._listener.address
 
     async def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="kennel-smtp", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(asyncio.get_running_loop(),), name="kennel-smtp", daemon=True
+        )
         self._thread.start()
         await asyncio.to_thread(self._ready.wait)
         if self._failure is not None:
@@ -342,7 +351,7 @@ class FrontDoor:
             self._loop.call_soon_threadsafe(self._loop.stop)
             await asyncio.to_thread(self._thread.join, 30)
 
-    def _run(self) -> None:
+    def _run(self, server_loop: asyncio.AbstractEventLoop) -> None:
         loop = self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         db = open_database(self._rt.settings)
@@ -355,7 +364,13 @@ class FrontDoor:
             return await accept_recipient(here(), address, mail_from)
 
         async def on_data(envelope_from: str, recipients: list[str], raw: bytes, peer: str) -> str:
-            return await store(here(), envelope_from, recipients, raw, peer)
+            return await store(here(), envelope_from, recipients, raw, peer, start=on_server)
+
+        def on_server(message_id: str) -> None:
+            # Queued from the server's loop, so the 250 waits for the message's row only, not
+            # for DBOS's write of the workflow (which waited on SQLite's lock behind turns).
+            future = asyncio.run_coroutine_threadsafe(start_intake(message_id), server_loop)
+            future.add_done_callback(lambda done: _log_failure(done, message_id))
 
         settings = main.settings
         self._listener = SmtpListener(
@@ -381,6 +396,15 @@ class FrontDoor:
             loop.run_until_complete(self._listener.stop())
             loop.run_until_complete(db.dispose())
             loop.close()
+
+
+def _log_failure(done: concurrent.futures.Future[None], message_id: str) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error(
+            "starting the intake of message %s failed; it starts at the next start-up",
+            message_id,
+            exc_info=done.exception(),
+        )
 
 
 async def resume_intakes(rt: Runtime) -> int:
