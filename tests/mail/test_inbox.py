@@ -22,7 +22,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
-from kennel.mail import senders
+from kennel.agents.offline_model import OfflineModel
+from kennel.mail import intake, senders
 from tests.e2e.conftest import free_port
 from tests.factories import Member, make_member
 from tests.factories.api import new_worker
@@ -150,6 +151,50 @@ class TestConversation:
         ]
         assert answer["Message-ID"] in again["References"]
 
+    async def test_replies_waiting_for_their_tasks_hold_up_no_other_mail(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        member: Member,
+        reconfigure: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A reply that arrives while its task runs a turn waits for that turn to end, then is
+        the task's next turn; waiting, it takes none of the intake queue's four slots."""
+        monkeypatch.setattr(intake, "_BUSY_WAIT_SECONDS", 0.5)
+        reconfigure(model=OfflineModel(delay_seconds=8))  # each first turn runs 8 s
+        worker_id, address = await inbox_of(client, member, title="Busy Dog")
+        firsts = [compose(member.email, address, subject=f"Job {n}") for n in range(4)]
+        for message in firsts:
+            await send(app, message, mail_from=member.email, to=address)
+        await eventually(lambda: _has_tasks(client, member, worker_id, 4))
+        for n, message in enumerate(firsts):  # as many waiting replies as the queue has slots
+            reply = compose(
+                member.email,
+                address,
+                subject=f"Re: Job {n}",
+                body="And the cats?",
+                In_Reply_To=message["Message-ID"],
+                References=message["Message-ID"],
+            )
+            await send(app, reply, mail_from=member.email, to=address)
+        await send(
+            app, compose(member.email, address, subject="Fresh"), mail_from=member.email, to=address
+        )
+        await eventually(lambda: _has_tasks(client, member, worker_id, 5), timeout=4)
+        busy = [t for t in await tasks_of(client, member, worker_id) if t["title"] != "Fresh"]
+        assert [t["status"] for t in busy] == ["running"] * 4  # the replies were still waiting
+
+        async def replies_are_second_turns() -> bool:
+            for task in busy:
+                found = await client.get(f"/api/tasks/{task['id']}", headers=member.headers)
+                subjects = [t["input"].split("\n\n")[0] for t in found.json()["turns"]]
+                if subjects != [task["title"], f"Re: {task['title']}"]:
+                    return False
+            return True
+
+        await eventually(replies_are_second_turns, timeout=40)
+
     async def test_attachments_land_in_the_workspace_and_dots_survive(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member, relay: Sink
     ) -> None:
@@ -186,6 +231,10 @@ class TestConversation:
 def answers_to(relay: Sink, question: EmailMessage) -> list[EmailMessage]:
     """The relay's answers to that message (other tests' late answers may arrive too)."""
     return [m for m in relay.received if m["In-Reply-To"] == question["Message-ID"]]
+
+
+async def _has_tasks(client: httpx.AsyncClient, member: Member, worker_id: str, n: int) -> bool:
+    return len(await tasks_of(client, member, worker_id)) >= n
 
 
 async def _reply_sent(client: httpx.AsyncClient, member: Member, task_id: str) -> bool:

@@ -56,6 +56,7 @@ __all__ = [
     "start_intake",
     "store",
     "take_in_mail",
+    "wait_for_turn",
 ]
 
 log = logging.getLogger("kennel.mail")
@@ -176,15 +177,32 @@ async def take_in_mail(message_id: str) -> str:
     decision = await _decide(message_id)
     if decision["action"] != "start":
         return str(decision["action"])
+    outcome = await _start_and_queue(runtime.current(), message_id, decision)
+    if outcome != "busy":
+        return outcome
+    # A reply while its task runs a turn waits for it off the queue: waiting replies would
+    # otherwise hold the queue's few slots, and no other mail could become a task meanwhile.
+    await DBOS.start_workflow_async(wait_for_turn, message_id, decision)
+    return "waiting"
+
+
+@DBOS.workflow()
+async def wait_for_turn(message_id: str, decision: dict[str, Any]) -> str:
+    """Start a reply's follow-up turn once its task's turn in flight has ended."""
     for _ in range(_BUSY_WAITS):
-        outcome, turn_id = await _start(message_id, decision)
-        if turn_id is not None:  # queued here, not in the step: a step cannot start workflows
-            await tasks.enqueue_turn(runtime.current(), turn_id)
+        await DBOS.sleep_async(_BUSY_WAIT_SECONDS)
+        outcome = await _start_and_queue(runtime.current(), message_id, decision)
         if outcome != "busy":
             return outcome
-        await DBOS.sleep_async(_BUSY_WAIT_SECONDS)  # a reply while its task runs: wait
     await _refuse(message_id, "its task kept running a turn for an hour")
     return "refused"
+
+
+async def _start_and_queue(rt: Runtime, message_id: str, decision: dict[str, Any]) -> str:
+    outcome, turn_id = await _start(message_id, decision)
+    if turn_id is not None:  # queued here, not in the step: a step cannot start workflows
+        await tasks.enqueue_turn(rt, turn_id)
+    return outcome
 
 
 @DBOS.step()
