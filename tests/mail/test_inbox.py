@@ -162,7 +162,7 @@ class TestConversation:
         """A reply that arrives while its task runs a turn waits for that turn to end, then is
         the task's next turn; waiting, it takes none of the intake queue's four slots."""
         monkeypatch.setattr(intake, "_BUSY_WAIT_SECONDS", 0.5)
-        reconfigure(model=OfflineModel(delay_seconds=8))  # each first turn runs 8 s
+        reconfigure(model=OfflineModel(delay_seconds=2))  # first turns: 2 s a request
         worker_id, address = await inbox_of(client, member, title="Busy Dog")
         firsts = [compose(member.email, address, subject=f"Job {n}") for n in range(4)]
         for message in firsts:
@@ -184,6 +184,7 @@ class TestConversation:
         await eventually(lambda: _has_tasks(client, member, worker_id, 5), timeout=4)
         busy = [t for t in await tasks_of(client, member, worker_id) if t["title"] != "Fresh"]
         assert [t["status"] for t in busy] == ["running"] * 4  # the replies were still waiting
+        reconfigure(model=OfflineModel())  # the replies' own turns need not be slow
 
         async def replies_are_second_turns() -> bool:
             for task in busy:
