@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -99,13 +100,20 @@ class _Plan:
         return sql, out
 
     def make_row(self, record: asyncpg.Record) -> Any:
-        row = self.row if self.row is not None else row_type(record.keys())
+        row = self.row if self.row is not None else _record_row(tuple(record.keys()))
         if not self.processors:
             return row._make(record)
         values = list(record)
         for index, process in self.processors:
             values[index] = process(values[index])
         return row._make(values)
+
+
+@functools.lru_cache(maxsize=256)
+def _record_row(names: tuple[str, ...]) -> Any:
+    """The row type of a text statement's records: made once per set of column names, not per
+    row (a named tuple type costs tens of microseconds to make)."""
+    return row_type(names)
 
 
 def _compile(statement: Executable, keys: tuple[str, ...]) -> _Plan:
