@@ -20,6 +20,7 @@ from kennel.docs import install_docs
 from kennel.durable import launch as launch_dbos
 from kennel.durable import shutdown as shutdown_dbos
 from kennel.errors import install_error_handlers
+from kennel.http import add_routes
 from kennel.mail.endpoints import router as mail_router
 from kennel.mail.intake import FrontDoor, resume_intakes
 from kennel.mail.listener import reachable_from_other_hosts
@@ -152,10 +153,10 @@ def create_app(
         """Liveness for load balancers (no auth)."""
         return JSONResponse({"status": "ok"})
 
-    app.include_router(workers_router)
-    app.include_router(tasks_router)
-    app.include_router(webhooks_router)
-    app.include_router(schedules_router)
-    app.include_router(mail_router)
+    add_routes(app, workers_router)
+    add_routes(app, tasks_router)
+    add_routes(app, webhooks_router)
+    add_routes(app, schedules_router)
+    add_routes(app, mail_router)
     install_dashboard(app)
     return app

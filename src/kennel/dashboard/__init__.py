@@ -12,6 +12,7 @@ from kennel.dashboard.headers import DashboardHeadersMiddleware
 from kennel.dashboard.panels import WORKER_PANELS
 from kennel.dashboard.routes import router as pages_router
 from kennel.dashboard.signin import router as signin_router
+from kennel.http import add_routes
 
 __all__ = ["DASHBOARD_PUBLIC_PATHS", "STATIC_PATH", "install_dashboard"]
 
@@ -24,11 +25,11 @@ _STATIC = Path(__file__).parent / "static"
 def install_dashboard(app: FastAPI) -> None:
     """Mount the pages, the worker page's panels, the static files and the security headers."""
     app.mount(STATIC_PATH, StaticFiles(directory=_STATIC), name="dashboard-static")
-    app.include_router(signin_router)
-    app.include_router(pages_router)
+    add_routes(app, signin_router)
+    add_routes(app, pages_router)
     WORKER_PANELS["schedules"] = panels_schedules.schedules_panel
     WORKER_PANELS["webhook"] = panels_webhook.webhook_panel
     WORKER_PANELS["email"] = panels_email.email_panel
     for panel in (panels_schedules, panels_webhook, panels_email):
-        app.include_router(panel.router)
+        add_routes(app, panel.router)
     app.add_middleware(DashboardHeadersMiddleware)
