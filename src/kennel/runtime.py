@@ -1,4 +1,5 @@
-"""What the server's code works with: its settings, its database and its model.
+"""What the server's code works with: its settings, its database, its model and the API keys
+it has checked lately.
 
 Requests reach it as `request.app.state.runtime`. DBOS workflows and steps run outside any
 request, so they call `current()` (and only they do), then pass it down. DBOS is a process-wide
@@ -8,10 +9,11 @@ removes it when it stops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic_ai.models import Model
 
+from kennel.auth.dependencies import VerifiedKeys
 from kennel.db import Database
 from kennel.settings import Settings
 from kennel.workspaces import Workspace
@@ -24,6 +26,7 @@ class Runtime:
     settings: Settings
     db: Database
     model: Model
+    verified_keys: VerifiedKeys = field(default_factory=VerifiedKeys)
 
     def workspace(self, worker_id: str) -> Workspace:
         return Workspace(

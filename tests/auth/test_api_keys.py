@@ -226,6 +226,46 @@ async def test_a_key_is_revoked_by_its_id_too(app: FastAPI, client: httpx.AsyncC
     assert (await client.get("/api/workers/wrk_x", headers=member.headers)).status_code == 401
 
 
+async def test_a_checked_key_is_trusted_for_a_second_then_checked_again(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    from sqlalchemy import select
+
+    from kennel.auth import repository
+    from kennel.auth.dependencies import KEY_TRUST_SECONDS
+    from kennel.models import api_keys
+
+    member = await make_member(app)
+    rt = app.state.runtime
+    now = [1000.0]
+    rt.verified_keys.clock = lambda: now[0]
+    assert (await client.get("/api/workers", headers=member.headers)).status_code == 200
+    async with rt.db.write() as w:  # revoked behind the server's back, with no wait
+        key_id = await w.scalar(select(api_keys.c.id).where(api_keys.c.user_id == member.user_id))
+        assert await repository.revoke_key(w, key_id)
+    now[0] += KEY_TRUST_SECONDS - 0.01
+    assert (await client.get("/api/workers", headers=member.headers)).status_code == 200
+    now[0] += 0.01
+    assert (await client.get("/api/workers", headers=member.headers)).status_code == 401
+
+
+def test_trust_runs_from_before_the_lookup_and_is_bounded() -> None:
+    from kennel.auth import Caller
+    from kennel.auth.dependencies import VerifiedKeys
+
+    now = [50.0]
+    keys = VerifiedKeys(1.0, limit=2, clock=lambda: now[0])
+    caller = Caller("usr_a", "org_a", "member", "key_a")
+    keys.put("h1", caller, checked_at=49.5)  # the lookup began half a second ago
+    assert keys.get("h1") == caller
+    now[0] = 50.5
+    assert keys.get("h1") is None
+    keys.put("h1", caller, checked_at=now[0])
+    keys.put("h2", caller, checked_at=now[0])
+    keys.put("h3", caller, checked_at=now[0])  # over the limit: the old entries are dropped
+    assert (keys.get("h1"), keys.get("h2"), keys.get("h3")) == (None, None, caller)
+
+
 async def test_keys_are_stored_hashed(app: FastAPI, member: Member) -> None:
     from sqlalchemy import text
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -13,7 +15,20 @@ from kennel.auth.repository import owner_of_key
 from kennel.db import Database
 from kennel.errors import Unauthorized
 
-__all__ = ["ApiKeyBearer", "Caller", "CallerDep", "authenticate", "caller_of"]
+__all__ = [
+    "KEY_TRUST_SECONDS",
+    "ApiKeyBearer",
+    "Caller",
+    "CallerDep",
+    "VerifiedKeys",
+    "authenticate",
+    "caller_of",
+]
+
+# How long a key checked against the database is trusted without asking it again. Revoking
+# waits this long after its commit (`auth.service.revoke_key`), so once it returns no server
+# accepts the key. On PostgreSQL the lookup is one of the two round trips of a read.
+KEY_TRUST_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +39,38 @@ class Caller:
     organization_id: str
     role: str
     key_id: str
+
+
+class VerifiedKeys:
+    """The callers of keys found active in the last `seconds`, by key hash, for one server."""
+
+    def __init__(
+        self,
+        seconds: float = KEY_TRUST_SECONDS,
+        *,
+        limit: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.seconds = seconds
+        self.limit = limit
+        self.clock = clock
+        self._callers: dict[str, tuple[float, Caller]] = {}
+
+    def get(self, key_hash: str) -> Caller | None:
+        found = self._callers.get(key_hash)
+        if found is None:
+            return None
+        if found[0] <= self.clock():
+            del self._callers[key_hash]
+            return None
+        return found[1]
+
+    def put(self, key_hash: str, caller: Caller, *, checked_at: float) -> None:
+        """Trust `caller` until `seconds` after `checked_at`: a moment before the lookup
+        began, so that it cannot outlive a revocation its lookup did not see."""
+        if len(self._callers) >= self.limit:
+            self._callers.clear()  # rarely: one entry per key in use in the last second
+        self._callers[key_hash] = (checked_at + self.seconds, caller)
 
 
 class ApiKeyBearer(HTTPBearer):
@@ -42,21 +89,29 @@ class ApiKeyBearer(HTTPBearer):
         )
 
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]  # yields a Caller, not credentials
-        caller = await caller_of(request.app.state.runtime.db, request.headers.get("authorization"))
+        rt = request.app.state.runtime
+        caller = await caller_of(rt.db, request.headers.get("authorization"), rt.verified_keys)
         request.state.caller_user_id = caller.user_id  # for the access log
         return caller
 
 
-async def caller_of(db: Database, authorization: str | None) -> Caller:
+async def caller_of(db: Database, authorization: str | None, verified: VerifiedKeys) -> Caller:
     """The caller an `Authorization: Bearer <key>` header names; Unauthorized if none."""
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not looks_like_key(key):
         raise Unauthorized()
+    key_hash = hash_key(key)
+    caller = verified.get(key_hash)
+    if caller is not None:
+        return caller
+    checked_at = verified.clock()
     async with db.read(snapshot=False) as r:
-        owner = await owner_of_key(r, hash_key(key))
+        owner = await owner_of_key(r, key_hash)
     if owner is None or not key_matches(key, owner.key_hash):
         raise Unauthorized()
-    return Caller(owner.user_id, owner.organization_id, owner.role, owner.key_id)
+    caller = Caller(owner.user_id, owner.organization_id, owner.role, owner.key_id)
+    verified.put(key_hash, caller, checked_at=checked_at)
+    return caller
 
 
 authenticate = ApiKeyBearer()

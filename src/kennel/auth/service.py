@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Literal
 
 from kennel.auth import repository as repo
+from kennel.auth.dependencies import KEY_TRUST_SECONDS
 from kennel.auth.keys import KEY_PREFIX, generate_key, hash_key
 from kennel.db import Database
 from kennel.ids import new_id
@@ -71,7 +73,8 @@ async def bootstrap(db: Database, *, key: str | None, admin_email: str) -> bool:
 async def revoke_key(
     db: Database, key_or_id: str
 ) -> Literal["revoked", "already revoked", "unknown"]:
-    """Revoke by key id (`key_...`) or by the key itself."""
+    """Revoke by key id (`key_...`) or by the key itself. Returns once no server accepts the
+    key: a server trusts a key it checked for `KEY_TRUST_SECONDS`, so this waits that long."""
     async with db.write() as w:
         if key_or_id.startswith(KEY_PREFIX):
             found = await repo.key_by_hash_or_id(w, key_hash=hash_key(key_or_id))
@@ -79,4 +82,8 @@ async def revoke_key(
             found = await repo.key_by_hash_or_id(w, key_id=key_or_id)
         if found is None:
             return "unknown"
-        return "revoked" if await repo.revoke_key(w, found.id) else "already revoked"
+        revoked = await repo.revoke_key(w, found.id)
+    if not revoked:
+        return "already revoked"
+    await asyncio.sleep(KEY_TRUST_SECONDS)
+    return "revoked"
