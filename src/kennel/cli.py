@@ -41,6 +41,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Overrides KENNEL_PORT.")] = None,
 ) -> None:
     """Run the API (and, as they land, the SMTP listener and background work) in one process."""
+    settings = _settings(host=host, port=port)  # first: a bad setting is refused in a second
+
     import uvicorn
 
     from kennel.agents import ModelConfigError
@@ -48,7 +50,6 @@ def serve(
     from kennel.db.setup import DatabaseSetupError, ensure_database
     from kennel.logs import configure_logging
 
-    settings = _settings(host=host, port=port)
     configure_logging(settings.log_level)
     try:
         application = create_app(settings, announce=True)
