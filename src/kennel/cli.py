@@ -41,20 +41,27 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Overrides KENNEL_PORT.")] = None,
 ) -> None:
     """Run the API (and, as they land, the SMTP listener and background work) in one process."""
-    settings = _settings(host=host, port=port)  # first: a bad setting is refused in a second
+    # Settings, then the database, before the app's imports (seconds): what is wrong with
+    # either is one line, and soon.
+    settings = _settings(host=host, port=port)
+    from kennel.db.setup import DatabaseSetupError, ensure_database
+
+    try:
+        ensure_database(settings)
+    except DatabaseSetupError as exc:
+        typer.echo(f"kennel: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     import uvicorn
 
     from kennel.agents import ModelConfigError
     from kennel.app import create_app
-    from kennel.db.setup import DatabaseSetupError, ensure_database
     from kennel.logs import configure_logging
 
     configure_logging(settings.log_level)
     try:
         application = create_app(settings, announce=True)
-        ensure_database(settings)  # here, so a database it cannot use is one line, not a trace
-    except (ModelConfigError, DatabaseSetupError) as exc:
+    except ModelConfigError as exc:
         typer.echo(f"kennel: {exc}", err=True)
         raise typer.Exit(2) from None
     uvicorn.run(application, host=settings.host, port=settings.port, log_config=None)
