@@ -17,6 +17,10 @@ log = logging.getLogger("kennel.durable")
 
 TURN_QUEUE = "kennel_turns"
 MAIL_QUEUE = "kennel_mail"  # intakes of stored messages; the CLI's `mail replay` queues here too
+# Each poll of a DBOS queue is a transaction of several statements that DBOS builds anew
+# (a few ms of CPU): turns are polled every `queue_polling_seconds` for their start latency,
+# mail, which is rare and already seconds old when it arrives, less often.
+MAIL_POLLING_SECONDS = 0.25
 
 
 def application_version() -> str:
@@ -58,7 +62,9 @@ async def launch(settings: Settings) -> None:
         polling_interval_sec=settings.queue_polling_seconds,
     )
     await DBOS.register_queue_async(
-        MAIL_QUEUE, worker_concurrency=4, polling_interval_sec=settings.queue_polling_seconds
+        MAIL_QUEUE,
+        worker_concurrency=4,
+        polling_interval_sec=max(settings.queue_polling_seconds, MAIL_POLLING_SECONDS),
     )
 
 
