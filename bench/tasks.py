@@ -14,7 +14,8 @@ defaults):
    pre-created worker, no stream: the call waits for the answer). A call counts when it ends
    inside the measured window, answered 200 with `status == "completed"`; else it is an error.
 2. Bare DBOS, in its own process (the server's DBOS is in another): a fresh SQLite file (in WAL
-   mode like Kennel's file, unless `--bare-journal default`) or scratch database, a queue
+   mode like Kennel's file, unless `--bare-journal default`, and with the engine settings
+   Kennel gives DBOS: no ping, `synchronous=NORMAL`) or scratch database, a queue
    registered like Kennel's (`worker_concurrency` = the turn concurrency, `polling_interval_sec`
    = Kennel's queue polling), a workflow of two trivial steps; N clients loop
    `DBOS.enqueue_workflow_async` + `handle.get_result(polling_interval_sec=` the same polling`)`.
@@ -352,7 +353,7 @@ def _bare_child(spec: dict) -> None:
     Reads one JSON line per level on stdin ({"concurrency", "warmup", "duration"}) and answers
     `RESULT <json>`, so the parent can interleave the levels with the HTTP ones.
     """
-    from dbos import DBOS
+    from dbos import DBOS, DBOSConfig
 
     @DBOS.step()
     async def bench_step_one(value: str) -> str:
@@ -367,16 +368,21 @@ def _bare_child(spec: dict) -> None:
         return await bench_step_two(await bench_step_one(value))
 
     async def main() -> None:
-        DBOS(
-            config={
-                "name": "kennel_bench_bare",
-                "system_database_url": spec["database_url"],
-                "application_version": "bench",
-                "executor_id": "local",
-                "log_level": "WARNING",
-                "notification_listener_polling_interval_sec": spec["polling"],
-            }
-        )
+        config: DBOSConfig = {
+            "name": "kennel_bench_bare",
+            "system_database_url": spec["database_url"],
+            "application_version": "bench",
+            "executor_id": "local",
+            "log_level": "WARNING",
+            "notification_listener_polling_interval_sec": spec["polling"],
+        }
+        if spec["database_url"].startswith("sqlite:///"):
+            from kennel.durable import sqlite_engine_kwargs
+
+            # The engine settings Kennel gives DBOS on SQLite (no ping, synchronous=NORMAL).
+            path = spec["database_url"].removeprefix("sqlite:///")
+            config["db_engine_kwargs"] = sqlite_engine_kwargs(path)
+        DBOS(config=config)
         DBOS.launch()
         await DBOS.register_queue_async(
             "bench_queue",

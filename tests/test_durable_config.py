@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from kennel.durable import config
 from tests.conftest import make_settings
 
@@ -11,7 +13,20 @@ from tests.conftest import make_settings
 def test_sqlite_connections_are_not_pinged_and_postgresql_ones_are(tmp_path: Path) -> None:
     sqlite = config(make_settings(f"sqlite:///{tmp_path}/k.sqlite3", tmp_path))
     assert sqlite["system_database_url"].startswith("sqlite:///")
-    assert sqlite["db_engine_kwargs"] == {"pool_pre_ping": False}  # a local file never goes stale
+    assert sqlite["db_engine_kwargs"]["pool_pre_ping"] is False  # a local file never goes stale
     postgres = config(make_settings("postgresql://postgres@127.0.0.1:5432/kennel", tmp_path))
     assert postgres["system_database_url"].startswith("postgresql")
     assert "db_engine_kwargs" not in postgres  # DBOS's default: ping before use
+
+
+def test_dbos_sqlite_connections_are_synchronous_normal_on_the_apps_file(tmp_path: Path) -> None:
+    """As DBOS builds its engine: each connection commits without an fsync of its own."""
+    dbos = config(make_settings(f"sqlite:///{tmp_path}/k.sqlite3", tmp_path))
+    engine = sa.create_engine(dbos["system_database_url"], **dbos["db_engine_kwargs"])
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            (_, _, file), *_ = conn.exec_driver_sql("PRAGMA database_list").all()
+        assert Path(file) == tmp_path / "k.sqlite3"
+    finally:
+        engine.dispose()

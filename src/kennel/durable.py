@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from dbos import DBOS, DBOSConfig
 
 from kennel import __version__
 from kennel.settings import Settings
 
-__all__ = ["MAIL_QUEUE", "TURN_QUEUE", "application_version", "launch", "shutdown"]
+__all__ = [
+    "MAIL_QUEUE",
+    "TURN_QUEUE",
+    "application_version",
+    "launch",
+    "shutdown",
+    "sqlite_engine_kwargs",
+]
 
 log = logging.getLogger("kennel.durable")
 
@@ -41,10 +51,29 @@ def config(settings: Settings) -> DBOSConfig:
         "notification_listener_polling_interval_sec": settings.queue_polling_seconds,
     }
     if settings.is_sqlite:
-        # DBOS pings every connection it checks out, about ten times a turn: a local file's
-        # connections never go stale, so on SQLite the ping is a statement for nothing.
-        dbos_config["db_engine_kwargs"] = {"pool_pre_ping": False}
+        dbos_config["db_engine_kwargs"] = sqlite_engine_kwargs(
+            settings.database_url_object.database or ""
+        )
     return dbos_config
+
+
+def sqlite_engine_kwargs(path: str) -> dict[str, Any]:
+    """DBOS's engine settings for the SQLite file at `path` (`bench/tasks.py` gives its bare
+    DBOS the same).
+
+    - No ping: DBOS pings every connection it checks out, about ten times a turn, and a local
+      file's connections never go stale.
+    - Kennel's `synchronous=NORMAL` (sqlite3 leaves FULL): in WAL mode a commit then survives
+      a crash of the process without an fsync of its own, and DBOS commits several times a
+      turn. A power cut may lose the last commits, DBOS's and Kennel's alike.
+    """
+    return {"pool_pre_ping": False, "creator": functools.partial(_sqlite_connection, path)}
+
+
+def _sqlite_connection(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, check_same_thread=False)
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
 
 
 async def launch(settings: Settings) -> None:
