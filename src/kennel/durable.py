@@ -12,6 +12,7 @@ from typing import Any
 from dbos import DBOS, DBOSConfig
 
 from kennel import __version__
+from kennel.db.sqlite import SYNCHRONOUS
 from kennel.settings import Settings
 
 __all__ = [
@@ -63,16 +64,15 @@ def sqlite_engine_kwargs(path: str) -> dict[str, Any]:
 
     - No ping: DBOS pings every connection it checks out, about ten times a turn, and a local
       file's connections never go stale.
-    - Kennel's `synchronous=NORMAL` (sqlite3 leaves FULL): in WAL mode a commit then survives
-      a crash of the process without an fsync of its own, and DBOS commits several times a
-      turn. A power cut may lose the last commits, DBOS's and Kennel's alike.
+    - Kennel's own `synchronous=NORMAL` (`db.sqlite.SYNCHRONOUS`; sqlite3 leaves FULL, an
+      fsync for each of the several commits DBOS makes a turn).
     """
     return {"pool_pre_ping": False, "creator": functools.partial(_sqlite_connection, path)}
 
 
 def _sqlite_connection(path: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, check_same_thread=False)
-    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute(SYNCHRONOUS)
     return connection
 
 

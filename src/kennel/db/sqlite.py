@@ -34,13 +34,16 @@ from sqlalchemy.engine import CursorResult
 from kennel.db import Params, Read, Write
 from kennel.db._sqlite_plans import _Plan, _plan_of
 
-__all__ = ["SqliteDatabase"]
+__all__ = ["SYNCHRONOUS", "SqliteDatabase"]
 
 _BUSY_TIMEOUT_SECONDS = 30.0
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _FIRST_PAUSE = 0.001
 _LONGEST_PAUSE = 0.05
-_PRAGMAS = ("synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=0")
+# Every connection to the file, DBOS's too (`kennel.durable`): in WAL mode a commit survives a
+# crash of the process without an fsync of its own; a power cut may lose the last few.
+SYNCHRONOUS = "PRAGMA synchronous=NORMAL"
+_PRAGMAS = (SYNCHRONOUS, "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=0")
 _IDLE_CONNECTIONS = 16
 _T = TypeVar("_T")
 
@@ -198,7 +201,7 @@ class SqliteDatabase:
 
 def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     for pragma in _PRAGMAS:
-        dbapi_connection.execute(f"PRAGMA {pragma}")
+        dbapi_connection.execute(pragma)
     try:  # persistent, and set by the migrations already: this only checks
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
     except sqlite3.OperationalError as error:
