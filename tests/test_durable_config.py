@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 from kennel.durable import config
 from tests.conftest import make_settings
@@ -30,3 +31,19 @@ def test_dbos_sqlite_connections_are_synchronous_normal_on_the_apps_file(tmp_pat
         assert Path(file) == tmp_path / "k.sqlite3"
     finally:
         engine.dispose()
+
+
+async def test_mail_is_polled_less_often_than_turns(app: FastAPI) -> None:
+    """Each poll of a queue costs DBOS a transaction: mail, which is rare, waits longer."""
+    from dbos import DBOS
+
+    from kennel.durable import MAIL_POLLING_SECONDS, MAIL_QUEUE, TURN_QUEUE
+
+    turns = await DBOS.retrieve_queue_async(TURN_QUEUE)
+    mail = await DBOS.retrieve_queue_async(MAIL_QUEUE)
+    assert turns is not None
+    assert mail is not None
+    polling = app.state.runtime.settings.queue_polling_seconds
+    assert await turns.get_polling_interval_sec_async() == polling
+    assert await mail.get_polling_interval_sec_async() == max(polling, MAIL_POLLING_SECONDS)
+    assert max(polling, MAIL_POLLING_SECONDS) > polling  # the tests' settings poll turns faster
