@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -32,20 +31,14 @@ def api_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 
 def served_routes(app: FastAPI) -> list[tuple[str, str]]:
-    """Every (method, path) the app answers, read from `app.routes` (FastAPI's included routers
-    opened up; a mounted app is one ("MOUNT", path))."""
+    """Every (method, path) the app answers, read from `app.routes`, where every route is
+    (`kennel.http.add_routes`); a mounted app is one ("MOUNT", path)."""
     found: list[tuple[str, str]] = []
-    pending: list[tuple[str, Any]] = [("", route) for route in app.routes]
-    while pending:
-        prefix, route = pending.pop()
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            inner = prefix + route.include_context.prefix
-            pending.extend((inner, r) for r in included.routes)
-        elif isinstance(route, Mount):
-            found.append(("MOUNT", prefix + route.path))
+    for route in app.routes:
+        if isinstance(route, Mount):
+            found.append(("MOUNT", route.path))
         elif isinstance(route, Route):
-            found.extend((m, prefix + route.path) for m in route.methods or () if m != "HEAD")
+            found.extend((m, route.path) for m in route.methods or () if m != "HEAD")
     return sorted(found)
 
 
