@@ -181,14 +181,10 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _methods_allowed(request: Request) -> list[str]:
+    """The methods of every route of the path (all in the app's own list: `http.add_routes`)."""
     methods: set[str] = set()
-    routes = list(request.app.router.routes)
-    while routes:
-        route = routes.pop()
-        included = getattr(route, "original_router", None)  # FastAPI's included routers
-        if included is not None:
-            routes.extend(included.routes)
-        elif isinstance(route, Route) and route.methods:
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
             if route.matches(request.scope)[0] != Match.NONE:
                 methods |= route.methods
     return sorted(methods)
