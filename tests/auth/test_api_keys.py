@@ -191,6 +191,13 @@ class TestErrorsOnUnknownRoutes:
         assert r.status_code == 405
         assert "error" in r.json()
 
+    async def test_405_allows_the_methods_of_every_route_of_the_path(
+        self, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        r = await client.put("/api/workers/wrk_x", headers=member.headers)
+        assert r.status_code == 405
+        assert r.headers["allow"] == "DELETE, GET, PATCH"  # three routes serve this path
+
 
 async def test_revoked_key_is_refused(app: FastAPI, client: httpx.AsyncClient) -> None:
     from kennel.auth.service import revoke_key
