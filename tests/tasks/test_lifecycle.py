@@ -390,7 +390,7 @@ class TestAbort:
             await eventually(model.asked, lambda n: n >= 1, "the model to be asked")
             db = app.state.runtime.db
             async with db.write() as w:
-                assert await tasks.abort_turn(w, turn_id, "aborted by the test")
+                assert await tasks.abort_turn(w, turn_id, "aborted by the test", listeners=())
             async with db.write() as w:
                 finished = await tasks.finish_turn(
                     w,
@@ -398,6 +398,7 @@ class TestAbort:
                     "completed",
                     {"output_text": "too late", "credits": 5},
                     only_from=("running",),
+                    listeners=(),
                 )
             assert finished is False
         finally:

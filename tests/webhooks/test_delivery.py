@@ -16,6 +16,8 @@ from dbos import DBOS
 from fastapi import FastAPI
 
 from kennel import __version__
+from kennel.agents import OfflineModel
+from kennel.tasks import listeners
 from kennel.webhooks import verify
 from tests.factories import Member
 from tests.factories.api import new_worker_id, post_task
@@ -205,6 +207,60 @@ class TestDelivery:
         turn_id = answer["metadata"]["turnId"]
         assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is not None
         assert await DBOS.get_workflow_status_async(f"{turn_id}:mail") is None  # not by mail
+
+    async def test_a_turn_recovered_after_its_end_delivers_its_webhook(
+        self,
+        client: httpx.AsyncClient,
+        member: Member,
+        private_webhooks: None,
+        receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The process dies between a turn's recorded end and its listeners' start: the turn's
+        workflow, run again over its recorded steps as recovery runs it, starts them from what
+        the end stored (a listener's start numbered after the agent's steps could not be
+        reached again)."""
+        worker_id = await new_worker_id(client, member)
+        await set_hook(client, member, worker_id, receiver.url(P["recovered"]))
+
+        async def die_before_starting(turn_id: str, names: Any) -> None:
+            pass
+
+        monkeypatch.setattr(listeners, "start_listeners", die_before_starting)
+        answer = (await post_task(client, member, input="Hello", workerId=worker_id)).json()
+        turn_id = answer["metadata"]["turnId"]
+        assert answer["status"] == "completed"
+        assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is None
+        monkeypatch.undo()
+        steps = await DBOS.list_workflow_steps_async(turn_id)
+        assert [step["function_name"] for step in steps] == ["kennel_turn__model.request_stream"]
+        last = max(step["function_id"] for step in steps)
+        rerun = await DBOS.fork_workflow_async(turn_id, last + 1)  # every step replayed
+        assert await rerun.get_result() == "completed"
+        (delivery,) = await arrived(receiver, 1, P["recovered"])
+        assert json.loads(delivery.body)["turn"]["id"] == turn_id
+
+    async def test_archiving_a_running_task_delivers_task_aborted(
+        self,
+        client: httpx.AsyncClient,
+        member: Member,
+        private_webhooks: None,
+        receiver: Receiver,
+        reconfigure: Callable[..., None],
+    ) -> None:
+        """The archive ends the turn, so it stores and starts the turn's listeners."""
+        reconfigure(model=OfflineModel(delay_seconds=30), task_wait_seconds=0)
+        worker_id = await new_worker_id(client, member)
+        await set_hook(client, member, worker_id, receiver.url(P["aborted"]))
+        answer = (await post_task(client, member, input="Hello", workerId=worker_id)).json()
+        task_id, turn_id = answer["metadata"]["taskId"], answer["metadata"]["turnId"]
+        r = await client.delete(f"/api/tasks/{task_id}", headers=member.headers)
+        assert r.json() == {"archived": True}
+        (delivery,) = await arrived(receiver, 1, P["aborted"])
+        event = json.loads(delivery.body)
+        assert event["type"] == "task.aborted"
+        assert event["turn"]["id"] == turn_id
+        assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is not None
 
     async def test_failures_are_retried_with_the_same_webhook_id(
         self, client: httpx.AsyncClient, member: Member, private_webhooks: None, receiver: Receiver

@@ -64,6 +64,9 @@ turns = Table(
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("started_at", UTCDateTime, nullable=True),
     Column("completed_at", UTCDateTime, nullable=True),
+    # Names of the listeners its end concerns (`tasks.listeners`), decided in the block that
+    # ended it, so that a turn recovered after its end starts the same ones; NULL until then.
+    Column("listeners", JsonValue, nullable=True),
     UniqueConstraint("task_id", "seq"),
 )
 

@@ -1,29 +1,38 @@
 """When a turn ends: the listeners that hear of it, each a DBOS workflow of its own.
 
 A listener is registered once at import (`webhooks`, `mail`) with the question it asks first:
-does this turn concern it (the worker has a webhook; the task came by mail)? When a turn ends,
-completed, error or aborted, one DBOS step asks every listener in one read, and the listeners
-that answered yes are started with the workflow ids `<turn id>:<listener>`. The turn's own
-workflow does this (DBOS records the step's answer and the starts, so a crash between the
-turn's end and its listeners loses nothing and starts nothing twice); a turn aborted from
-outside (archive) is announced by the code that aborted it, with the same ids. A listener that
-is slow or fails holds up neither the turn nor the next one, nor the other listeners.
+does this turn concern it (the worker has a webhook; the task came by mail)? Whoever ends a
+turn (its own workflow, an archive or delete that aborts it, the start-up sweep) asks every
+listener in the write block that records the end, and the answer is stored with it
+(`turns.listeners`). After the commit, the listeners named there are started with the workflow
+ids `<turn id>:<listener>`, so a start repeated after a crash starts nothing twice; a turn's
+workflow recovered after its end starts them from the stored answer, so nothing is lost
+either. A listener that is slow or fails holds up neither the turn nor the next one, nor the
+other listeners.
 
 Asking first is what keeps a turn cheap: a workflow start costs several system-database
-writes, and most turns have no webhook and did not come by mail.
+writes, and most turns have no webhook and did not come by mail. Asking in the block that
+ends the turn, rather than in a DBOS step of the turn's workflow, saves the step's two
+system-database transactions on every turn.
+
+The listeners are started outside the turn's workflow (in a context of their own), not as its
+children: a child's start would be one of the turn's recorded operations, numbered after the
+agent's steps, which a workflow recovered after the turn's end does not run again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from dbos import DBOS, SetWorkflowID
 
-from kennel import runtime
-from kennel.db import Read
+from kennel.db import Database, Read
+from kennel.tasks import repository as repo
 
-__all__ = ["notify_turn_ended", "register_turn_listener"]
+__all__ = ["announce_ended", "concerned", "register_turn_listener", "start_listeners"]
 
 TurnListener = Callable[[str], Coroutine[Any, Any, Any]]
 Concerns = Callable[[Read, str], Awaitable[bool]]
@@ -46,22 +55,31 @@ def register_turn_listener(name: str, workflow: TurnListener, concerns: Concerns
     _listeners[name] = _Listener(workflow, concerns)
 
 
-async def notify_turn_ended(turn_ids: Iterable[str]) -> None:
-    """Start the listeners each turn concerns (idempotent: the workflow ids are fixed)."""
-    turn_ids = list(turn_ids)
+async def concerned(r: Read, turn_id: str) -> list[str]:
+    """The names of the listeners the turn concerns; asked in the block that ends it."""
+    return [name for name, listener in _listeners.items() if await listener.concerns(r, turn_id)]
+
+
+async def start_listeners(turn_id: str, names: Iterable[str]) -> None:
+    """Start those listeners of the ended turn (idempotent: the workflow ids are fixed)."""
+    for name in names:
+        if name not in _listeners:  # stored by a version that had it; nothing to start now
+            continue
+        # A fresh context: not a child of the turn's workflow, if called from it (see above).
+        await asyncio.create_task(_start(turn_id, name), context=contextvars.Context())
+
+
+async def _start(turn_id: str, name: str) -> None:
+    with SetWorkflowID(f"{turn_id}:{name}"):
+        await DBOS.start_workflow_async(_listeners[name].workflow, turn_id)
+
+
+async def announce_ended(db: Database, turn_ids: Sequence[str]) -> None:
+    """Start the listeners stored with the ends of those turns (after the block that ended
+    them has committed)."""
     if not turn_ids or not _listeners:
         return
-    for turn_id, names in zip(turn_ids, await _concerned(turn_ids), strict=True):
-        for name in names:
-            with SetWorkflowID(f"{turn_id}:{name}"):
-                await DBOS.start_workflow_async(_listeners[name].workflow, turn_id)
-
-
-@DBOS.step()
-async def _concerned(turn_ids: list[str]) -> list[list[str]]:
-    """Per turn, the names of the listeners it concerns, read in one block."""
-    async with runtime.current().db.read() as r:
-        return [
-            [name for name, listener in _listeners.items() if await listener.concerns(r, turn_id)]
-            for turn_id in turn_ids
-        ]
+    async with db.read() as r:
+        stored = await repo.listeners_of(r, turn_ids)
+    for turn_id, names in stored.items():
+        await start_listeners(turn_id, names)

@@ -32,6 +32,7 @@ __all__ = [
     "insert_task",
     "insert_turn",
     "latest_of_worker",
+    "listeners_of",
     "merge_trigger",
     "page_visible",
     "pending_turn_ids",
@@ -341,10 +342,17 @@ async def start_turn(w: Write, turn_id: str) -> bool:
 
 
 async def finish_turn(
-    w: Write, turn_id: str, status: str, values: dict[str, Any], *, only_from: Sequence[str]
+    w: Write,
+    turn_id: str,
+    status: str,
+    values: dict[str, Any],
+    *,
+    only_from: Sequence[str],
+    listeners: Sequence[str],
 ) -> bool:
-    """Record the end of a turn that is in one of the `only_from` states; False otherwise
-    (it ended already: aborted meanwhile, or recorded by an earlier run)."""
+    """Record the end of a turn that is in one of the `only_from` states, with the names of the
+    listeners that end concerns; False otherwise (it ended already: aborted meanwhile, or
+    recorded by an earlier run)."""
     now = utcnow()
     found = await w.first(_TURN_STATE, {"b_turn_id": turn_id})
     if found is None or found.status not in only_from:
@@ -353,7 +361,13 @@ async def finish_turn(
     finished = await w.execute(
         sa.update(turns)
         .where(turns.c.id == turn_id, turns.c.status.in_(only_from))
-        .values(status=status, completed_at=now, duration_ms=duration_ms, **values)
+        .values(
+            status=status,
+            completed_at=now,
+            duration_ms=duration_ms,
+            listeners=list(listeners),
+            **values,
+        )
     )
     if not finished:
         return False
@@ -371,10 +385,25 @@ async def finish_turn(
     return True
 
 
-async def abort_turn(w: Write, turn_id: str, message: str) -> bool:
+async def abort_turn(w: Write, turn_id: str, message: str, *, listeners: Sequence[str]) -> bool:
     """End a pending or running turn as aborted; False when it had ended already."""
     values = {"error_code": "aborted", "error_message": message}
-    return await finish_turn(w, turn_id, "aborted", values, only_from=IN_FLIGHT)
+    return await finish_turn(
+        w, turn_id, "aborted", values, only_from=IN_FLIGHT, listeners=listeners
+    )
+
+
+_LISTENERS_OF = select(turns.c.id, turns.c.listeners).where(
+    turns.c.id.in_(bindparam("turn_ids", expanding=True))
+)
+
+
+async def listeners_of(r: Read, turn_ids: Sequence[str]) -> dict[str, list[str]]:
+    """The listeners stored with the end of each of those turns (an empty list for a turn
+    that has not ended or is gone)."""
+    rows = await r.all(_LISTENERS_OF, {"turn_ids": list(turn_ids)}) if turn_ids else []
+    stored = {row.id: row.listeners for row in rows}
+    return {turn_id: list(stored.get(turn_id) or ()) for turn_id in turn_ids}
 
 
 async def archive(w: Write, task_id: str) -> None:

@@ -265,6 +265,7 @@ async def write_uploads(rt: Runtime, started: StartedTurn, uploads: dict[str, Up
                     "error_message": f"Storing an upload failed: {exc}",
                 },
                 only_from=("pending",),
+                listeners=(),  # its starter (request or mail intake) fails instead
             )
         raise
 
@@ -355,12 +356,12 @@ async def archive_task(rt: Runtime, caller: Caller, public_id: str) -> None:
         if worker.user_id != caller.user_id:
             raise Forbidden("Only the worker's creator may archive its tasks.")
         aborted = []
-        if task.active_turn_id and await repo.abort_turn(
+        if task.active_turn_id and await control.abort_turn(
             w, task.active_turn_id, "The task was archived."
         ):
             aborted.append(task.active_turn_id)
         await repo.archive(w, task.id)
-    await control.cancel_turn_workflows(aborted)
+    await control.cancel_turn_workflows(rt.db, aborted)
 
 
 def page_count(total: int) -> int:

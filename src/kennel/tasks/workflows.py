@@ -36,10 +36,9 @@ from kennel.agents.tools import TurnDeps
 from kennel.db import Read
 from kennel.runtime import Runtime
 from kennel.settings import BudgetCaps, Settings
+from kennel.tasks import listeners, waiters
 from kennel.tasks import repository as repo
-from kennel.tasks import waiters
 from kennel.tasks.budgets import caps_for, credits_for, usage_limits
-from kennel.tasks.listeners import notify_turn_ended
 from kennel.workers import repository as workers
 
 __all__ = ["finish_abandoned_turns", "run_turn", "turn_context"]
@@ -84,11 +83,11 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
     # system-database statements. The model requests and tool calls are the steps.
     rt = runtime.current()
     if not await _mark_running(rt, turn_id):
-        # Aborted before it started: whoever aborted it told the listeners. Or recovered after
-        # it ended: the listeners below were started (or are started now, once).
+        # Aborted before it started: whoever aborted it starts the listeners. Or recovered
+        # after it ended: the listeners stored with its end are started (again: a no-op).
         status = await _status(rt, turn_id)
         if status != "aborted":
-            await notify_turn_ended([turn_id])
+            await listeners.announce_ended(rt.db, [turn_id])
         return status
     try:
         outcome = await _run_agent(context)
@@ -97,12 +96,13 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
         log.exception("turn %s failed unexpectedly", turn_id, extra={"turnId": turn_id})
         outcome = _internal_error(turn_id)
     try:
-        await _record_outcome(rt, turn_id, outcome)
+        concerned = await _record_outcome(rt, turn_id, outcome)
     except Exception:  # e.g. an answer the database will not store: record the failure instead
         log.exception("turn %s: recording its outcome failed", turn_id, extra={"turnId": turn_id})
         outcome = _internal_error(turn_id)
-        await _record_outcome(rt, turn_id, outcome)
-    await notify_turn_ended([turn_id])
+        concerned = await _record_outcome(rt, turn_id, outcome)
+    # None: aborted meanwhile (archived, worker deleted), and whoever aborted it starts them.
+    await listeners.start_listeners(turn_id, concerned or ())
     return str(outcome["status"])
 
 
@@ -118,16 +118,18 @@ async def _mark_running(rt: Runtime, turn_id: str) -> bool:
         return await repo.start_turn(w, turn_id)
 
 
-async def _record_outcome(rt: Runtime, turn_id: str, outcome: dict[str, Any]) -> bool:
+async def _record_outcome(rt: Runtime, turn_id: str, outcome: dict[str, Any]) -> list[str] | None:
+    """Record the turn's end; the listeners it concerns, or None when it had ended already."""
     values = {k: v for k, v in outcome.items() if k != "status"}
     async with rt.db.write() as w:
+        concerned = await listeners.concerned(w, turn_id)
         recorded = await repo.finish_turn(
-            w, turn_id, outcome["status"], values, only_from=("running",)
+            w, turn_id, outcome["status"], values, only_from=("running",), listeners=concerned
         )
     waiters.notify(turn_id)
     # The events stream is not closed: DBOS readers stop when the workflow has ended and they
     # have read all it wrote, which saves a system-database write per turn.
-    return recorded
+    return concerned if recorded else None
 
 
 def _internal_error(turn_id: str) -> dict[str, Any]:
@@ -154,11 +156,14 @@ async def finish_abandoned_turns(rt: Runtime) -> int:
         )
         values = {"error_code": "internal_error", "error_message": message}
         async with rt.db.write() as w:
-            if not await repo.finish_turn(w, turn_id, "error", values, only_from=repo.IN_FLIGHT):
+            concerned = await listeners.concerned(w, turn_id)
+            if not await repo.finish_turn(
+                w, turn_id, "error", values, only_from=repo.IN_FLIGHT, listeners=concerned
+            ):
                 continue
         ended += 1
         log.warning("turn %s ended as an error at start-up: %s", turn_id, status.status)
-        await notify_turn_ended([turn_id])
+        await listeners.start_listeners(turn_id, concerned)
     return ended
 
 
