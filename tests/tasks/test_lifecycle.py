@@ -23,8 +23,8 @@ from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from kennel.agents.offline_model import OfflineModel
 from kennel.durable import TURN_QUEUE
+from kennel.tasks import control, waiters
 from kennel.tasks import repository as tasks
-from kennel.tasks import waiters
 from tests.factories import Member
 from tests.factories.api import new_worker, post_task
 
@@ -390,7 +390,7 @@ class TestAbort:
             await eventually(model.asked, lambda n: n >= 1, "the model to be asked")
             db = app.state.runtime.db
             async with db.write() as w:
-                assert await tasks.abort_turn(w, turn_id, "aborted by the test", listeners=())
+                assert await control.abort_turn(w, turn_id, "aborted by the test") == []
             async with db.write() as w:
                 finished = await tasks.finish_turn(
                     w,

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from kennel import __version__
 from kennel.agents import OfflineModel
 from kennel.tasks import listeners
+from kennel.tasks.workflows import finish_abandoned_turns
 from kennel.webhooks import verify
 from tests.factories import Member
 from tests.factories.api import new_worker_id, post_task
@@ -261,6 +262,31 @@ class TestDelivery:
         assert event["type"] == "task.aborted"
         assert event["turn"]["id"] == turn_id
         assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is not None
+
+    async def test_a_turn_ended_by_the_start_up_sweep_delivers_task_failed(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        member: Member,
+        private_webhooks: None,
+        receiver: Receiver,
+        reconfigure: Callable[..., None],
+    ) -> None:
+        """The sweep that ends turns whose workflow is gone tells their listeners too."""
+        reconfigure(model=OfflineModel(delay_seconds=30), task_wait_seconds=0)
+        worker_id = await new_worker_id(client, member)
+        await set_hook(client, member, worker_id, receiver.url(P["swept"]))
+        answer = (await post_task(client, member, input="Hello", workerId=worker_id)).json()
+        turn_id = answer["metadata"]["turnId"]
+        deadline = time.monotonic() + 10
+        while (await DBOS.get_workflow_status_async(turn_id)) is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await DBOS.cancel_workflow_async(turn_id)  # without ending the turn's row
+        assert await finish_abandoned_turns(app.state.runtime) >= 1
+        (delivery,) = await arrived(receiver, 1, P["swept"])
+        event = json.loads(delivery.body)
+        assert (event["type"], event["turn"]["id"]) == ("task.failed", turn_id)
 
     async def test_failures_are_retried_with_the_same_webhook_id(
         self, client: httpx.AsyncClient, member: Member, private_webhooks: None, receiver: Receiver

@@ -1,35 +1,52 @@
-"""Stopping turns: abort them in the database, then cancel their workflows."""
+"""Ending turns: record the end with the listeners it concerns; stop aborted turns' workflows."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from dbos import DBOS
 
-from kennel.db import Database, Write
+from kennel.db import Write
 from kennel.tasks import listeners, waiters
 from kennel.tasks import repository as repo
 
-__all__ = ["abort_turn", "abort_worker_turns", "cancel_turn_workflows"]
+__all__ = ["abort_turn", "abort_worker_turns", "cancel_turn_workflows", "end_turn"]
 
 
-async def abort_turn(w: Write, turn_id: str, reason: str) -> bool:
-    """Abort the turn if it is in flight (with the listeners its end concerns); whether it was."""
+async def end_turn(
+    w: Write, turn_id: str, status: str, values: dict[str, Any], *, only_from: tuple[str, ...]
+) -> list[str] | None:
+    """Record the end of a turn in one of the `only_from` states, with the listeners that end
+    concerns (asked in the same block, so a turn recovered after its end starts the same ones);
+    those names, for `listeners.start_listeners` after the commit, or None when it had ended
+    already."""
     concerned = await listeners.concerned(w, turn_id)
-    return await repo.abort_turn(w, turn_id, reason, listeners=concerned)
+    ended = await repo.finish_turn(
+        w, turn_id, status, values, only_from=only_from, listeners=concerned
+    )
+    return concerned if ended else None
 
 
-async def abort_worker_turns(w: Write, worker_id: str, reason: str) -> list[str]:
-    """Abort every turn in flight on the worker; the ids of those it aborted."""
-    return [
-        turn_id
-        for turn_id in await repo.in_flight_turn_ids(w, worker_id=worker_id)
-        if await abort_turn(w, turn_id, reason)
-    ]
+async def abort_turn(w: Write, turn_id: str, reason: str) -> list[str] | None:
+    """End a pending or running turn as aborted; as `end_turn`."""
+    values = {"error_code": "aborted", "error_message": reason}
+    return await end_turn(w, turn_id, "aborted", values, only_from=repo.IN_FLIGHT)
 
 
-async def cancel_turn_workflows(db: Database, turn_ids: list[str]) -> None:
-    """Stop aborted turns' workflows (once the abort is committed), wake their waiters and
-    start the listeners stored with their ends."""
-    for turn_id in turn_ids:
+async def abort_worker_turns(w: Write, worker_id: str, reason: str) -> dict[str, list[str]]:
+    """Abort every turn in flight on the worker; the listeners of each it aborted, by id."""
+    aborted = {}
+    for turn_id in await repo.in_flight_turn_ids(w, worker_id=worker_id):
+        concerned = await abort_turn(w, turn_id, reason)
+        if concerned is not None:
+            aborted[turn_id] = concerned
+    return aborted
+
+
+async def cancel_turn_workflows(aborted: dict[str, list[str]]) -> None:
+    """Once the aborts are committed: stop the turns' workflows, wake their waiters and start
+    their listeners."""
+    for turn_id, concerned in aborted.items():
         await DBOS.cancel_workflow_async(turn_id)
         waiters.notify(turn_id)
-    await listeners.announce_ended(db, turn_ids)
+        await listeners.start_listeners(turn_id, concerned)

@@ -2,13 +2,13 @@
 
 A listener is registered once at import (`webhooks`, `mail`) with the question it asks first:
 does this turn concern it (the worker has a webhook; the task came by mail)? Whoever ends a
-turn (its own workflow, an archive or delete that aborts it, the start-up sweep) asks every
-listener in the write block that records the end, and the answer is stored with it
-(`turns.listeners`). After the commit, the listeners named there are started with the workflow
-ids `<turn id>:<listener>`, so a start repeated after a crash starts nothing twice; a turn's
-workflow recovered after its end starts them from the stored answer, so nothing is lost
-either. A listener that is slow or fails holds up neither the turn nor the next one, nor the
-other listeners.
+turn (its own workflow, an archive or delete that aborts it, the start-up sweep) does it with
+`control.end_turn`, which asks every listener in the write block that records the end and
+stores the answer with it (`turns.listeners`). After the commit, the listeners named there
+are started with the workflow ids `<turn id>:<listener>`, so a start repeated after a crash
+starts nothing twice; a turn's workflow recovered after its end starts them from the stored
+answer, so nothing is lost either. A listener that is slow or fails holds up neither the turn
+nor the next one, nor the other listeners.
 
 Asking first is what keeps a turn cheap: a workflow start costs several system-database
 writes, and most turns have no webhook and did not come by mail. Asking in the block that
@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, NamedTuple
 
 from dbos import DBOS, SetWorkflowID
 
-from kennel.db import Database, Read
-from kennel.tasks import repository as repo
+from kennel.db import Read
 
-__all__ = ["announce_ended", "concerned", "register_turn_listener", "start_listeners"]
+__all__ = ["concerned", "register_turn_listener", "start_listeners"]
 
 TurnListener = Callable[[str], Coroutine[Any, Any, Any]]
 Concerns = Callable[[Read, str], Awaitable[bool]]
@@ -63,8 +62,6 @@ async def concerned(r: Read, turn_id: str) -> list[str]:
 async def start_listeners(turn_id: str, names: Iterable[str]) -> None:
     """Start those listeners of the ended turn (idempotent: the workflow ids are fixed)."""
     for name in names:
-        if name not in _listeners:  # stored by a version that had it; nothing to start now
-            continue
         # A fresh context: not a child of the turn's workflow, if called from it (see above).
         await asyncio.create_task(_start(turn_id, name), context=contextvars.Context())
 
@@ -72,14 +69,3 @@ async def start_listeners(turn_id: str, names: Iterable[str]) -> None:
 async def _start(turn_id: str, name: str) -> None:
     with SetWorkflowID(f"{turn_id}:{name}"):
         await DBOS.start_workflow_async(_listeners[name].workflow, turn_id)
-
-
-async def announce_ended(db: Database, turn_ids: Sequence[str]) -> None:
-    """Start the listeners stored with the ends of those turns (after the block that ended
-    them has committed)."""
-    if not turn_ids or not _listeners:
-        return
-    async with db.read() as r:
-        stored = await repo.listeners_of(r, turn_ids)
-    for turn_id, names in stored.items():
-        await start_listeners(turn_id, names)

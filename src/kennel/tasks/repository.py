@@ -18,13 +18,14 @@ from kennel.workers.repository import VISIBLE_TO_CALLER, WorkerRow, caller_param
 __all__ = [
     "IN_FLIGHT",
     "TaskRow",
+    "TurnEnd",
     "TurnFileRow",
     "TurnRow",
-    "abort_turn",
     "archive",
     "by_id",
     "by_public_id",
     "claim_for_turn",
+    "end_of",
     "files_of_task",
     "finish_turn",
     "in_flight_turn_ids",
@@ -32,7 +33,6 @@ __all__ = [
     "insert_task",
     "insert_turn",
     "latest_of_worker",
-    "listeners_of",
     "merge_trigger",
     "page_visible",
     "pending_turn_ids",
@@ -92,6 +92,11 @@ class TurnRow(NamedTuple):
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+
+
+class TurnEnd(NamedTuple):
+    status: str
+    listeners: list[str]  # empty until it ended
 
 
 class TurnFileRow(NamedTuple):
@@ -385,25 +390,13 @@ async def finish_turn(
     return True
 
 
-async def abort_turn(w: Write, turn_id: str, message: str, *, listeners: Sequence[str]) -> bool:
-    """End a pending or running turn as aborted; False when it had ended already."""
-    values = {"error_code": "aborted", "error_message": message}
-    return await finish_turn(
-        w, turn_id, "aborted", values, only_from=IN_FLIGHT, listeners=listeners
-    )
+_TURN_END = select(turns.c.status, turns.c.listeners).where(turns.c.id == bindparam("turn_id"))
 
 
-_LISTENERS_OF = select(turns.c.id, turns.c.listeners).where(
-    turns.c.id.in_(bindparam("turn_ids", expanding=True))
-)
-
-
-async def listeners_of(r: Read, turn_ids: Sequence[str]) -> dict[str, list[str]]:
-    """The listeners stored with the end of each of those turns (an empty list for a turn
-    that has not ended or is gone)."""
-    rows = await r.all(_LISTENERS_OF, {"turn_ids": list(turn_ids)}) if turn_ids else []
-    stored = {row.id: row.listeners for row in rows}
-    return {turn_id: list(stored.get(turn_id) or ()) for turn_id in turn_ids}
+async def end_of(r: Read, turn_id: str) -> TurnEnd | None:
+    """The turn's status and the listeners stored with its end."""
+    row = await r.first(_TURN_END, {"turn_id": turn_id})
+    return TurnEnd(row.status, list(row.listeners or ())) if row else None
 
 
 async def archive(w: Write, task_id: str) -> None:

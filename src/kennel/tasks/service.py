@@ -355,13 +355,13 @@ async def archive_task(rt: Runtime, caller: Caller, public_id: str) -> None:
         worker = await workers.visible_worker(w, caller, task.worker_id)
         if worker.user_id != caller.user_id:
             raise Forbidden("Only the worker's creator may archive its tasks.")
-        aborted = []
-        if task.active_turn_id and await control.abort_turn(
-            w, task.active_turn_id, "The task was archived."
-        ):
-            aborted.append(task.active_turn_id)
+        aborted = {}
+        if task.active_turn_id:
+            concerned = await control.abort_turn(w, task.active_turn_id, "The task was archived.")
+            if concerned is not None:
+                aborted[task.active_turn_id] = concerned
         await repo.archive(w, task.id)
-    await control.cancel_turn_workflows(rt.db, aborted)
+    await control.cancel_turn_workflows(aborted)
 
 
 def page_count(total: int) -> int:

@@ -36,7 +36,7 @@ from kennel.agents.tools import TurnDeps
 from kennel.db import Read
 from kennel.runtime import Runtime
 from kennel.settings import BudgetCaps, Settings
-from kennel.tasks import listeners, waiters
+from kennel.tasks import control, listeners, waiters
 from kennel.tasks import repository as repo
 from kennel.tasks.budgets import caps_for, credits_for, usage_limits
 from kennel.workers import repository as workers
@@ -85,10 +85,13 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
     if not await _mark_running(rt, turn_id):
         # Aborted before it started: whoever aborted it starts the listeners. Or recovered
         # after it ended: the listeners stored with its end are started (again: a no-op).
-        status = await _status(rt, turn_id)
-        if status != "aborted":
-            await listeners.announce_ended(rt.db, [turn_id])
-        return status
+        async with rt.db.read(snapshot=False) as r:
+            end = await repo.end_of(r, turn_id)
+        if end is None:
+            return "aborted"
+        if end.status != "aborted":
+            await listeners.start_listeners(turn_id, end.listeners)
+        return end.status
     try:
         outcome = await _run_agent(context)
     except Exception:  # a bug: the turn still ends, and the log says where (DBOS's own stops,
@@ -106,12 +109,6 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
     return str(outcome["status"])
 
 
-async def _status(rt: Runtime, turn_id: str) -> str:
-    async with rt.db.read(snapshot=False) as r:
-        turn = await repo.turn(r, turn_id)
-    return turn.status if turn is not None else "aborted"
-
-
 async def _mark_running(rt: Runtime, turn_id: str) -> bool:
     """False when the turn was aborted before it started."""
     async with rt.db.write() as w:
@@ -122,14 +119,13 @@ async def _record_outcome(rt: Runtime, turn_id: str, outcome: dict[str, Any]) ->
     """Record the turn's end; the listeners it concerns, or None when it had ended already."""
     values = {k: v for k, v in outcome.items() if k != "status"}
     async with rt.db.write() as w:
-        concerned = await listeners.concerned(w, turn_id)
-        recorded = await repo.finish_turn(
-            w, turn_id, outcome["status"], values, only_from=("running",), listeners=concerned
+        concerned = await control.end_turn(
+            w, turn_id, outcome["status"], values, only_from=("running",)
         )
     waiters.notify(turn_id)
     # The events stream is not closed: DBOS readers stop when the workflow has ended and they
     # have read all it wrote, which saves a system-database write per turn.
-    return concerned if recorded else None
+    return concerned
 
 
 def _internal_error(turn_id: str) -> dict[str, Any]:
@@ -156,11 +152,11 @@ async def finish_abandoned_turns(rt: Runtime) -> int:
         )
         values = {"error_code": "internal_error", "error_message": message}
         async with rt.db.write() as w:
-            concerned = await listeners.concerned(w, turn_id)
-            if not await repo.finish_turn(
-                w, turn_id, "error", values, only_from=repo.IN_FLIGHT, listeners=concerned
-            ):
-                continue
+            concerned = await control.end_turn(
+                w, turn_id, "error", values, only_from=repo.IN_FLIGHT
+            )
+        if concerned is None:
+            continue
         ended += 1
         log.warning("turn %s ended as an error at start-up: %s", turn_id, status.status)
         await listeners.start_listeners(turn_id, concerned)

@@ -165,7 +165,7 @@ async def delete_worker(db: Database, caller: Caller, worker_id: str) -> None:
         await webhooks.remove(w, worker.id)
         await schedules.cancel_all_of_worker(w, worker.id)
         aborted = await task_control.abort_worker_turns(w, worker.id, "The worker was deleted.")
-    await task_control.cancel_turn_workflows(db, aborted)
+    await task_control.cancel_turn_workflows(aborted)
 
 
 async def list_members(
