@@ -576,6 +576,11 @@ async def _completed_count(conn: _Connection) -> int:
 async def _model_latency(server: Server, turns: int) -> tuple[float, int, int, float]:
     """Start `turns` tasks at once on a model that takes 2 s; wall seconds until all completed,
     RSS before and at its peak (KiB), and the server's CPU seconds meanwhile."""
+    from kennel.agents.offline_model import answer_text, text_chunks
+
+    # The offline model's delay comes again before every further chunk of an answer.
+    if len(text_chunks(answer_text(LATENCY_INPUT.format(turns), []))) != 1:
+        raise SystemExit(f"model latency: {LATENCY_INPUT!r} is answered in several chunks")
     conn = _Connection(server.port, server.key)
     worker_id = await _create_worker(conn)
     before = _rss_kib(server.process.pid)
