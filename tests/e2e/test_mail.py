@@ -6,16 +6,19 @@ from __future__ import annotations
 import collections
 import re
 import smtplib
+import threading
 import time
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import LiveServer, start_live_server
 from tests.e2e.test_crash_recovery import sigkill
+from tests.factories.mail import many_parts
 
 pytestmark = pytest.mark.e2e
 
@@ -128,3 +131,48 @@ def test_an_operator_lists_and_replays_a_refused_message(
             listed = server.cli("mail", "list").stdout
             assert f"{message_id}\t" in listed
             assert "\tstarted\t" in listed
+
+
+def test_a_hostile_message_stalls_nothing(live_server: LiveServer) -> None:
+    """Thousands of tiny MIME parts cost the email package seconds: refused at DATA; one
+    just under the bounds is read off the loop. /healthz answers throughout."""
+    server = live_server
+    with server.http(server.api_key) as http:
+        worker = http.post("/api/workers", json={"title": "Hostile Inbox"}).json()
+    gaps: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            last = time.monotonic()
+            while not stop.is_set():
+                assert client.get("/healthz").status_code == 200
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+                time.sleep(0.02)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        admin = "admin@example.com"
+        with smtplib.SMTP("127.0.0.1", smtp_port(server), timeout=60) as client:
+            client.ehlo("client.example")
+            client.mail(admin)
+            client.rcpt(worker["email"])
+            code, text = client.data(many_parts(5_000, sender=admin, to=worker["email"]))
+            assert (code, text) == (
+                552,
+                b"5.3.4 Message too complex to read: 5001 MIME parts, at most 500",
+            )
+            client.rset()
+            client.sendmail(
+                admin, [worker["email"]], many_parts(499, sender=admin, to=worker["email"])
+            )
+        (task,) = wait_until("the task of the message", lambda: tasks_of(server, worker["id"]))
+        assert task["triggeredBy"] == "email"
+    finally:
+        stop.set()
+        prober.join()
+    assert len(gaps) > 10
+    assert max(gaps) < 1.0

@@ -8,6 +8,7 @@ import ssl
 import pytest
 
 from kennel.mail.listener import MAX_RECIPIENTS, SmtpListener, reachable_from_other_hosts
+from tests.factories.mail import many_parts, nested
 from tests.mail.conftest import (
     MAX_BYTES,
     WORKER,
@@ -121,6 +122,26 @@ class TestRefused:
             return client.data(big)[0]
 
         assert await running.smtp(talk) == 552
+        assert running.inbox.stored == []
+
+    @pytest.mark.parametrize(
+        ("raw", "why"),
+        [
+            (many_parts(600), b"601 MIME parts, at most 500"),
+            (nested(200), b"200 multipart containers"),
+        ],
+    )
+    async def test_too_much_mime_structure_is_552_before_storing(
+        self, running: Running, raw: bytes, why: bytes
+    ) -> None:
+        def talk(client: smtplib.SMTP) -> tuple[int, bytes]:
+            _handshake(client)
+            client.rcpt(WORKER)
+            return client.data(raw)
+
+        code, text = await running.smtp(talk)
+        assert code == 552
+        assert why in text
         assert running.inbox.stored == []
 
     async def test_store_failure_is_temporary(self) -> None:

@@ -8,10 +8,15 @@ import pytest
 
 from kennel.mail.message import (
     MAX_ATTACHMENTS,
+    MAX_MIME_CONTAINERS,
+    MAX_MIME_PARTS,
     UnreadableMessage,
     parse_message,
     safe_filename,
+    structure_problem,
+    thread_headers,
 )
+from tests.factories.mail import many_parts, nested
 
 
 def _message(body: str = "Please summarise the report.", **headers: str) -> EmailMessage:
@@ -230,3 +235,55 @@ class TestUnreadable:
     def test_refused_with_a_reason(self, raw: bytes, why: str) -> None:
         with pytest.raises(UnreadableMessage, match=why):
             parse_message(raw)
+
+
+class TestStructureBounds:
+    """A few hundred KB of tiny parts cost the email package seconds; deep nesting a
+    RecursionError. Kennel reads at most so much structure, and says what it refused."""
+
+    def test_a_message_at_the_bounds_is_read(self) -> None:
+        assert structure_problem(many_parts(MAX_MIME_PARTS - 1)) is None
+        assert structure_problem(nested(MAX_MIME_CONTAINERS)) is None
+        message = parse_message(many_parts(MAX_MIME_PARTS - 1))
+        assert len(message.attachments) == MAX_ATTACHMENTS
+        assert parse_message(nested(MAX_MIME_CONTAINERS)).text == "hi"
+
+    def test_thousands_of_parts_are_refused_without_parsing(self) -> None:
+        assert structure_problem(many_parts(5_000)) == "5001 MIME parts, at most 500"
+        with pytest.raises(UnreadableMessage, match="too complex: 5001 MIME parts"):
+            parse_message(many_parts(5_000))
+
+    def test_deep_nesting_is_refused_not_a_recursion_error(self) -> None:
+        with pytest.raises(UnreadableMessage, match="too complex: 1000 multipart containers"):
+            parse_message(nested(1_000))
+
+    def test_dashes_in_the_text_are_not_parts(self) -> None:
+        raw = b"From: a@example.com\r\nSubject: x\r\n\r\n" + b"-- \r\n--B\r\n" * 2_000
+        assert structure_problem(raw) is None
+
+    def test_html_is_converted_up_to_a_bound(self) -> None:
+        message = EmailMessage()
+        message["From"] = "a@example.com"
+        message.set_content("<p>" + "word " * 200_000 + "</p><p>TAIL</p>", subtype="html")
+        text = parse_message(bytes(message)).text
+        assert "word" in text
+        assert "TAIL" not in text  # past the part converted; a task keeps 100,000 chars anyway
+
+
+class TestThreadHeaders:
+    def test_read_from_the_headers_alone(self) -> None:
+        raw = bytes(_message(In_Reply_To="<a@x>", References="<r@x> <a@x>"))
+        headers = thread_headers(raw)
+        parsed = parse_message(raw)
+        assert (
+            (headers.subject, headers.message_id, headers.references)
+            == (
+                parsed.subject,
+                parsed.message_id,
+                parsed.references,
+            )
+            == ("Quarterly report", "<m1@example.com>", ("<r@x>", "<a@x>"))
+        )
+
+    def test_unaffected_by_a_hostile_body(self) -> None:
+        assert thread_headers(nested(1_000)).subject == "parts"

@@ -18,7 +18,7 @@ from dbos import DBOS
 
 from kennel import runtime
 from kennel.mail import repository as repo
-from kennel.mail.message import parse_message
+from kennel.mail.message import thread_headers
 from kennel.mail.replies import (
     OutgoingFile,
     RelayError,
@@ -92,7 +92,7 @@ async def _compose(turn_id: str) -> bytes | str | None:
     if relay_of(settings) is None:
         await _note(turn_id, "not sent", error="KENNEL_SMTP_RELAY is not set")
         return "no relay"
-    original = parse_message(row.raw, envelope_from=row.envelope_from)
+    original = thread_headers(row.raw)
     if turn.status == "completed":
         text = turn.output_text or "(no answer)"
     else:

@@ -37,7 +37,7 @@ from kennel.mail.listener import (
     RcptDecision,
     SmtpListener,
 )
-from kennel.mail.message import UnreadableMessage, parse_message
+from kennel.mail.message import InboundMessage, UnreadableMessage, parse_message
 from kennel.mail.senders import SenderAuth, check_sender
 from kennel.runtime import Runtime
 from kennel.tasks import repository as tasks_repo
@@ -218,9 +218,7 @@ async def _decide(message_id: str) -> dict[str, Any]:
         return await _refuse(message_id, "the worker no longer exists")
     worker, tag = worker_found
     try:
-        message = parse_message(
-            row.raw, envelope_from=row.envelope_from, max_attachment_bytes=settings.max_file_bytes
-        )
+        message = await _parse(row.raw, row.envelope_from, settings.max_file_bytes)
     except UnreadableMessage as exc:
         return await _refuse(message_id, f"unreadable: {exc}", status="failed")
     if message.is_automatic:
@@ -265,6 +263,14 @@ async def _decide(message_id: str) -> dict[str, Any]:
     }
 
 
+async def _parse(raw: bytes, envelope_from: str, max_file_bytes: int) -> InboundMessage:
+    """The message read in a thread: its CPU (bounded by `parse_message`'s limits, up to about
+    a second) is not spent on the loop that answers HTTP."""
+    return await asyncio.to_thread(
+        parse_message, raw, envelope_from=envelope_from, max_attachment_bytes=max_file_bytes
+    )
+
+
 async def _refuse(message_id: str, reason: str, *, status: str = "refused") -> dict[str, Any]:
     rt = runtime.current()
     async with rt.db.write() as w:
@@ -287,9 +293,7 @@ async def _start(message_id: str, decision: dict[str, Any]) -> tuple[str, str | 
         return "gone", None
     if row.status == "started":  # a step run again after a crash
         return "started", row.turn_id
-    message = parse_message(
-        row.raw, envelope_from=row.envelope_from, max_attachment_bytes=rt.settings.max_file_bytes
-    )
+    message = await _parse(row.raw, row.envelope_from, rt.settings.max_file_bytes)
     uploads = tasks.check_uploads(
         [tasks.Upload(a.filename, a.content) for a in message.attachments],
         rt.settings.max_file_bytes,

@@ -9,6 +9,7 @@ What aiosmtpd 1.4.6 does by itself (read in its smtp.py), and what is added here
 | dot-stuffing | the leading dot of each line is removed | - |
 | SIZE | announced; `SIZE=` over the limit and too much data: 552 | - |
 | recipients | unlimited | `MAX_RECIPIENTS`, then 452 |
+| MIME structure | none | more parts or containers than Kennel reads: 552 |
 
 Refusing the whole message with a bare CR or LF means a "smuggled" second message inside it
 is stored neither here nor by any system that later reads the text with looser rules.
@@ -31,6 +32,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kennel.mail.addresses import normalize_address
+from kennel.mail.message import structure_problem
 
 __all__ = [
     "ACCEPT",
@@ -138,6 +140,9 @@ class _Handler:
         raw = envelope.original_content or b""
         if _BARE_CR_OR_LF.search(raw):
             return "550 5.5.2 Bare CR or LF in message text: lines must end with CRLF"
+        if (problem := structure_problem(raw)) is not None:
+            # Refused before the 250, so the sender knows; parsing it would cost seconds.
+            return f"552 5.3.4 Message too complex to read: {problem}"
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         try:
             stored = await self._store(_return_path(envelope), list(envelope.rcpt_tos), raw, peer)
