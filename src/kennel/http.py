@@ -16,7 +16,10 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
+
+from kennel.errors import ApiError, BadRequest
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -25,6 +28,7 @@ __all__ = [
     "decode_json_body",
     "json_depth",
     "json_response",
+    "read_form",
 ]
 
 # Objects and arrays inside one another; an output schema may use half of it (`outputSchema`).
@@ -102,6 +106,19 @@ def _refuse_lone_surrogates(value: Any) -> None:
 
 def _too_deep() -> str:
     return f"The request body nests objects and arrays more than {MAX_JSON_DEPTH} levels deep."
+
+
+async def read_form(request: Request, *, max_files: int, max_fields: int) -> FormData:
+    """The request's form: 413 when the body passes its limit while it is read (a chunked body
+    has no length to refuse it by first), 400 only when it is malformed."""
+    try:
+        return await request.form(max_files=max_files, max_fields=max_fields)
+    except HTTPException as exc:
+        if exc.status_code == 413:
+            raise ApiError(413, str(exc.detail)) from None
+        raise BadRequest(f"Malformed form body: {exc.detail}") from None
+    except Exception as exc:  # python-multipart's own errors on a malformed body
+        raise BadRequest(f"Malformed form body: {exc}") from None
 
 
 class _BoundedRequest(Request):

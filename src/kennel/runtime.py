@@ -27,6 +27,7 @@ class Runtime:
     db: Database
     model: Model
     verified_keys: VerifiedKeys = field(default_factory=VerifiedKeys)
+    login_secret: bytes = b""  # read from the database when the first sign-in form is made
 
     def workspace(self, worker_id: str) -> Workspace:
         return Workspace(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from kennel.auth.service import revoke_key
+from kennel.auth.sessions import LOGIN_TOKEN_SECONDS, login_token, server_secret
 from kennel.dashboard.auth import safe_next
 from tests.factories import Member, make_member
 from tests.factories.dashboard import csrf_of, sign_in, signed_in_browser
@@ -66,11 +68,25 @@ class TestSignIn:
             r = await sign_in(browser, member.key)
             assert r.status_code == 303
             assert (await browser.get("/workers")).status_code == 200
-        assert "Secure" in _cookie_header(r, "kennel_login")  # deleted, but as it was set
+        assert "Secure" in _cookie_header(r, "__Host-kennel_login")  # deleted, as it was set
         cookie = _cookie_header(r, "__Host-kennel_session")
         assert "Secure" in cookie
         assert "HttpOnly" in cookie
         assert "SameSite=lax" in cookie
+
+    async def test_https_sign_in_form_cookie_is_host_only(
+        self, app: FastAPI, reconfigure: Callable[..., None]
+    ) -> None:
+        reconfigure(public_url="https://kennel.example.com")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://kennel.example.com"
+        ) as browser:
+            form = await browser.get("/login")
+        cookie = _cookie_header(form, "__Host-kennel_login")
+        assert "Secure" in cookie
+        assert "Path=/;" in cookie + ";"  # `__Host-` cookies: no Domain, path /
+        assert "Domain" not in cookie
 
     @pytest.mark.parametrize(
         "target",
@@ -169,3 +185,63 @@ class TestSignOut:
                     .values(last_seen_at=utcnow() - timedelta(seconds=601))
                 )
             assert (await browser.get("/workers")).status_code == 303
+
+
+class TestLoginCsrf:
+    """Cookies ignore ports: a page on another port of this host (or, over http, a sibling
+    subdomain) can set the sign-in form's cookie in the victim's browser and post the form
+    with the attacker's own key, signing the victim in to the attacker's organization."""
+
+    async def test_a_token_the_server_did_not_issue_is_refused(
+        self, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        planted = "attacker-chosen-token-0123456789"
+        client.cookies.set("kennel_login", planted, domain="kennel.test", path="/login")
+        r = await client.post("/login", data={"api_key": member.key, "csrf": planted})
+        assert r.status_code == 403
+        assert "kennel_session" not in " ".join(r.headers.get_list("set-cookie"))
+
+    async def test_a_post_from_another_origin_is_refused_even_with_an_issued_token(
+        self, app: FastAPI, member: Member
+    ) -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kennel.test") as mine:
+            token = csrf_of((await mine.get("/login")).text)  # the attacker's own, issued
+        async with httpx.AsyncClient(transport=transport, base_url="http://kennel.test") as victim:
+            victim.cookies.set("kennel_login", token, domain="kennel.test", path="/login")
+            r = await victim.post(
+                "/login",
+                data={"api_key": member.key, "csrf": token},
+                headers={"Origin": "http://kennel.test:8081"},
+            )
+            assert r.status_code == 403
+            assert "kennel_session" not in " ".join(r.headers.get_list("set-cookie"))
+            same_site = await victim.post(  # the form of the refusal page, from this origin
+                "/login",
+                data={"api_key": member.key, "csrf": csrf_of(r.text)},
+                headers={"Origin": "http://kennel.test"},
+            )
+            assert same_site.status_code == 303
+
+    async def test_an_expired_token_is_refused(
+        self, app: FastAPI, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        rt = app.state.runtime
+        old = login_token(await server_secret(rt.db), now=time.time() - LOGIN_TOKEN_SECONDS - 120)
+        client.cookies.set("kennel_login", old, domain="kennel.test", path="/login")
+        r = await client.post("/login", data={"api_key": member.key, "csrf": old})
+        assert r.status_code == 403
+
+    async def test_a_signed_in_form_from_another_origin_changes_nothing(
+        self, app: FastAPI, member: Member
+    ) -> None:
+        async with signed_in_browser(app, member) as browser:
+            page = await browser.get("/workers")
+            r = await browser.post(
+                "/workers",
+                data={"title": "Cross-origin", "csrf": csrf_of(page.text)},
+                headers={"Origin": "http://kennel.test:8081"},
+            )
+            assert r.status_code == 403
+            listing = await browser.get("/workers")
+            assert "Cross-origin" not in listing.text

@@ -8,7 +8,7 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 
 from kennel.db import Read, Write, select_rows
-from kennel.models import api_keys, dashboard_sessions, organizations, users
+from kennel.models import api_keys, dashboard_sessions, organizations, server_secrets, users
 from kennel.timestamps import utcnow
 
 __all__ = [
@@ -20,12 +20,14 @@ __all__ = [
     "any_key_exists",
     "insert_key",
     "insert_organization",
+    "insert_server_secret",
     "insert_user",
     "key_by_hash_or_id",
     "list_keys",
     "organization_by_name",
     "owner_of_key",
     "revoke_key",
+    "server_secret",
     "user_by_email",
     "user_in_organization",
 ]
@@ -252,3 +254,12 @@ async def delete_stale_sessions(
         ),
     )
     return await w.execute(statement)
+
+
+async def server_secret(r: Read, name: str) -> str | None:
+    value = await r.scalar(select(server_secrets.c.value).where(server_secrets.c.name == name))
+    return None if value is None else str(value)
+
+
+async def insert_server_secret(w: Write, name: str, value: str) -> None:
+    await w.execute(insert(server_secrets), {"name": name, "value": value, "created_at": utcnow()})

@@ -13,8 +13,11 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
 
 from kennel.auth import repository as repo
 from kennel.auth.dependencies import Caller
@@ -29,6 +32,9 @@ __all__ = [
     "csrf_token",
     "end_session",
     "hash_session_id",
+    "login_token",
+    "login_token_valid",
+    "server_secret",
     "session_caller",
     "start_session",
 ]
@@ -39,6 +45,8 @@ SESSION_MAX_SECONDS = 30 * 24 * 3600
 _TOUCH_EVERY = timedelta(seconds=60)
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 _CSRF_CONTEXT = b"kennel-dashboard-csrf"
+LOGIN_TOKEN_SECONDS = 3600
+_LOGIN_TOKEN = re.compile(r"(\d{1,12})\.([A-Za-z0-9_-]{22})\.([0-9a-f]{64})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,48 @@ def csrf_token(session_id: str) -> str:
 
 def csrf_matches(session_id: str, submitted: str | None) -> bool:
     return bool(submitted) and hmac.compare_digest(csrf_token(session_id), submitted or "")
+
+
+async def server_secret(db: Database, name: str = "login") -> bytes:
+    """The server's secret of that name, made at the first start; every process reads the
+    same one, so a form one process issued is checked by any other."""
+    async with db.read(snapshot=False) as r:
+        found = await repo.server_secret(r, name)
+    if found is None:
+        try:
+            async with db.write() as w:
+                await repo.insert_server_secret(w, name, secrets.token_urlsafe(48))
+        except IntegrityError:  # another process made it first
+            pass
+        async with db.read(snapshot=False) as r:
+            found = await repo.server_secret(r, name)
+    assert found is not None
+    return found.encode()
+
+
+def login_token(secret: bytes, *, now: float | None = None) -> str:
+    """A sign-in form's CSRF token: when it was issued, a nonce, and the server's MAC of both.
+
+    Only this server can make one, so a token planted in a cookie by a page of another port
+    or subdomain (cookies ignore ports) is worthless unless the server issued it."""
+    issued = str(int(time.time() if now is None else now))
+    nonce = secrets.token_urlsafe(16)
+    return f"{issued}.{nonce}.{_login_mac(secret, issued, nonce)}"
+
+
+def login_token_valid(secret: bytes, token: str, *, now: float | None = None) -> bool:
+    found = _LOGIN_TOKEN.fullmatch(token)
+    if found is None:
+        return False
+    issued, nonce, mac = found.groups()
+    age = (time.time() if now is None else now) - int(issued)
+    if not 0 <= age <= LOGIN_TOKEN_SECONDS + 60:  # a minute of clock skew between processes
+        return False
+    return hmac.compare_digest(_login_mac(secret, issued, nonce), mac)
+
+
+def _login_mac(secret: bytes, issued: str, nonce: str) -> str:
+    return hmac.new(secret, f"login|{issued}|{nonce}".encode(), hashlib.sha256).hexdigest()
 
 
 async def start_session(

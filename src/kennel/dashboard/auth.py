@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import hmac
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
@@ -11,20 +11,31 @@ from fastapi import Depends, Request
 from starlette.responses import Response
 
 from kennel.auth import Caller
-from kennel.auth.sessions import SESSION_MAX_SECONDS, csrf_matches, csrf_token, session_caller
+from kennel.auth.sessions import (
+    LOGIN_TOKEN_SECONDS,
+    SESSION_MAX_SECONDS,
+    csrf_matches,
+    csrf_token,
+    login_token,
+    login_token_valid,
+    server_secret,
+    session_caller,
+)
 from kennel.runtime import Runtime
 from kennel.settings import Settings
 
 __all__ = [
-    "LOGIN_COOKIE",
     "CsrfRefused",
     "SignInRequired",
     "SignedIn",
     "SignedInDep",
     "clear_session_cookie",
+    "login_cookie_name",
+    "login_token_checks",
     "login_url",
     "new_login_token",
     "require_csrf",
+    "require_same_origin",
     "safe_next",
     "session_cookie_name",
     "set_login_cookie",
@@ -36,11 +47,13 @@ __all__ = [
 # for this host alone and the whole path, so no sibling subdomain can plant or shadow it.
 _SESSION_COOKIE = "kennel_session"
 _SECURE_SESSION_COOKIE = "__Host-kennel_session"
-# A sign-in form's own CSRF token (no session exists yet), double-submitted: in this cookie and
-# in the form. SameSite keeps the cookie off cross-site posts, so another site cannot sign a
-# browser in to the attacker's account.
-LOGIN_COOKIE = "kennel_login"
-_LOGIN_COOKIE_SECONDS = 3600
+# A sign-in form's own CSRF token (no session exists yet): issued and MACed by the server, and
+# double-submitted (in this cookie and in the form). A page on another port of the same host, or
+# on a sibling subdomain over http, can set cookies for this host: it could plant a token, but
+# not one the server made, and its post carries its own Origin, which is refused. On https
+# the cookie takes the `__Host-` prefix, which no other origin can set.
+_LOGIN_COOKIE = "kennel_login"
+_SECURE_LOGIN_COOKIE = "__Host-kennel_login"
 _MAX_NEXT = 2000
 
 
@@ -78,6 +91,33 @@ def _secure(settings: Settings) -> bool:
 
 def session_cookie_name(settings: Settings) -> str:
     return _SECURE_SESSION_COOKIE if _secure(settings) else _SESSION_COOKIE
+
+
+def login_cookie_name(settings: Settings) -> str:
+    return _SECURE_LOGIN_COOKIE if _secure(settings) else _LOGIN_COOKIE
+
+
+def require_same_origin(request: Request, settings: Settings) -> None:
+    """Refuse a form posted from another origin (CsrfRefused).
+
+    Browsers send `Origin` with every POST of a form; a page on another port of this host
+    differs from ours in it even where cookies do not tell the two apart. A client that sends
+    no Origin (curl, old browsers) is judged by its tokens alone."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            raise CsrfRefused()
+        return
+    ours = {_origin_of(settings.base_url), _origin_of(str(request.base_url))}
+    if origin.rstrip("/").lower() not in ours:
+        raise CsrfRefused()
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}{port}"
 
 
 async def signed_in(request: Request) -> SignedIn:
@@ -124,16 +164,32 @@ def login_url(next_path: str | None) -> str:
     return "/login" if target == "/" else "/login?" + urlencode({"next": target})
 
 
-def new_login_token() -> str:
-    return secrets.token_urlsafe(32)
+async def _login_secret(rt: Runtime) -> bytes:
+    if not rt.login_secret:
+        rt.login_secret = await server_secret(rt.db)
+    return rt.login_secret
+
+
+async def new_login_token(rt: Runtime) -> str:
+    return login_token(await _login_secret(rt))
+
+
+async def login_token_checks(request: Request, rt: Runtime, submitted: str) -> bool:
+    """The sign-in form came from this site: same origin, and the token in the form is the
+    one in the cookie and one this server issued within the hour."""
+    require_same_origin(request, rt.settings)
+    expected = request.cookies.get(login_cookie_name(rt.settings), "")
+    if not expected or not hmac.compare_digest(expected, submitted):
+        return False
+    return login_token_valid(await _login_secret(rt), submitted)
 
 
 def set_login_cookie(response: Response, settings: Settings, token: str) -> None:
     response.set_cookie(
-        LOGIN_COOKIE,
+        login_cookie_name(settings),
         token,
-        max_age=_LOGIN_COOKIE_SECONDS,
-        path="/login",
+        max_age=LOGIN_TOKEN_SECONDS,
+        path="/" if _secure(settings) else "/login",  # `__Host-` cookies must have path /
         httponly=True,
         samesite="lax",
         secure=_secure(settings),
@@ -151,7 +207,11 @@ def set_session_cookie(response: Response, settings: Settings, session_id: str) 
         secure=_secure(settings),
     )
     response.delete_cookie(
-        LOGIN_COOKIE, path="/login", httponly=True, samesite="lax", secure=_secure(settings)
+        login_cookie_name(settings),
+        path="/" if _secure(settings) else "/login",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(settings),
     )
 
 

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from kennel.dashboard.auth import SignedIn, require_csrf
+from kennel.dashboard.auth import SignedIn, require_csrf, require_same_origin
+from kennel.dashboard.routing import runtime
 from kennel.errors import ApiError, BadRequest, validation_error
-from kennel.http import decode_json_body
+from kennel.http import decode_json_body, read_form
 from kennel.tasks.schemas import TaskCreate
 from kennel.tasks.service import Upload
 from kennel.workers.repository import WorkerRow
@@ -25,7 +26,7 @@ from kennel.workers.schemas import WorkerCreate, WorkerUpdate
 __all__ = [
     "SubmittedForm",
     "field_errors",
-    "read_form",
+    "read_signed_form",
     "task_create",
     "worker_create",
     "worker_update",
@@ -50,14 +51,15 @@ class SubmittedForm:
         return value if value.strip() else None
 
 
-async def read_form(request: Request, who: SignedIn, *, files: bool = False) -> SubmittedForm:
-    """The posted form, refused (403) unless it carries the session's CSRF token."""
-    try:
-        form = await request.form(
-            max_files=_MAX_FILES if files else 0, max_fields=_MAX_FIELDS + _MAX_FILES
-        )
-    except HTTPException as exc:  # malformed body, too many parts
-        raise BadRequest(f"The form could not be read: {exc.detail}") from None
+async def read_signed_form(
+    request: Request, who: SignedIn, *, files: bool = False
+) -> SubmittedForm:
+    """The posted form, refused (403) unless it comes from this site's origin and carries the
+    session's CSRF token."""
+    require_same_origin(request, runtime(request).settings)
+    form = await read_form(
+        request, max_files=_MAX_FILES if files else 0, max_fields=_MAX_FIELDS + _MAX_FILES
+    )
     try:
         require_csrf(who, form.get("csrf"))
         submitted = SubmittedForm({})

@@ -15,8 +15,8 @@ every form must post as `csrf`), `panel_errors` (`{field: message}` of a refused
 empty) and `panel_values` (what that form sent, `{field: value}`, and anything else its route
 shows with it, such as a schedule's preview; else empty). A panel's forms post to dashboard
 routes (`route_class=DashboardRoute`) that depend on `SignedInDep`, read their form with
-`kennel.dashboard.forms.read_form` (which checks the CSRF token), call their service, and answer
-`redirect(...)` or, when it refuses,
+`kennel.dashboard.forms.read_signed_form` (which checks the origin and the CSRF token), call
+their service, and answer `redirect(...)` or, when it refuses,
 `render_worker_page(request, who, worker_id, panel_errors=..., panel_values=..., status=...)`.
 
 The loaders of Kennel's own panels are in `panels_schedules`, `panels_webhook` and

@@ -32,7 +32,7 @@ async def email_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dict[st
 async def set_allowed_senders(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Replace the allow-list with the text area's lines."""
     rt = runtime(request)
-    form = await forms.read_form(request, who)
+    form = await forms.read_signed_form(request, who)
     try:
         senders = panel_forms.allowed_senders(form)
         await service.set_allowed_senders(rt.db, who.caller, worker_id, senders)

@@ -81,7 +81,7 @@ async def create_schedule(worker_id: str, request: Request, who: SignedInDep) ->
     """Create a schedule from the New schedule form, or (`action=preview`) show the first five
     times it would be due, saving nothing."""
     rt = runtime(request)
-    form = await forms.read_form(request, who)
+    form = await forms.read_signed_form(request, who)
     preview = form.text("action") == "preview"
     try:
         data = panel_forms.schedule_create(form, rt.settings.schedule_timezone)
@@ -118,7 +118,7 @@ async def _act(
 ) -> Response:
     """One of a listed schedule's buttons; a refusal is shown next to that schedule."""
     rt = runtime(request)
-    await forms.read_form(request, who)
+    await forms.read_signed_form(request, who)
     try:
         await action(rt, who.caller)
     except ApiError as exc:

@@ -47,7 +47,7 @@ def _back(worker_id: str) -> Response:
 async def set_webhook(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Point the webhook at the form's URL (its token is kept, or made when it is new)."""
     rt = runtime(request)
-    form = await forms.read_form(request, who)
+    form = await forms.read_signed_form(request, who)
     try:
         url = panel_forms.webhook_url(form)
         await service.set_webhook(rt.db, rt.settings, who.caller, worker_id, url)
@@ -69,7 +69,7 @@ async def set_webhook(worker_id: str, request: Request, who: SignedInDep) -> Res
 async def remove_webhook(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Remove the webhook and its token; retries of earlier events stop."""
     rt = runtime(request)
-    await forms.read_form(request, who)
+    await forms.read_signed_form(request, who)
     await service.remove_webhook(rt.db, who.caller, worker_id)
     return _back(worker_id)
 
@@ -78,7 +78,7 @@ async def remove_webhook(worker_id: str, request: Request, who: SignedInDep) -> 
 async def regenerate_token(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """A new token; the old one still signs deliveries for the grace period."""
     rt = runtime(request)
-    await forms.read_form(request, who)
+    await forms.read_signed_form(request, who)
     await service.regenerate_token(rt.db, rt.settings, who.caller, worker_id)
     return _back(worker_id)
 
@@ -89,7 +89,7 @@ async def redeliver(
 ) -> Response:
     """Send that attempt's event again now, as a new attempt (it waits for the answer)."""
     rt = runtime(request)
-    await forms.read_form(request, who)
+    await forms.read_signed_form(request, who)
     if await service.redeliver(rt.db, who.caller, worker_id, execution_id) is None:
         raise NotFound("execution", execution_id)
     return _back(worker_id)

@@ -86,7 +86,7 @@ async def _workers_page(
 async def create_worker(request: Request, who: SignedInDep) -> Response:
     """Create a worker from the New worker form."""
     rt = runtime(request)
-    form = await forms.read_form(request, who)
+    form = await forms.read_signed_form(request, who)
     try:
         data = forms.worker_create(form)
         worker = await workers_service.create_worker(rt.db, who.caller, data, model=rt.model)
@@ -175,7 +175,7 @@ def _schema_text(schema: dict[str, Any] | None) -> str:
 async def save_template(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Save the template form (only what changed: the same instructions are no new version)."""
     rt = runtime(request)
-    form = await forms.read_form(request, who)
+    form = await forms.read_signed_form(request, who)
     worker = await workers_service.get_worker(rt.db, who.caller, worker_id)
     try:
         changes = forms.worker_update(form, worker)
@@ -199,7 +199,7 @@ async def run(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Start a task turn from the Run form (input, budget, files); back to the worker's page,
     which follows the turn as it runs."""
     rt = runtime(request)
-    form = await forms.read_form(request, who, files=True)
+    form = await forms.read_signed_form(request, who, files=True)
     try:
         data = forms.task_create(form, worker_id)
         started = await tasks_service.run_task(
@@ -271,7 +271,7 @@ async def task_page(task_id: str, request: Request, who: SignedInDep) -> Respons
 async def archive_task(task_id: str, request: Request, who: SignedInDep) -> Response:
     """Archive the task (the worker's creator only), aborting its turn in flight."""
     rt = runtime(request)
-    await forms.read_form(request, who)
+    await forms.read_signed_form(request, who)
     task, _, _ = await tasks_service.get_task(rt, who.caller, task_id)
     await tasks_service.archive_task(rt, who.caller, task.public_id)
     return redirect(f"/tasks/{quote(task.public_id, safe='')}")

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from kennel.auth.sessions import end_session, session_caller, start_session
 from kennel.dashboard.auth import (
-    LOGIN_COOKIE,
+    CsrfRefused,
     SignedInDep,
     clear_session_cookie,
+    login_token_checks,
     new_login_token,
     safe_next,
     session_cookie_name,
     set_login_cookie,
     set_session_cookie,
 )
-from kennel.dashboard.forms import read_form
+from kennel.dashboard.forms import read_signed_form
 from kennel.dashboard.routing import DashboardRoute, redirect, runtime
 from kennel.dashboard.templating import render
+from kennel.http import read_form
 
 __all__ = ["router"]
 
@@ -29,10 +29,10 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 _MAX_KEY_FIELD = 512
 
 
-def _login_page(
+async def _login_page(
     request: Request, next_path: str, *, error: str = "", status: int = 200
 ) -> Response:
-    token = new_login_token()
+    token = await new_login_token(runtime(request))
     response = render(
         "login.html",
         {"next": next_path, "csrf": token, "error": error, "signed_in": None},
@@ -54,27 +54,30 @@ async def login_form(request: Request, next: str | None = None) -> Response:
         )
         if caller is not None:
             return redirect(target)
-    return _login_page(request, target)
+    return await _login_page(request, target)
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
     """Sign in: a valid API key opens a session; the key itself stays out of the browser."""
     rt = runtime(request)
-    form = await request.form(max_files=0, max_fields=10)
+    form = await read_form(request, max_files=0, max_fields=10)
     try:
         key = str(form.get("api_key") or "").strip()[:_MAX_KEY_FIELD]
         target = safe_next(str(form.get("next") or ""))
         submitted = str(form.get("csrf") or "")
     finally:
         await form.close()
-    expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not hmac.compare_digest(expected, submitted):
+    try:
+        from_here = await login_token_checks(request, rt, submitted)
+    except CsrfRefused:
+        from_here = False
+    if not from_here:
         message = "The sign-in form had expired or came from another site; please sign in again."
-        return _login_page(request, target, error=message, status=403)
+        return await _login_page(request, target, error=message, status=403)
     started = await start_session(rt.db, key, idle_seconds=rt.settings.session_idle_seconds)
     if started is None:
-        return _login_page(request, target, error="That API key is not valid.", status=401)
+        return await _login_page(request, target, error="That API key is not valid.", status=401)
     request.state.caller_user_id = started.caller.user_id
     response = redirect(target)
     set_session_cookie(response, rt.settings, started.session_id)
@@ -85,7 +88,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request, who: SignedInDep) -> Response:
     """Sign out: the session ends on the server, not only in this browser."""
     rt = runtime(request)
-    await read_form(request, who)
+    await read_signed_form(request, who)
     await end_session(rt.db, who.session_id)
     response = redirect("/login")
     clear_session_cookie(response, rt.settings)

@@ -5,6 +5,7 @@ from kennel.models.dashboard_session import dashboard_sessions
 from kennel.models.mail import mail_messages, mail_threads, worker_mail_senders
 from kennel.models.organization import api_keys, organizations, users
 from kennel.models.schedule import schedule_runs, schedules
+from kennel.models.server_secret import server_secrets
 from kennel.models.task import tasks, turn_files, turns
 from kennel.models.webhook import webhook_events, webhook_executions, webhooks
 from kennel.models.worker import worker_instruction_versions, worker_members, workers
@@ -18,6 +19,7 @@ __all__ = [
     "organizations",
     "schedule_runs",
     "schedules",
+    "server_secrets",
     "tasks",
     "turn_files",
     "turns",
