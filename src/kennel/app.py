@@ -141,11 +141,12 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)
-    app.add_middleware(
-        BodyLimitMiddleware,
-        json_limit=settings.max_json_body_bytes,
-        multipart_limit=settings.max_upload_request_bytes,
-    )
+
+    def limits() -> tuple[int, int]:
+        now = app.state.runtime.settings
+        return now.max_json_body_bytes, now.max_upload_request_bytes
+
+    app.add_middleware(BodyLimitMiddleware, limits=limits)
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", tags=["Operations"])

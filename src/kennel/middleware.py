@@ -6,6 +6,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -79,17 +80,17 @@ class RequestIdMiddleware:
 class BodyLimitMiddleware:
     """413 for a body over the limit: by its Content-Length, or as it streams in."""
 
-    def __init__(self, app: Any, *, json_limit: int, multipart_limit: int) -> None:
+    def __init__(self, app: Any, *, limits: Callable[[], tuple[int, int]]) -> None:
         self.app = app
-        self.json_limit = json_limit
-        self.multipart_limit = multipart_limit
+        self.limits = limits  # (JSON, multipart), read per request: settings can change
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS", "DELETE"}:
             await self.app(scope, receive, send)
             return
         content_type = _header(scope, b"content-type") or ""
-        limit = self.multipart_limit if content_type.startswith("multipart/") else self.json_limit
+        json_limit, multipart_limit = self.limits()
+        limit = multipart_limit if content_type.startswith("multipart/") else json_limit
         declared = _header(scope, b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             await _too_large(send, limit)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -124,6 +124,37 @@ class TestUpload:
         assert r.status_code == 413
         assert r.json()["error"]["message"]
 
+    async def test_chunked_multipart_over_the_request_limit_is_413(
+        self, client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None]
+    ) -> None:
+        reconfigure(max_upload_request_bytes=64 * 1024)
+        body, content_type = _multipart_body(
+            {"input": "too much"}, [("big.bin", b"x" * (200 * 1024), "application/octet-stream")]
+        )
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: found while reading
+            for at in range(0, len(body), 8192):
+                yield body[at : at + 8192]
+
+        r = await client.post(
+            "/api/tasks",
+            content=chunks(),
+            headers={**member.headers, "Content-Type": content_type},
+        )
+        assert r.status_code == 413, r.text
+        assert "larger than 65536 bytes" in r.json()["error"]["message"]
+
+    async def test_a_malformed_multipart_body_is_400(
+        self, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        r = await client.post(
+            "/api/tasks",
+            content=b"--B\r\nContent-Disposition: form-data\r\n\r\nno name, no end",
+            headers={**member.headers, "Content-Type": "multipart/form-data; boundary=B"},
+        )
+        assert r.status_code == 400, r.text
+        assert "Malformed" in r.json()["error"]["message"]
+
     async def test_file_over_max_file_bytes(
         self,
         app: FastAPI,
@@ -142,7 +173,7 @@ class TestUpload:
             ],
             workerId=worker_id,
         )
-        assert r.status_code == 400, r.text
+        assert r.status_code == 413, r.text  # a limit, not a malformed body
         assert r.json()["error"]["param"] == "files"
         assert "large.txt" in r.json()["error"]["message"]
         # Checked before anything is written: not even the small file is kept, and no task ran.
@@ -304,3 +335,15 @@ async def test_multipart_fields_are_validated_like_json(
         )
         assert r.status_code == 400, (fields, r.text)
         assert r.json()["error"]["param"] == param
+
+
+def _multipart_body(
+    fields: dict[str, str], files: list[tuple[str, bytes, str]]
+) -> tuple[bytes, str]:
+    request = httpx.Request(
+        "POST",
+        "http://kennel.test/",
+        data=fields,
+        files=[("files", (name, data, media_type)) for name, data, media_type in files],
+    )
+    return request.read(), request.headers["content-type"]

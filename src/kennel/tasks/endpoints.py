@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 
 from kennel.auth import CallerDep
 from kennel.errors import ApiError, BadRequest, validation_error
-from kennel.http import KennelRoute, decode_json_body
+from kennel.http import KennelRoute, decode_json_body, read_form
 from kennel.runtime import Runtime
 from kennel.tasks import service
 from kennel.tasks.render import task_out, turn_out
@@ -62,10 +62,7 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
     uploads: list[service.Upload] = []
     raw: Any
     if media_type == "multipart/form-data":
-        try:
-            form = await request.form(max_files=100, max_fields=20)
-        except Exception as exc:  # malformed multipart, too many parts
-            raise BadRequest(f"Malformed multipart body: {exc}") from None
+        form = await read_form(request, max_files=100, max_fields=20)
         fields: dict[str, Any] = {}
         try:
             for name, value in form.multi_items():

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from kennel.auth import Caller
 from kennel.db import Write
 from kennel.durable import TURN_QUEUE
-from kennel.errors import BadRequest, Conflict, Forbidden, NotFound
+from kennel.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from kennel.ids import new_id
 from kennel.runtime import Runtime
 from kennel.tasks import control, waiters
@@ -241,7 +241,7 @@ def check_uploads(uploads: Sequence[Upload], max_bytes: int) -> dict[str, Upload
         except WorkspaceError as exc:
             raise BadRequest(str(exc), param="files") from None
         if len(upload.data) > max_bytes:
-            raise BadRequest(f"{path!r} is larger than {max_bytes} bytes.", param="files")
+            raise ApiError(413, f"{path!r} is larger than {max_bytes} bytes.", param="files")
         paths.pop(path, None)
         paths[path] = upload
     return paths
