@@ -8,6 +8,7 @@ decoded here instead, and one nested deeper than `MAX_JSON_DEPTH` is a 400.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -83,7 +84,39 @@ def decode_json_body(body: bytes) -> Any:
         raise BodyError(_too_deep(), param=deep[0] if deep else None)
     if _MAYBE_SURROGATE.search(body):
         _refuse_lone_surrogates(value)
+    if _MAYBE_NOT_FINITE.search(body):
+        _refuse_non_finite(value)
     return value
+
+
+# Python's decoder takes `NaN`, `Infinity`, `-Infinity` (not JSON) and overflows `1e999` to
+# infinity; stored, they are tokens no JSON reader takes back, and shown they became `null`.
+_MAYBE_NOT_FINITE = re.compile(rb"NaN|Infinity|[eE][+]?\d{3}|\d{300}")
+
+
+def _refuse_non_finite(value: Any) -> None:
+    items = value.items() if isinstance(value, dict) else [(None, value)]
+    for key, item in items:
+        if _has_non_finite(item):
+            named = isinstance(key, str) and key.isprintable()
+            where = f"{key}: a number" if named else "A number"
+            raise BodyError(
+                f"{where} is not finite (NaN, Infinity or too large); JSON has no such numbers.",
+                param=key if named else None,
+            )
+
+
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 # A lone surrogate reaches Python's strings only as a `\ud800`-style escape or as the three

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from kennel.schedules.timing import MAX_SECONDS
 from kennel.tasks.schemas import Budget, TaskStatus
@@ -73,7 +73,7 @@ class ScheduleCreate(_Request):
 
 
 class ScheduleUpdate(_Request):
-    paused: bool = Field(description="A paused schedule keeps its place and does not fire.")
+    paused: StrictBool = Field(description="A paused schedule keeps its place and does not fire.")
 
 
 class _Response(BaseModel):

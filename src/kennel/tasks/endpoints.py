@@ -44,6 +44,9 @@ _MULTIPART_SCHEMA = {
 }
 
 
+_FORM_BOOLEANS = {"true": True, "false": False}
+
+
 def _rt(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
 
@@ -76,7 +79,9 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
                     fields[name] = value
         finally:
             await form.close()  # spooled temporary files
-        raw = fields  # pydantic reads "true"/"false"/"1"/"0" and refuses anything else
+        # Every form field is text: the booleans' words become booleans, anything else stays
+        # text and is refused like a string in JSON.
+        raw = {k: _FORM_BOOLEANS.get(v, v) if k == "stream" else v for k, v in fields.items()}
     elif media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from kennel.workers.schemas import WorkerFile
 
@@ -46,7 +46,7 @@ class TaskCreate(BaseModel):
         json_schema_extra={"pattern": TASK_ID_PATTERN},
     )
     budget: Budget = "standard"
-    stream: bool = False
+    stream: StrictBool = False
 
     @field_validator("task_id")
     @classmethod
