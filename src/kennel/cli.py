@@ -64,7 +64,16 @@ def serve(
     except ModelConfigError as exc:
         typer.echo(f"kennel: {exc}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(application, host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        # Set on purpose (README, "Exposing Kennel"): a bound on open connections, so slow or
+        # idle clients cannot take every file descriptor; idle keep-alives close after 5 s.
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
+    )
 
 
 @db_app.command("upgrade")

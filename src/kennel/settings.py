@@ -145,6 +145,14 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest JSON request body accepted (413 past it)."
     )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description=(
+            "Open HTTP connections and requests one process serves at once; past it, 503 "
+            "(uvicorn's `limit_concurrency`). Streams count while open."
+        ),
+    )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
     min_interval_seconds: int = Field(
         60, ge=1, description="Smallest `intervalSeconds` of an interval schedule."
