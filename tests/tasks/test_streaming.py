@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from pydantic_ai.exceptions import ModelAPIError
+from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from kennel.agents.offline_model import OfflineModel
-from kennel.tasks import service
+from kennel.tasks import service, streaming
 from tests.factories import Member
 from tests.factories.api import new_worker_id
 from tests.factories.pages import PAGE_TITLE, serve_page
@@ -32,7 +35,7 @@ def parse_sse(response: httpx.Response) -> list[Event]:
     assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
     events: list[Event] = []
     for block in response.text.split("\n\n"):
-        if not block.strip():
+        if not block.strip() or block == ": keep-alive":  # an SSE comment, for idle streams
             continue
         assert block.startswith("data: "), block
         data = block.removeprefix("data: ")
@@ -113,6 +116,79 @@ async def task_and_turns(client: httpx.AsyncClient, member: Member, task_id: str
     r = await client.get(f"/api/tasks/{task_id}", headers=member.headers)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+class FailingMidAnswer(FunctionModel):
+    """Streams the start of an answer, then its connection breaks."""
+
+    def __init__(self) -> None:
+        super().__init__(self._respond, stream_function=self._stream, model_name="failing")
+
+    async def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        raise ModelAPIError("failing", "Connection reset by peer")
+
+    async def _stream(
+        self, messages: list[ModelMessage], info: AgentInfo
+    ) -> AsyncIterator[str | DeltaToolCalls]:
+        yield "The first half of "
+        yield "an answer"
+        raise ModelAPIError("failing", "Connection reset by peer", in_stream=True)
+
+
+class TestHonestEnds:
+    """A stream that ends in error says so: its open text closed, then an `error` chunk with
+    the turn's code and message, then `finish`; never a cut-off answer that looks whole."""
+
+    async def test_a_turn_failing_mid_answer(
+        self, client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None]
+    ) -> None:
+        reconfigure(model=FailingMidAnswer())
+        worker_id = await new_worker_id(client, member)
+        events = await stream_task(client, member, input="Answer me", workerId=worker_id)
+        assert_well_formed(events)
+        assert collapsed(events) == [
+            "start",
+            "start-step",
+            "text-start",
+            "text-delta",
+            "text-end",
+            "error",
+            "finish-step",
+            "finish",
+            DONE,
+        ]
+        (error,) = [e for e in events if isinstance(e, dict) and e["type"] == "error"]
+        assert error["errorText"].startswith("model_unavailable: ")
+        assert "Connection reset by peer" in error["errorText"]
+        finish = events[-2]
+        assert isinstance(finish, dict)
+        assert finish.get("finishReason") == "error"
+        task = await only_task(client, member, worker_id)
+        (turn,) = (await task_and_turns(client, member, task["id"]))["turns"]
+        assert turn["status"] == "error"
+        # The worker's stream, replaying the finished turn, ends the same way.
+        replayed = await stream_worker(client, member, worker_id)
+        assert "error" in kinds(replayed)
+        assert kinds(replayed)[-3:] == ["finish-step", "finish", DONE]
+
+    async def test_a_silent_stream_sends_keep_alives(
+        self,
+        client: httpx.AsyncClient,
+        member: Member,
+        reconfigure: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(streaming, "KEEP_ALIVE_SECONDS", 0.1)
+        reconfigure(model=OfflineModel(delay_seconds=0.6))
+        worker_id = await new_worker_id(client, member)
+        r = await client.post(
+            "/api/tasks",
+            json={"input": "Think first", "workerId": worker_id, "stream": True},
+            headers=member.headers,
+        )
+        before_text = r.text.split('"text-delta"')[0]
+        assert before_text.count(": keep-alive\n\n") >= 2
+        assert_well_formed(parse_sse(r))
 
 
 class TestCreateStream:

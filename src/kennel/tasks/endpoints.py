@@ -25,7 +25,7 @@ from kennel.tasks.schemas import (
     TurnList,
     TurnOut,
 )
-from kennel.tasks.streaming import SSE_RESPONSE, id_headers, live_events, sse_response
+from kennel.tasks.streaming import SSE_RESPONSE, id_headers, sse_response
 from kennel.workers.schemas import WorkerState
 
 __all__ = ["router"]
@@ -121,8 +121,7 @@ async def create_task(request: Request, caller: CallerDep) -> Any:
         "workerId": started.worker.id,
     }
     if data.stream:
-        polling = rt.settings.queue_polling_seconds
-        return sse_response(live_events(started.turn.id, polling_seconds=polling), ids=ids)
+        return sse_response(service.turn_events(rt, started.turn.id), ids=ids)
     state = await service.state_after_turn(rt, started)
     response = state.__pydantic_serializer__.to_json(state, by_alias=True)
     headers = id_headers(ids)

@@ -7,9 +7,10 @@ read by any process; the stored messages of finished turns are replayed as the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,33 @@ from starlette.responses import StreamingResponse
 from kennel.agents.agent import EVENTS_STREAM, event_adapter
 from kennel.tasks.repository import TurnRow
 
-__all__ = ["SSE_RESPONSE", "id_headers", "live_events", "replayed_events", "sse_response"]
+__all__ = [
+    "KEEP_ALIVE_SECONDS",
+    "SSE_RESPONSE",
+    "TurnFailed",
+    "id_headers",
+    "live_events",
+    "replayed_events",
+    "sse_response",
+]
+
+# A comment line sent when a stream has said nothing this long: the official SDKs give up on
+# a read after 60 s, and a slow model (or a long prompt on a CPU) can think longer than that
+# before its first token.
+KEEP_ALIVE_SECONDS = 15.0
+_KEEP_ALIVE = b": keep-alive\n\n"
+
+
+class TurnFailed(Exception):
+    """The turn a stream followed ended in error. Raised by the events at their end, it becomes
+    the stream's `error` chunk (`errorText`: "<code>: <message>"), after the open parts are
+    closed and before `finish`, so no reader takes a cut-off answer for a whole one."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
 
 # How the OpenAPI document describes a 200 that may be a stream (`stream=true`). Before
 # OpenAPI 3.2 (FastAPI writes 3.1), an event stream's `schema` describes each of its events.
@@ -138,8 +165,37 @@ def sse_response(
     chunk and into `X-Kennel-*` response headers."""
     stream = _StreamWithIds(run_input=None, ids=ids)
     response = stream.streaming_response(stream.transform_stream(events))
+    response.body_iterator = _with_keep_alives(response.body_iterator)
     response.headers.update(id_headers(ids or {}))
     return response
+
+
+async def _with_keep_alives(body: AsyncIterable[Any]) -> AsyncIterator[Any]:
+    """`body`, with an SSE comment whenever it has been silent for `KEEP_ALIVE_SECONDS`."""
+    iterator = aiter(body)
+    next_chunk: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if next_chunk is None:
+                next_chunk = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({next_chunk}, timeout=KEEP_ALIVE_SECONDS)
+            if not done:
+                yield _KEEP_ALIVE
+                continue
+            try:
+                chunk = next_chunk.result()
+            except StopAsyncIteration:
+                return
+            next_chunk = None
+            yield chunk
+    finally:
+        if next_chunk is not None and not next_chunk.done():
+            next_chunk.cancel()
+            with contextlib.suppress(BaseException):
+                await next_chunk
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def id_headers(ids: dict[str, str]) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
@@ -13,8 +12,8 @@ from kennel.auth import CallerDep
 from kennel.errors import ApiError
 from kennel.http import KennelRoute, json_response
 from kennel.runtime import Runtime
-from kennel.tasks import repository as tasks
-from kennel.tasks.streaming import SSE_RESPONSE, live_events, replayed_events, sse_response
+from kennel.tasks import service as tasks_service
+from kennel.tasks.streaming import SSE_RESPONSE, sse_response
 from kennel.timestamps import iso_z
 from kennel.workers import service
 from kennel.workers.render import worker_email, worker_template
@@ -78,24 +77,8 @@ async def retrieve_worker(
     rt = _rt(request)
     if not stream:
         return json_response(await service.worker_state(rt.db, rt.settings, caller, workerId))
-    async with rt.db.read() as r:
-        worker = await service.visible_worker(r, caller, workerId)
-        task, turns = await tasks.task_and_turns(r, worker_id=worker.id)
-    live = turns[-1].id if turns and turns[-1].status in tasks.IN_FLIGHT else None
-    finished = [t for t in turns if t.id != live]
-    polling = rt.settings.queue_polling_seconds
-
-    async def events() -> AsyncIterator[Any]:
-        for event in replayed_events(finished):
-            yield event
-        if live is not None:
-            async for event in live_events(live, polling_seconds=polling):
-                yield event
-
-    ids = {"workerId": worker.id}
-    if task is not None and turns:
-        ids.update(taskId=task.public_id, turnId=turns[-1].id)
-    return sse_response(events(), ids=ids)
+    events, ids = await tasks_service.worker_events(rt, caller, workerId)
+    return sse_response(events, ids=ids)
 
 
 @router.get("/{workerId}/files/{path:path}", response_class=FileResponse)
