@@ -251,7 +251,7 @@ class TestFailedTurn:
             )
             worker = raw.parse()
             error = raw.http_response.json()["error"]
-            assert error["code"] == "invalid_output"
+            assert error["code"] == "model_output_invalid"
             assert "size" in error["message"]
             assert worker.status == "completed"
             assert worker.running is False

@@ -10,17 +10,12 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from typing import Any
 
 from dbos import DBOS
 from pydantic_ai import capture_run_messages
-from pydantic_ai.exceptions import (
-    AgentRunError,
-    ModelAPIError,
-    ModelHTTPError,
-    UnexpectedModelBehavior,
-    UsageLimitExceeded,
-)
+from pydantic_ai.exceptions import AgentRunError
 from pydantic_ai.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
@@ -30,7 +25,7 @@ from pydantic_ai.messages import (
 
 from kennel import runtime
 from kennel.agents.agent import MODEL_ID, turn_agent
-from kennel.agents.instructions import describe_error
+from kennel.agents.failures import failure_of
 from kennel.agents.output import OutputSchemaError, schema_output_type
 from kennel.agents.tools import TurnDeps
 from kennel.db import Read
@@ -38,7 +33,7 @@ from kennel.runtime import Runtime
 from kennel.settings import BudgetCaps, Settings
 from kennel.tasks import control, listeners, waiters
 from kennel.tasks import repository as repo
-from kennel.tasks.budgets import caps_for, credits_for, usage_limits
+from kennel.tasks.budgets import caps_for, credits_for, model_settings, usage_limits
 from kennel.workers import repository as workers
 
 __all__ = ["finish_abandoned_turns", "run_turn", "turn_context"]
@@ -92,6 +87,7 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
         if end.status != "aborted":
             await listeners.start_listeners(turn_id, end.listeners)
         return end.status
+    began = time.monotonic()
     try:
         outcome = await _run_agent(context)
     except Exception:  # a bug: the turn still ends, and the log says where (DBOS's own stops,
@@ -104,9 +100,29 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
         log.exception("turn %s: recording its outcome failed", turn_id, extra={"turnId": turn_id})
         outcome = _internal_error(turn_id)
         concerned = await _record_outcome(rt, turn_id, outcome)
+    if concerned is not None:
+        _log_end(turn_id, outcome, time.monotonic() - began)
     # None: aborted meanwhile (archived, worker deleted), and whoever aborted it starts them.
     await listeners.start_listeners(turn_id, concerned or ())
     return str(outcome["status"])
+
+
+def _log_end(turn_id: str, outcome: dict[str, Any], seconds: float) -> None:
+    """One line per turn for operators: errors at WARNING, with their code and message."""
+    fields = {
+        "turnId": turn_id,
+        "status": outcome["status"],
+        "durationMs": round(seconds * 1000),
+        "requests": outcome["requests"],
+        "inputTokens": outcome["input_tokens"],
+        "outputTokens": outcome["output_tokens"],
+    }
+    code = outcome.get("error_code")
+    if code:
+        fields.update(code=code, error=outcome.get("error_message"))
+        log.warning("turn %s ended in error %s: %s", turn_id, code, fields["error"], extra=fields)
+    else:
+        log.info("turn %s %s", turn_id, outcome["status"], extra=fields)
 
 
 async def _mark_running(rt: Runtime, turn_id: str) -> bool:
@@ -191,33 +207,16 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
                     message_history=history or None,
                     output_type=output_type,
                     usage_limits=usage_limits(caps),
+                    model_settings=model_settings(caps),
                 )
             output = result.output
-        except UsageLimitExceeded as exc:
-            error = ("budget_exceeded", f"The {context['budget']!r} budget ran out: {exc}")
-        except TimeoutError:
-            error = (
-                "budget_exceeded",
-                f"The {context['budget']!r} budget's wall time of {caps.seconds:g} s ran out.",
+        except (AgentRunError, TimeoutError) as exc:
+            error = failure_of(exc, budget=context["budget"], seconds=caps.seconds) or (
+                "agent_error",
+                str(exc),
             )
-        except UnexpectedModelBehavior as exc:
-            error = ("invalid_output", _invalid_output_message(exc))
-        except (ModelHTTPError, ModelAPIError) as exc:
-            error = ("model_error", describe_error(exc))
-        except AgentRunError as exc:
-            error = ("agent_error", str(exc))
     new_messages: list[ModelMessage] = list(captured[len(history) :])
     return _outcome(output, new_messages, error, caps)
-
-
-def _invalid_output_message(exc: UnexpectedModelBehavior, limit: int = 1000) -> str:
-    """Why the answer was refused: pydantic-ai's message says only that retries ran out."""
-    message = f"The model did not produce a valid answer: {exc.message}"
-    if exc.__cause__ is not None:
-        # The cause is a validation error: keep its text, not pydantic's "[type=..." trailer.
-        problem = " ".join(str(exc.__cause__).split()).split(" [type=")[0]
-        message += f"; last problem: {problem}"
-    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def _outcome(
