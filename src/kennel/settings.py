@@ -38,6 +38,9 @@ class BudgetCaps(BaseModel):
     requests: int | None = Field(None, ge=1, description="Model requests.")
     tokens: int | None = Field(None, ge=1, description="Input plus output tokens.")
     seconds: float | None = Field(None, gt=0, description="Wall time.")
+    output_tokens: int | None = Field(
+        None, ge=1, description="Output tokens of one model request (its `max_tokens`)."
+    )
 
 
 class Settings(BaseSettings):
@@ -127,6 +130,17 @@ class Settings(BaseSettings):
             "Stable id of this process for crash recovery; give each `kennel serve` sharing a "
             "PostgreSQL database its own."
         ),
+    )
+    database_pool_size: int = Field(
+        50,
+        ge=1,
+        description=(
+            "PostgreSQL: connections Kennel's own code opens at most, per event loop (the server"
+            " runs two: HTTP and the SMTP listener). DBOS keeps its own (`dbos_pool_size`)."
+        ),
+    )
+    dbos_pool_size: int = Field(
+        20, ge=2, description="PostgreSQL: connections DBOS's system database pool keeps."
     )
     max_file_bytes: int = Field(
         25 * 1024 * 1024, ge=1, description="Largest file in a workspace (upload or agent write)."

@@ -203,7 +203,9 @@ class TestWallTime:
         assert turn["inputTokens"] == turn["outputTokens"] == turn["credits"] == 0
 
     def test_default_caps(self) -> None:
-        assert DEFAULT_CAPS["low"] == BudgetCaps(requests=4, tokens=20_000, seconds=60)
+        assert DEFAULT_CAPS["low"] == BudgetCaps(
+            requests=4, tokens=20_000, seconds=60, output_tokens=2_000
+        )
         assert DEFAULT_CAPS["unlimited"] == BudgetCaps()
 
 
@@ -283,11 +285,13 @@ class TestInvalidOutput:
         )
         assert r.status_code == 201, r.text
         worker = await run(client, member, input="How many dogs?", workerId=r.json()["id"])
-        turn = assert_failed(worker, await task_of(client, member, worker), "invalid_output")
+        turn = assert_failed(worker, await task_of(client, member, worker), "model_output_invalid")
         assert worker["structured_output"] is None
         message = worker["error"]["message"]
         # It says why: the model kept answering, and what was wrong with the answer.
-        assert "valid answer" in message
+        assert "usable answer" in message
+        assert "does not match the output schema at count: 'many' is not of type" in message
+        assert "validation error for" not in message  # pydantic's report, not for people
         assert "count" in message
         assert "integer" in message
         assert model.requests == 3  # the first answer and the agent's two output retries

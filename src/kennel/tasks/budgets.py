@@ -1,11 +1,14 @@
 """Budgets: what one turn may spend, and the credits rule.
 
-| budget | model requests | tokens (input + output) | wall time |
-| --- | --- | --- | --- |
-| low | 4 | 20,000 | 60 s |
-| standard | 16 | 200,000 | 300 s |
-| high | 64 | 1,000,000 | 1,800 s |
-| unlimited | no cap | no cap | no cap |
+| budget | model requests | tokens (input + output) | wall time | output tokens a request |
+| --- | --- | --- | --- | --- |
+| low | 4 | 20,000 | 60 s | 2,000 |
+| standard | 16 | 200,000 | 300 s | 8,000 |
+| high | 64 | 1,000,000 | 1,800 s | 32,000 |
+| unlimited | no cap | no cap | no cap | the model's own |
+
+The output cap is sent with every request (`max_tokens`): a model that repeats itself stops
+there instead of talking until the wall time runs out, and is charged for what it said.
 
 Credits are whole numbers: one credit per started thousand tokens of a turn
 (`ceil((input_tokens + output_tokens) / 1000)`), so a budget's token cap is also its credit
@@ -19,18 +22,27 @@ import math
 from typing import Literal
 
 from pydantic_ai import UsageLimits
+from pydantic_ai.settings import ModelSettings
 
 from kennel.settings import BudgetCaps, Settings
 
-__all__ = ["BUDGETS", "DEFAULT_CAPS", "Budget", "caps_for", "credits_for", "usage_limits"]
+__all__ = [
+    "BUDGETS",
+    "DEFAULT_CAPS",
+    "Budget",
+    "caps_for",
+    "credits_for",
+    "model_settings",
+    "usage_limits",
+]
 
 Budget = Literal["low", "standard", "high", "unlimited"]
 BUDGETS: tuple[Budget, ...] = ("low", "standard", "high", "unlimited")
 
 DEFAULT_CAPS: dict[str, BudgetCaps] = {
-    "low": BudgetCaps(requests=4, tokens=20_000, seconds=60),
-    "standard": BudgetCaps(requests=16, tokens=200_000, seconds=300),
-    "high": BudgetCaps(requests=64, tokens=1_000_000, seconds=1_800),
+    "low": BudgetCaps(requests=4, tokens=20_000, seconds=60, output_tokens=2_000),
+    "standard": BudgetCaps(requests=16, tokens=200_000, seconds=300, output_tokens=8_000),
+    "high": BudgetCaps(requests=64, tokens=1_000_000, seconds=1_800, output_tokens=32_000),
     "unlimited": BudgetCaps(),
 }
 
@@ -45,6 +57,10 @@ def caps_for(settings: Settings, budget: str) -> BudgetCaps:
 def usage_limits(caps: BudgetCaps) -> UsageLimits:
     # pydantic-ai checks the request cap before each request, so no request past it is made.
     return UsageLimits(request_limit=caps.requests, total_tokens_limit=caps.tokens)
+
+
+def model_settings(caps: BudgetCaps) -> ModelSettings:
+    return ModelSettings(max_tokens=caps.output_tokens) if caps.output_tokens else ModelSettings()
 
 
 def credits_for(input_tokens: int, output_tokens: int, caps: BudgetCaps | None = None) -> int:
