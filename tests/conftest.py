@@ -82,7 +82,13 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         mail_domain="mail.kennel.test",
         smtp_port=0,  # a free port: many apps and servers run at once in the suite
         # The queue tests start the limit and two more turns: a small limit keeps them quick.
-        **{"turn_concurrency": 8, **overrides},  # type: ignore[arg-type]
+        # Apps and servers of both test processes share one PostgreSQL (max_connections 100).
+        **{  # type: ignore[arg-type]
+            "turn_concurrency": 8,
+            "database_pool_size": 12,
+            "dbos_pool_size": 8,
+            **overrides,
+        },
     )
 
 

@@ -51,6 +51,8 @@ def config(settings: Settings) -> DBOSConfig:
         # Stream readers poll on SQLite (there is no LISTEN/NOTIFY): a second is too slow for SSE.
         "notification_listener_polling_interval_sec": settings.queue_polling_seconds,
     }
+    if not settings.is_sqlite:
+        dbos_config["sys_db_pool_size"] = settings.dbos_pool_size
     if settings.is_sqlite:
         dbos_config["db_engine_kwargs"] = sqlite_engine_kwargs(
             settings.database_url_object.database or ""

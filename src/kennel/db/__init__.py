@@ -93,7 +93,7 @@ def open_database(settings: Settings) -> Database:
         return SqliteDatabase(url.database or "")
     from kennel.db.postgres import PostgresDatabase
 
-    return PostgresDatabase(url)
+    return PostgresDatabase(url, max_connections=settings.database_pool_size)
 
 
 def row_columns(row_type: type[R], table: FromClause) -> list[KeyedColumnElement[Any]]:

@@ -10,9 +10,10 @@ asyncpg, whose prepared statements are cached per connection. Errors are SQLAlch
 SQLAlchemy's execution gives.
 
 - Connections: kept idle per event loop (asyncpg's belong to the loop that opened them), up
-  to `_MAX_CONNECTIONS` open; no ping. A connection found dropped at the first statement of
-  a block is replaced and the statement sent once more (nothing of the block has happened
-  yet, so that is safe); later in a block, the error goes to the caller.
+  to `max_connections` open (`KENNEL_DATABASE_POOL_SIZE`); no ping. A connection found
+  dropped at the first statement of a block is replaced and the statement sent once more
+  (nothing of the block has happened yet, so that is safe); later in a block, the error goes
+  to the caller.
 - `read(snapshot=False)`: each statement in autocommit, with no BEGIN or ROLLBACK round trips.
 - `read()`: a `REPEATABLE READ READ ONLY` transaction, so that its statements see one state
   (under READ COMMITTED a worker, its task and its turns could each be read at another moment).
@@ -44,8 +45,8 @@ from kennel.db._plans import Plans, row_type, value_processors
 __all__ = ["PostgresDatabase"]
 
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
-_MAX_CONNECTIONS = 50  # per event loop: what the SQLAlchemy pool allowed (40 kept + 10 more)
-_IDLE_CONNECTIONS = 40
+MAX_CONNECTIONS = 50  # per event loop: what the SQLAlchemy pool allowed (40 kept + 10 more)
+_IDLE_SHARE = 0.8
 _STATEMENT_CACHE = 512  # asyncpg's prepared statements per connection (default 100)
 _BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _BEGIN_WRITE = "BEGIN"
@@ -261,8 +262,10 @@ def _row_count(status: str) -> int:
 class PostgresDatabase:
     backend = "postgresql"
 
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, *, max_connections: int = MAX_CONNECTIONS) -> None:
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._max_connections = max_connections
+        self._max_idle = max(1, int(max_connections * _IDLE_SHARE))
         self._idle: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, list[asyncpg.Connection]
         ] = weakref.WeakKeyDictionary()
@@ -275,7 +278,7 @@ class PostgresDatabase:
         loop = asyncio.get_running_loop()
         slots = self._slots.get(loop)
         if slots is None:
-            slots = self._slots[loop] = asyncio.Semaphore(_MAX_CONNECTIONS)
+            slots = self._slots[loop] = asyncio.Semaphore(self._max_connections)
         await slots.acquire()
         idle = self._idle.get(loop)
         if idle:
@@ -312,7 +315,7 @@ class PostgresDatabase:
             conn.terminate()
         finally:
             idle = self._idle.setdefault(loop, [])
-            if conn.is_closed() or len(idle) >= _IDLE_CONNECTIONS:
+            if conn.is_closed() or len(idle) >= self._max_idle:
                 self._open.discard(conn)
                 if not conn.is_closed():
                     await conn.close()

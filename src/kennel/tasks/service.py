@@ -26,7 +26,7 @@ from kennel.tasks import control, waiters
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import TaskCreate
-from kennel.tasks.streaming import live_events, replayed_events
+from kennel.tasks.streaming import TurnFailed, live_events, replayed_events
 from kennel.tasks.workflows import run_turn, turn_context
 from kennel.timestamps import utcnow
 from kennel.workers import repository as workers_repo
@@ -370,7 +370,7 @@ def page_count(total: int) -> int:
 
 # -- for the dashboard ----------------------------------------------------------------------
 
-__all__ += ["credits_per_day", "worker_activity", "worker_events"]
+__all__ += ["credits_per_day", "turn_events", "worker_activity", "worker_events"]
 
 
 async def worker_activity(
@@ -399,6 +399,20 @@ async def credits_per_day(
     return list(by_day.items())
 
 
+async def turn_events(rt: Runtime, turn_id: str) -> AsyncIterator[AgentStreamEvent]:
+    """A turn's events as they happen; `TurnFailed` at the end when it ended in error."""
+    async for event in live_events(turn_id, polling_seconds=rt.settings.queue_polling_seconds):
+        yield event
+    await _raise_if_failed(rt, turn_id)
+
+
+async def _raise_if_failed(rt: Runtime, turn_id: str) -> None:
+    async with rt.db.read(snapshot=False) as r:
+        turn = await repo.turn(r, turn_id)
+    if turn is not None and turn.status == "error":
+        raise TurnFailed(turn.error_code or "error", turn.error_message or "The turn failed.")
+
+
 async def worker_events(
     rt: Runtime, caller: Caller, worker_id: str
 ) -> tuple[AsyncIterator[AgentStreamEvent], dict[str, str]]:
@@ -417,6 +431,8 @@ async def worker_events(
         if live is not None:
             async for event in live_events(live, polling_seconds=polling):
                 yield event
+        if turns:
+            await _raise_if_failed(rt, turns[-1].id)
 
     ids = {"workerId": worker.id}
     if task is not None and turns:
