@@ -101,11 +101,20 @@ class Settings(BaseSettings):
         description="Let the web fetch tool read loopback and private addresses (dev, tests).",
     )
     task_wait_seconds: float = Field(
-        60.0,
+        40.0,
         ge=0,
         description=(
             "How long `POST /api/tasks` without `stream` waits for the turn before answering "
-            "with `running: true`."
+            "with `running: true` (well under the official SDKs' 60 s, after which they send "
+            "the request again)."
+        ),
+    )
+    instructions_wait_seconds: float = Field(
+        20.0,
+        gt=0,
+        description=(
+            "How long `POST /api/workers` with only a `prompt` waits for the model to write the "
+            "instructions; past it the prompt is the instructions."
         ),
     )
     # A turn mostly waits on the model: 500 turns at once on a model that takes 2 s a request

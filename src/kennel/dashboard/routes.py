@@ -89,7 +89,13 @@ async def create_worker(request: Request, who: SignedInDep) -> Response:
     form = await forms.read_signed_form(request, who)
     try:
         data = forms.worker_create(form)
-        worker = await workers_service.create_worker(rt.db, who.caller, data, model=rt.model)
+        worker = await workers_service.create_worker(
+            rt.db,
+            who.caller,
+            data,
+            model=rt.model,
+            wait_seconds=rt.settings.instructions_wait_seconds,
+        )
     except ApiError as exc:
         if exc.status not in (400, 502):
             raise

@@ -44,7 +44,9 @@ def _rt(request: Request) -> Runtime:
 async def create_worker(body: WorkerCreate, request: Request, caller: CallerDep) -> Response:
     """Create a worker template."""
     rt = _rt(request)
-    worker = await service.create_worker(rt.db, caller, body, model=rt.model)
+    worker = await service.create_worker(
+        rt.db, caller, body, model=rt.model, wait_seconds=rt.settings.instructions_wait_seconds
+    )
     return json_response(worker_template(rt.settings, worker), status_code=201)
 
 

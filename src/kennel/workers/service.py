@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from pydantic_ai.models import Model
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 PAGE_SIZE = 20
+
+log = logging.getLogger(__name__)
 
 
 async def validate_output_schema(schema: dict[str, Any]) -> None:
@@ -85,21 +88,35 @@ async def list_workers(
         return await repo.page_visible(r, caller, visibility=visibility, page=page, size=PAGE_SIZE)
 
 
-async def prepare_worker(caller: Caller, data: WorkerCreate, *, model: Model) -> WorkerRow:
+async def prepare_worker(
+    caller: Caller, data: WorkerCreate, *, model: Model, wait_seconds: float = 20.0
+) -> WorkerRow:
     """A new worker's row, checked and completed (the model writes the instructions when only
-    a prompt is given) before any transaction begins: a slow model holds no lock."""
+    a prompt is given) before any transaction begins: a slow model holds no lock.
+
+    A model that has not written them in `wait_seconds` is not waited for: the prompt itself
+    becomes the instructions. The SDKs give up on a request after 60 s and send it again, and
+    every try made a worker."""
     if data.output_schema is not None:
         await validate_output_schema(data.output_schema)
     instructions, summary = data.instructions, data.summary
     if instructions is None and data.prompt:
         try:
-            written = await write_worker_instructions(
-                model, data.prompt, want_summary=summary is None
-            )
+            async with asyncio.timeout(wait_seconds):
+                written = await write_worker_instructions(
+                    model, data.prompt, want_summary=summary is None
+                )
         except ModelError as exc:
             raise UpstreamModelError(exc.message) from None
-        instructions = written.instructions
-        summary = summary if summary is not None else (written.summary or "")
+        except TimeoutError:
+            log.warning(
+                "the model took over %g s to write a worker's instructions: the prompt is used",
+                wait_seconds,
+            )
+            instructions, summary = data.prompt, summary or ""
+        else:
+            instructions = written.instructions
+            summary = summary if summary is not None else (written.summary or "")
     title = data.title or dog_name()
     now = utcnow()
     return WorkerRow(
@@ -129,9 +146,9 @@ async def insert_worker(w: Write, worker: WorkerRow) -> WorkerRow:
 
 
 async def create_worker(
-    db: Database, caller: Caller, data: WorkerCreate, *, model: Model
+    db: Database, caller: Caller, data: WorkerCreate, *, model: Model, wait_seconds: float = 20.0
 ) -> WorkerRow:
-    worker = await prepare_worker(caller, data, model=model)
+    worker = await prepare_worker(caller, data, model=model, wait_seconds=wait_seconds)
     async with db.write() as w:
         return await insert_worker(w, worker)
 
