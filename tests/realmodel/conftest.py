@@ -25,7 +25,10 @@ from tests.realmodel.proxy import FaultProxy
 
 BUILD_SCRIPT = Path(__file__).with_name("build_llama.sh")
 CACHE = Path(os.environ.get("KENNEL_LLAMA_CACHE", Path.home() / ".cache/kennel/llama"))
-MODEL_NAME = "smollm2"
+# Another OpenAI-compatible server instead (plain http, e.g. an Ollama or vLLM on this machine):
+# KENNEL_TEST_MODEL_URL=http://127.0.0.1:11434 KENNEL_TEST_MODEL_NAME=llama3.2
+OTHER_SERVER = os.environ.get("KENNEL_TEST_MODEL_URL", "").rstrip("/").removesuffix("/v1")
+MODEL_NAME = os.environ.get("KENNEL_TEST_MODEL_NAME", "smollm2") if OTHER_SERVER else "smollm2"
 # Small output caps keep a 135M model, which rambles, to a few seconds a request.
 BUDGET_CAPS = {
     "low": {"output_tokens": 24, "seconds": 120},
@@ -42,7 +45,10 @@ def _built() -> tuple[Path, Path] | None:
 
 @pytest.fixture(scope="session")
 def llama() -> Iterator[str]:
-    """The base URL (…/v1) of a running llama-server with the SmolLM2 model."""
+    """The address of a running llama-server with the SmolLM2 model (or the other server)."""
+    if OTHER_SERVER:
+        yield OTHER_SERVER
+        return
     found = _built()
     if found is None:
         message = (
@@ -103,7 +109,8 @@ def llama() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def proxy(llama: str) -> Iterator[FaultProxy]:
-    with FaultProxy(int(llama.rsplit(":", 1)[1])) as running:
+    address = httpx.URL(llama)
+    with FaultProxy(address.port or 80, address.host) as running:
         yield running
 
 

@@ -33,7 +33,8 @@ class Fault:
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+        self.upstream_host = upstream_host
         self.upstream_port = upstream_port
         self.requests = 0
         self._fault: Fault | None = None
@@ -72,6 +73,7 @@ class FaultProxy:
         self._call(self._close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
     def _call(self, coroutine: object) -> None:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)  # type: ignore[arg-type]
@@ -129,7 +131,7 @@ class FaultProxy:
     async def _relay(
         self, writer: asyncio.StreamWriter, request: bytes, fault: Fault | None
     ) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        up_reader, up_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
         try:
             up_writer.write(request)
             await up_writer.drain()
