@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.message
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -13,6 +14,7 @@ from starlette.datastructures import UploadFile
 from kennel.auth import CallerDep
 from kennel.errors import ApiError, BadRequest, validation_error
 from kennel.http import KennelRoute, decode_json_body, read_form
+from kennel.idempotency import IdempotencyKeyHeader, from_header
 from kennel.runtime import Runtime
 from kennel.tasks import service
 from kennel.tasks.render import task_out, turn_out
@@ -110,11 +112,18 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
         }
     },
 )
-async def create_task(request: Request, caller: CallerDep) -> Any:
+async def create_task(
+    request: Request, caller: CallerDep, idempotency_key: IdempotencyKeyHeader = None
+) -> Any:
     """Run a task turn on a worker: wait for it, or stream it with `stream: true`."""
     data, uploads = await _parse(request)
     rt = _rt(request)
-    started = await service.run_task(rt, caller, data, uploads=uploads)
+    sent = {
+        **data.model_dump(mode="json", by_alias=True, exclude_unset=True),
+        "files": [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads],
+    }
+    idempotency = from_header(idempotency_key, "create_task", sent)
+    started = await service.run_task(rt, caller, data, uploads=uploads, idempotency=idempotency)
     ids = {
         "taskId": started.task.public_id,
         "turnId": started.turn.id,

@@ -17,9 +17,10 @@ from pydantic_ai.messages import AgentStreamEvent
 from sqlalchemy.exc import IntegrityError
 
 from kennel.auth import Caller
-from kennel.db import Write
+from kennel.db import Read, Write
 from kennel.durable import TURN_QUEUE
 from kennel.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
+from kennel.idempotency import Idempotency, recorded, remember
 from kennel.ids import new_id
 from kennel.runtime import Runtime
 from kennel.tasks import control, waiters
@@ -90,10 +91,18 @@ async def run_task(
     uploads: Sequence[Upload] = (),
     triggered_by: str = "api",
     trigger: dict[str, Any] | None = None,
+    idempotency: Idempotency | None = None,
 ) -> StartedTurn:
-    """Start a turn (a new task's first, or a follow-up) and queue it to run."""
+    """Start a turn (a new task's first, or a follow-up) and queue it to run; with a key
+    already used for this request, the turn it started (queued again: a no-op)."""
     started = await start_turn(
-        rt, caller, data, uploads=uploads, triggered_by=triggered_by, trigger=trigger
+        rt,
+        caller,
+        data,
+        uploads=uploads,
+        triggered_by=triggered_by,
+        trigger=trigger,
+        idempotency=idempotency,
     )
     await enqueue_turn(rt, started.turn.id)
     return started
@@ -107,22 +116,42 @@ async def start_turn(
     uploads: Sequence[Upload] = (),
     triggered_by: str = "api",
     trigger: dict[str, Any] | None = None,
+    idempotency: Idempotency | None = None,
 ) -> StartedTurn:
     """Record a new turn (and its task, and worker, when new) in one transaction, then put its
     uploads into the workspace; the caller enqueues it."""
     settings = rt.settings
     cleaned = check_uploads(uploads, settings.max_file_bytes)
+    organization_id = caller.organization_id
     try:
         async with rt.db.write() as w:
+            if idempotency and (earlier := await recorded(w, organization_id, idempotency)):
+                return await _started_of(w, earlier)
             started = await record_turn(
                 w, rt, caller, data, cleaned, triggered_by=triggered_by, trigger=trigger
             )
+            if idempotency:
+                await remember(w, organization_id, idempotency, started.turn.id)
     except IntegrityError:
-        # Two requests chose the same new taskId at once (PostgreSQL lets both get this far).
+        # Two requests chose the same new taskId, or sent the same key, at once (PostgreSQL
+        # lets both get this far): the second is the first's copy, or a conflict.
+        if idempotency:
+            async with rt.db.read() as r:
+                if earlier := await recorded(r, organization_id, idempotency):
+                    return await _started_of(r, earlier)
         raise Conflict(f"taskId {data.task_id!r} was just taken by another request.") from None
     if cleaned:
         await write_uploads(rt, started, cleaned)
     return started
+
+
+async def _started_of(r: Read, turn_id: str) -> StartedTurn:
+    turn = await repo.turn(r, turn_id)
+    task = await repo.by_id(r, turn.task_id) if turn else None
+    worker = await workers_repo.by_id(r, task.worker_id) if task else None
+    if turn is None or task is None or worker is None:  # rows are never deleted
+        raise RuntimeError(f"turn {turn_id} of an idempotency key is gone")
+    return StartedTurn(worker, task, turn)
 
 
 async def record_turn(

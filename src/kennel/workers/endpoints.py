@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, Response
 from kennel.auth import CallerDep
 from kennel.errors import ApiError
 from kennel.http import KennelRoute, json_response
+from kennel.idempotency import IdempotencyKeyHeader, from_header
 from kennel.runtime import Runtime
 from kennel.tasks import service as tasks_service
 from kennel.tasks.streaming import SSE_RESPONSE, sse_response
@@ -41,11 +42,22 @@ def _rt(request: Request) -> Runtime:
 
 
 @router.post("", status_code=201, response_model=WorkerTemplate)
-async def create_worker(body: WorkerCreate, request: Request, caller: CallerDep) -> Response:
+async def create_worker(
+    body: WorkerCreate,
+    request: Request,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Create a worker template."""
     rt = _rt(request)
+    sent = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
     worker = await service.create_worker(
-        rt.db, caller, body, model=rt.model, wait_seconds=rt.settings.instructions_wait_seconds
+        rt.db,
+        caller,
+        body,
+        model=rt.model,
+        wait_seconds=rt.settings.instructions_wait_seconds,
+        idempotency=from_header(idempotency_key, "create_worker", sent),
     )
     return json_response(worker_template(rt.settings, worker), status_code=201)
 

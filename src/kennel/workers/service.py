@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from pydantic_ai.models import Model
+from sqlalchemy.exc import IntegrityError
 
 from kennel.agents import ModelError, write_worker_instructions
 from kennel.agents.output import OutputSchemaError, check_output_schema
@@ -14,6 +15,7 @@ from kennel.auth import Caller
 from kennel.auth import repository as users
 from kennel.db import Database, Read, Write
 from kennel.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
+from kennel.idempotency import Idempotency, recorded, remember
 from kennel.ids import new_id
 from kennel.schedules import repository as schedules
 from kennel.settings import Settings
@@ -146,11 +148,40 @@ async def insert_worker(w: Write, worker: WorkerRow) -> WorkerRow:
 
 
 async def create_worker(
-    db: Database, caller: Caller, data: WorkerCreate, *, model: Model, wait_seconds: float = 20.0
+    db: Database,
+    caller: Caller,
+    data: WorkerCreate,
+    *,
+    model: Model,
+    wait_seconds: float = 20.0,
+    idempotency: Idempotency | None = None,
 ) -> WorkerRow:
+    """Make the worker; with a key already used for this request, the worker it made."""
+    organization_id = caller.organization_id
+    if idempotency:
+        async with db.read() as r:
+            if earlier := await _made_before(r, organization_id, idempotency):
+                return earlier
     worker = await prepare_worker(caller, data, model=model, wait_seconds=wait_seconds)
-    async with db.write() as w:
-        return await insert_worker(w, worker)
+    try:
+        async with db.write() as w:
+            if idempotency and (earlier := await _made_before(w, organization_id, idempotency)):
+                return earlier  # a copy of the request finished while the model wrote
+            inserted = await insert_worker(w, worker)
+            if idempotency:
+                await remember(w, organization_id, idempotency, inserted.id)
+            return inserted
+    except IntegrityError:
+        if idempotency:  # a copy of the request recorded the key first (PostgreSQL)
+            async with db.read() as r:
+                if earlier := await _made_before(r, organization_id, idempotency):
+                    return earlier
+        raise
+
+
+async def _made_before(r: Read, organization_id: str, idempotency: Idempotency) -> WorkerRow | None:
+    worker_id = await recorded(r, organization_id, idempotency)
+    return await repo.by_id(r, worker_id) if worker_id else None
 
 
 async def update_worker(
