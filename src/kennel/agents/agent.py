@@ -14,14 +14,22 @@ from typing import Any
 
 from dbos import DBOS
 from pydantic import TypeAdapter
-from pydantic_ai import Agent, RunContext
+from pydantic_ai import Agent, RunContext, Tool
 from pydantic_ai.capabilities import ResolveModelId
 from pydantic_ai.durable_exec.dbos import DBOSDurability
 from pydantic_ai.messages import AgentStreamEvent
 from pydantic_ai.models import Model
 
 from kennel import runtime
-from kennel.agents.tools import TurnDeps, list_files, read_file, web_fetch, write_file
+from kennel.agents.tools import (
+    TurnDeps,
+    list_files,
+    offer_web_search,
+    read_file,
+    web_fetch,
+    web_search,
+    write_file,
+)
 
 __all__ = ["EVENTS_STREAM", "MODEL_ID", "event_adapter", "turn_agent"]
 
@@ -112,7 +120,13 @@ turn_agent: Agent[TurnDeps, Any] = Agent(
     name="kennel_turn",
     deps_type=TurnDeps,
     retries={"output": 2},
-    tools=[web_fetch, list_files, read_file, write_file],
+    tools=[
+        Tool[TurnDeps](web_search, prepare=offer_web_search),
+        web_fetch,
+        list_files,
+        read_file,
+        write_file,
+    ],
     capabilities=[
         ResolveModelId(_resolve_model),
         DBOSDurability(event_stream_handler=_publish_events),

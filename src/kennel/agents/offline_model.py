@@ -36,6 +36,7 @@ __all__ = ["OFFLINE_MODEL_NAME", "OfflineModel", "sample_from_schema"]
 
 OFFLINE_MODEL_NAME = "kennel-offline"
 
+SEARCH_RE = re.compile(r"\bsearch (?:the web )?for (?P<query>[^.?!\n]{1,200})", re.IGNORECASE)
 URL_RE = re.compile(r"https?://[^\s<>\"'`)\]}]+")
 # "write a file named notes.txt", "save the summary to out/report.md", "create file todo.md";
 # the file name must carry an extension so ordinary prose is not mistaken for a path.
@@ -192,8 +193,12 @@ ToolCallPlan = tuple[str, dict[str, Any]]
 
 
 def planned_tool_calls(prompt: str, tools: Sequence[ToolDefinition]) -> list[ToolCallPlan]:
-    """Tool calls the prompt asks for, in order: fetch each URL, then write the named file."""
+    """Tool calls the prompt asks for, in order: search for what it says ("search the web for
+    ..."), fetch each URL, then write the named file."""
     calls: list[ToolCallPlan] = []
+    search = next((t for t in tools if "search" in t.name.lower()), None)
+    if search and (asked := SEARCH_RE.search(prompt)):
+        calls.append((search.name, fill_args(search, prompt, {_is_query_prop: asked["query"]})))
     if fetch := next((t for t in tools if "fetch" in t.name.lower()), None):
         for url in dict.fromkeys(u.rstrip(".,;:!?") for u in URL_RE.findall(prompt)):
             calls.append((fetch.name, fill_args(fetch, prompt, {_is_url_prop: url})))
@@ -204,6 +209,10 @@ def planned_tool_calls(prompt: str, tools: Sequence[ToolDefinition]) -> list[Too
         values = {_is_path_prop: match.group("name"), _is_content_prop: content}
         calls.append((write.name, fill_args(write, prompt, values)))
     return calls
+
+
+def _is_query_prop(name: str) -> bool:
+    return name in ("query", "q", "terms", "search")
 
 
 def _is_url_prop(name: str) -> bool:

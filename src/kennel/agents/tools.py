@@ -1,4 +1,4 @@
-"""The tools of a turn: web fetch and the worker's workspace files.
+"""The tools of a turn: web search, web fetch and the worker's workspace files.
 
 Each tool's I/O runs in a DBOS step, so a turn recovered after a crash replays what a tool
 already did instead of doing it again. Tenant ids come from the turn's deps, never from the
@@ -10,18 +10,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from dbos import DBOS
 from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.common_tools.web_fetch import WebFetchLocalTool
+from pydantic_ai.tools import ToolDefinition
 
 from kennel import runtime
 from kennel.tasks import repository as tasks
 from kennel.workspaces import WorkspaceError
 
-__all__ = ["TurnDeps", "list_files", "read_file", "web_fetch", "write_file"]
+__all__ = [
+    "TurnDeps",
+    "list_files",
+    "offer_web_search",
+    "read_file",
+    "web_fetch",
+    "web_search",
+    "write_file",
+]
 
 _MAX_READ_CHARS = 100_000
 _MAX_PAGE_CHARS = 50_000
+_MAX_RESULTS = 8
+_MAX_SNIPPET = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,53 @@ async def web_fetch(ctx: RunContext[TurnDeps], url: str) -> dict[str, Any]:
     if "error" in page:
         raise ModelRetry(page["error"])
     return page
+
+
+@DBOS.step()
+async def _search(query: str) -> dict[str, Any]:
+    """SearXNG's JSON API (`/search?q=...&format=json`): its first results, or why not."""
+    base = runtime.current().settings.search_url or ""
+    try:
+        async with httpx.AsyncClient(timeout=20, follow_redirects=False) as client:
+            answer = await client.get(
+                base.rstrip("/") + "/search", params={"q": query, "format": "json"}
+            )
+        answer.raise_for_status()
+        found = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"error": f"the search service failed: {' '.join(str(exc).split())[:300]}"}
+    results = []
+    for item in found.get("results", []) if isinstance(found, dict) else []:
+        url = str(item.get("url") or "")
+        if not url.startswith(("http://", "https://")):
+            continue
+        snippet = " ".join(str(item.get("content") or "").split())
+        results.append(
+            {
+                "title": str(item.get("title") or url)[:300],
+                "url": url,
+                "snippet": snippet[:_MAX_SNIPPET],
+            }
+        )
+        if len(results) == _MAX_RESULTS:
+            break
+    return {"query": query, "results": results}
+
+
+async def web_search(ctx: RunContext[TurnDeps], query: str) -> dict[str, Any]:
+    """Search the web: the first results' titles, addresses and snippets (read a result's page
+    with web_fetch)."""
+    found = await _search(query)
+    if "error" in found:
+        raise ModelRetry(found["error"])
+    return found
+
+
+async def offer_web_search(
+    ctx: RunContext[TurnDeps], tool: ToolDefinition
+) -> ToolDefinition | None:
+    """The search tool is offered only where a search service is set (`KENNEL_SEARCH_URL`)."""
+    return tool if runtime.current().settings.search_url else None
 
 
 @DBOS.step()

@@ -249,19 +249,25 @@ def _outcome(
 
 
 def _sources(messages: list[ModelMessage]) -> list[dict[str, str]]:
-    """The pages the turn read with web_fetch, once each."""
+    """The pages the turn read with web_fetch and the results web_search found, once each."""
     seen: dict[str, dict[str, str]] = {}
     for message in messages:
         for part in getattr(message, "parts", ()):
-            if not isinstance(part, ToolReturnPart) or part.tool_name != "web_fetch":
+            if not isinstance(part, ToolReturnPart) or not isinstance(part.content, dict):
                 continue
-            content = part.content
-            if isinstance(content, dict) and content.get("url") and content["url"] not in seen:
-                url = str(content["url"])
-                seen[url] = {
-                    "id": "src_" + hashlib.sha256(url.encode()).hexdigest()[:16],
-                    "type": "url",
-                    "url": url,
-                    "title": str(content.get("title") or url),
-                }
+            if part.tool_name == "web_fetch":
+                found = [part.content]
+            elif part.tool_name == "web_search":
+                found = [r for r in part.content.get("results", ()) if isinstance(r, dict)]
+            else:
+                continue
+            for page in found:
+                url = str(page.get("url") or "")
+                if url and url not in seen:
+                    seen[url] = {
+                        "id": "src_" + hashlib.sha256(url.encode()).hexdigest()[:16],
+                        "type": "url",
+                        "url": url,
+                        "title": str(page.get("title") or url),
+                    }
     return list(seen.values())
