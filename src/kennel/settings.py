@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     offline_model_trace_file: Path | None = Field(
         None, description="Append a line per offline-model request to this file (debugging, tests)."
     )
+    search_url: str | None = Field(
+        None,
+        description=(
+            "A SearXNG instance (its JSON format enabled) for the agent's `web_search` tool; "
+            "unset, the tool is not offered."
+        ),
+    )
     allow_private_fetch: bool = Field(
         False,
         description="Let the web fetch tool read loopback and private addresses (dev, tests).",

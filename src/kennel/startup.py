@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import httpx
 
 from kennel import __version__
 from kennel.agents import is_offline
@@ -12,6 +15,8 @@ from kennel.db.setup import describe_database
 from kennel.runtime import Runtime
 
 __all__ = ["startup_block", "startup_facts"]
+
+log = logging.getLogger("kennel")
 
 
 async def startup_facts(rt: Runtime, smtp: tuple[str, int] | None = None) -> dict[str, Any]:
@@ -33,6 +38,19 @@ async def startup_facts(rt: Runtime, smtp: tuple[str, int] | None = None) -> dic
         if is_offline(settings.model)
         else settings.model
     )
+    base_url = getattr(rt.model, "base_url", None)
+    if isinstance(base_url, str) and base_url:
+        base_url = base_url.rstrip("/")
+        problem = await _unreachable(base_url)
+        model += f" at {base_url}"
+        if problem:
+            model += f" (not reachable now: {problem})"
+            log.warning(
+                "the model server at %s cannot be reached (%s): turns will fail with "
+                "model_unavailable until it can",
+                base_url,
+                problem,
+            )
     return {
         "version": __version__,
         "listening": f"{settings.host}:{settings.port}",
@@ -44,7 +62,23 @@ async def startup_facts(rt: Runtime, smtp: tuple[str, int] | None = None) -> dic
         "apiReference": f"{settings.base_url}/docs",
         "smtp": f"{smtp[0]}:{smtp[1]} (mail to <worker>@{settings.mail_domain})" if smtp else "off",
         "relay": settings.smtp_relay or "none: e-mail is not answered (KENNEL_SMTP_RELAY)",
+        "webSearch": (
+            f"SearXNG at {settings.search_url}"
+            if settings.search_url
+            else "off: no web_search tool (set KENNEL_SEARCH_URL to a SearXNG instance)"
+        ),
     }
+
+
+async def _unreachable(base_url: str) -> str | None:
+    """Why nothing answers HTTP at the model's base URL, or None (any answer counts: the check
+    sends no key, so a 401 or 404 still means a server is there)."""
+    try:
+        async with httpx.AsyncClient(timeout=3) as client:
+            await client.get(base_url.rstrip("/") + "/models")
+    except httpx.HTTPError as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
 
 
 def startup_block(facts: dict[str, Any]) -> str:
@@ -55,6 +89,7 @@ def startup_block(facts: dict[str, Any]) -> str:
         ("database", facts["database"]),
         ("data folder", facts["dataDir"]),
         ("model", facts["model"]),
+        ("web search", facts["webSearch"]),
         ("bootstrap key", facts["bootstrapKey"]),
         ("SMTP listener", facts["smtp"]),
         ("SMTP relay", facts["relay"]),

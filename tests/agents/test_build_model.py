@@ -43,6 +43,8 @@ def test_is_offline() -> None:
         ("openai:gpt-4.1", "OPENAI_API_KEY"),
         ("anthropic:claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
         ("ollama:llama3.2", "OLLAMA_BASE_URL"),
+        # A local OpenAI-compatible server needs no key, but its address.
+        ("openai-chat:smollm2", "set OPENAI_BASE_URL=http://host:port/v1 instead"),
     ],
 )
 def test_bad_or_unconfigured_spec_raises_one_line(spec: str, fragment: str) -> None:

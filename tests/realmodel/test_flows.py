@@ -67,6 +67,13 @@ def assert_ended_as_documented(state: dict[str, Any], *allowed_codes: str) -> No
 
 
 class TestFlows:
+    def test_the_start_up_block_names_the_model_server(
+        self, real_server: LiveServer, proxy: FaultProxy
+    ) -> None:
+        block = (real_server.log_path.parent / "server.stdout").read_text()
+        (line,) = [row for row in block.splitlines() if row.strip().startswith("model ")]
+        assert line.strip().endswith(f"openai-chat:smollm2 at {proxy.base_url}")  # reachable
+
     def test_plain_task_and_follow_up(self, http: httpx.Client) -> None:
         worker = new_worker(http)
         first = run(http, input="Say hello in three words.", workerId=worker["id"])

@@ -7,6 +7,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.factories import Member, make_member
+from tests.factories.api import new_worker_id, post_task
 
 
 async def create(client: httpx.AsyncClient, member: Member, **body: object) -> httpx.Response:
@@ -394,3 +395,35 @@ async def test_writing_instructions_does_not_block_other_writes(
         app.state.runtime.model = original
     assert written.status_code == 201, written.text
     assert "Guard the gate" in written.json()["instructions"]
+
+
+class TestRetrieveAsOfTask:
+    """`GET /api/workers/{id}?taskId=` (sent by the TypeScript SDK 0.14): that task's state."""
+
+    async def test_the_state_of_the_task_asked_for(
+        self, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        worker_id = await new_worker_id(client, member)
+        first = await post_task(client, member, input="First task", workerId=worker_id)
+        await post_task(client, member, input="Second task", workerId=worker_id)
+        first_id = first.json()["metadata"]["taskId"]
+        r = await client.get(
+            f"/api/workers/{worker_id}", params={"taskId": first_id}, headers=member.headers
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["metadata"]["taskId"] == first_id
+        assert r.json()["output_text"] == first.json()["output_text"]
+        latest = await client.get(f"/api/workers/{worker_id}", headers=member.headers)
+        assert latest.json()["metadata"]["taskId"] != first_id
+
+    async def test_a_task_of_another_worker_or_none_is_404(
+        self, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        worker_id = await new_worker_id(client, member)
+        other_id = await new_worker_id(client, member)
+        other = await post_task(client, member, input="Elsewhere", workerId=other_id)
+        for task_id in (other.json()["metadata"]["taskId"], "no-such-task"):
+            r = await client.get(
+                f"/api/workers/{worker_id}", params={"taskId": task_id}, headers=member.headers
+            )
+            assert r.status_code == 404, r.text

@@ -75,7 +75,13 @@ def _one_line(exc: BaseException) -> str:
     text = " ".join(text.split()) or type(exc).__name__
     if missing := _MISSING_VARIABLE.search(text):
         variable = missing["name"]
-        return f"set {variable} in the server's environment (it is not set)"
+        hint = f"set {variable} in the server's environment (it is not set)"
+        if variable == "OPENAI_API_KEY":
+            hint += (
+                "; for a local OpenAI-compatible server (llama.cpp, vLLM, LM Studio) set "
+                "OPENAI_BASE_URL=http://host:port/v1 instead"
+            )
+        return hint
     if package := _MISSING_PACKAGE.search(text):
         return f"install its extra: pip install 'pydantic-ai-slim[{package['extra']}]'"
     return text if len(text) <= 300 else text[:299] + "…"

@@ -443,13 +443,20 @@ async def _raise_if_failed(rt: Runtime, turn_id: str) -> None:
 
 
 async def worker_events(
-    rt: Runtime, caller: Caller, worker_id: str
+    rt: Runtime, caller: Caller, worker_id: str, *, task_id: str | None = None
 ) -> tuple[AsyncIterator[AgentStreamEvent], dict[str, str]]:
-    """The events of `GET /api/workers/{id}?stream=true`: the latest task's finished turns
-    replayed, then its turn in flight as it happens; and the ids of its `start` chunk."""
+    """The events of `GET /api/workers/{id}?stream=true`: the latest task's (or `task_id`'s)
+    finished turns replayed, then its turn in flight as it happens; and the ids of its
+    `start` chunk."""
     async with rt.db.read() as r:
         worker = await workers.visible_worker(r, caller, worker_id)
-        task, turns = await repo.task_and_turns(r, worker_id=worker.id)
+        internal_id = None
+        if task_id is not None:
+            chosen = await repo.visible(r, caller, task_id)
+            if chosen is None or chosen.worker_id != worker.id:
+                raise NotFound("task", task_id)
+            internal_id = chosen.id
+        task, turns = await repo.task_and_turns(r, worker_id=worker.id, task_id=internal_id)
     live = turns[-1].id if turns and turns[-1].status in repo.IN_FLIGHT else None
     finished = [t for t in turns if t.id != live]
     polling = rt.settings.queue_polling_seconds

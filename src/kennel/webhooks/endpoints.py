@@ -85,7 +85,7 @@ async def list_webhook_executions(
     caller: CallerDep,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> WebhookExecutionList:
-    """List a worker's webhook delivery attempts, newest first, 20 a page."""
+    """List a worker's webhook delivery attempts, newest first, 50 a page."""
     rows, pages, total = await service.list_executions(_rt(request).db, caller, workerId, page=page)
     return WebhookExecutionList(
         logs=[_execution(row) for row in rows], page=page, page_count=pages, total_count=total

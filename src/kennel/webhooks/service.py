@@ -27,7 +27,7 @@ __all__ = [
     "set_webhook",
 ]
 
-EXECUTIONS_PAGE_SIZE = 20
+EXECUTIONS_PAGE_SIZE = 50  # as the official docs page them
 
 
 async def get_webhook(db: Database, caller: Caller, worker_id: str) -> WebhookRow | None:

@@ -86,12 +86,21 @@ async def retrieve_worker(
     request: Request,
     caller: CallerDep,
     stream: Annotated[bool, Query(description="Answer with an SSE stream instead.")] = False,
+    task_id: Annotated[
+        str | None,
+        Query(
+            alias="taskId",
+            max_length=128,
+            description="As of this task of the worker, not its most recent one.",
+        ),
+    ] = None,
 ) -> Any:
-    """Retrieve a worker: its live state as of its most recent task."""
+    """Retrieve a worker: its live state as of its most recent task (or of `taskId`)."""
     rt = _rt(request)
     if not stream:
-        return json_response(await service.worker_state(rt.db, rt.settings, caller, workerId))
-    events, ids = await tasks_service.worker_events(rt, caller, workerId)
+        state = await service.worker_state(rt.db, rt.settings, caller, workerId, task_id=task_id)
+        return json_response(state)
+    events, ids = await tasks_service.worker_events(rt, caller, workerId, task_id=task_id)
     return sse_response(events, ids=ids)
 
 

@@ -20,13 +20,14 @@ from kennel.ids import new_id
 from kennel.schedules import repository as schedules
 from kennel.settings import Settings
 from kennel.tasks import control as task_control
+from kennel.tasks import repository as tasks_repo
 from kennel.timestamps import utcnow
 from kennel.webhooks import repository as webhooks
 from kennel.workers import repository as repo
 from kennel.workers.names import dog_name, email_local_part
 from kennel.workers.repository import MemberRow, WorkerRow
 from kennel.workers.schemas import WorkerCreate, WorkerState, WorkerUpdate
-from kennel.workers.state import visible_worker_state
+from kennel.workers.state import load_worker_state, visible_worker_state
 
 __all__ = [
     "PAGE_SIZE",
@@ -73,9 +74,17 @@ async def get_worker(db: Database, caller: Caller, worker_id: str) -> WorkerRow:
 
 
 async def worker_state(
-    db: Database, settings: Settings, caller: Caller, worker_id: str
+    db: Database, settings: Settings, caller: Caller, worker_id: str, *, task_id: str | None = None
 ) -> WorkerState:
-    """The `Worker` object: the live state of a worker the caller may see."""
+    """The `Worker` object: the live state of a worker the caller may see, as of its latest
+    task or of `task_id` (a 404 for a task that is not the worker's or not visible)."""
+    if task_id is not None:
+        async with db.read() as r:
+            worker = await visible_worker(r, caller, worker_id)
+            task = await tasks_repo.visible(r, caller, task_id)
+            if task is None or task.worker_id != worker.id:
+                raise NotFound("task", task_id)
+            return await load_worker_state(r, settings, worker, task_id=task.id)
     async with db.read(snapshot=False) as r:  # one statement: one moment by itself
         state = await visible_worker_state(r, settings, caller, worker_id)
     if state is None:
