@@ -57,7 +57,9 @@ class TestTasks:
         member: Member,
         reconfigure: Callable[..., None],
     ) -> None:
-        reconfigure(model=OfflineModel(delay_seconds=0.3), task_wait_seconds=0)
+        # Each copy waits for the turn (0.3 s): none is left running into the next test, whose
+        # model it would call.
+        reconfigure(model=OfflineModel(delay_seconds=0.3))
         worker_id = await new_worker_id(client, member)
         answers = await asyncio.gather(
             *(
@@ -84,6 +86,9 @@ class TestTasks:
         assert again.headers["x-kennel-turn-id"] == running.headers["x-kennel-turn-id"]
         unkeyed = await client.post("/api/tasks", json=body, headers=member.headers)
         assert unkeyed.status_code == 409  # without a key, a turn in flight is a conflict
+        reconfigure(task_wait_seconds=30)
+        ended = await post(client, "/api/tasks", member, "f-1", **body)  # waits for its end
+        assert ended.json()["running"] is False
 
     async def test_keys_are_per_organization(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member
