@@ -207,7 +207,13 @@ class TestWallTime:
         )  # the request in flight was cut short
         assert page.requests == []
         assert 1500 <= turn["durationMs"] < 10_000
-        assert turn["inputTokens"] == turn["outputTokens"] == turn["credits"] == 0
+        # The half of the tool call streamed before the cap is charged, estimated: a response
+        # cut off never reports its usage (it counted 0 after 300 s of a real model talking).
+        assert "counted as about" in message
+        assert "estimated" in message
+        assert turn["outputTokens"] > 0
+        assert turn["credits"] == 1
+        assert turn["inputTokens"] == 0
 
     def test_default_caps(self) -> None:
         assert DEFAULT_CAPS["low"] == BudgetCaps(

@@ -17,7 +17,17 @@ from pydantic import TypeAdapter
 from pydantic_ai import Agent, RunContext, Tool
 from pydantic_ai.capabilities import ResolveModelId
 from pydantic_ai.durable_exec.dbos import DBOSDurability
-from pydantic_ai.messages import AgentStreamEvent
+from pydantic_ai.messages import (
+    AgentStreamEvent,
+    PartDeltaEvent,
+    PartStartEvent,
+    TextPart,
+    TextPartDelta,
+    ThinkingPart,
+    ThinkingPartDelta,
+    ToolCallPart,
+    ToolCallPartDelta,
+)
 from pydantic_ai.models import Model
 
 from kennel import runtime
@@ -58,14 +68,35 @@ async def _publish_events(
             pass
         return
     publisher = _BatchingPublisher(DBOS.step_id)
+    said = _ctx.deps.streamed_chars
+    said[0] = 0  # one call of this handler streams one model response
     try:
         async for event in events:
+            said[0] += _delta_chars(event)
             publisher.add(event_adapter.dump_json(event).decode())
     except BaseException:
         with contextlib.suppress(Exception):  # best effort: the step's own error comes first
             await publisher.flush()
         raise
     await publisher.flush()
+
+
+def _delta_chars(event: AgentStreamEvent) -> int:
+    if isinstance(event, PartStartEvent):
+        part = event.part
+        if isinstance(part, TextPart | ThinkingPart):
+            return len(part.content)
+        if isinstance(part, ToolCallPart):
+            return len(part.args_as_json_str())
+        return 0
+    if isinstance(event, PartDeltaEvent):
+        delta = event.delta
+        if isinstance(delta, TextPartDelta | ThinkingPartDelta):
+            return len(delta.content_delta or "")
+        if isinstance(delta, ToolCallPartDelta):
+            args = delta.args_delta
+            return len(args) if isinstance(args, str) else len(str(args or ""))
+    return 0
 
 
 class _BatchingPublisher:

@@ -7,7 +7,7 @@ model's arguments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -43,6 +43,9 @@ class TurnDeps:
     worker_id: str
     turn_id: str
     output_schema: dict[str, Any] | None = None
+    # Characters the response being streamed has said so far: a response cut off by the wall
+    # time never reports its usage, so its tokens are estimated from these.
+    streamed_chars: list[int] = field(default_factory=lambda: [0])
 
 
 @DBOS.step()

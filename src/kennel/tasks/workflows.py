@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -216,13 +217,36 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
                 str(exc),
             )
     new_messages: list[ModelMessage] = list(captured[len(history) :])
-    return _outcome(output, new_messages, error, caps)
+    cut_off = 0
+    if error is not None and error[0] == "budget_exceeded" and _response_cut_off(new_messages):
+        # The wall time stopped a response mid-stream: it never reported its usage. What it
+        # said is charged, estimated at four characters a token, and the message says so.
+        cut_off = math.ceil(deps.streamed_chars[0] / 4)
+        if cut_off:
+            note = f" The answer cut off is counted as about {cut_off} output tokens"
+            error = (error[0], error[1] + note + " (estimated: it never reported its usage).")
+    return _outcome(output, new_messages, error, caps, extra_output_tokens=cut_off)
+
+
+def _response_cut_off(messages: list[ModelMessage]) -> bool:
+    """Whether the last request's response was cut off while streaming: none, or the part of
+    one pydantic-ai keeps, with no usage reported."""
+    if not messages:
+        return False
+    last = messages[-1]
+    return not isinstance(last, ModelResponse) or last.usage.output_tokens == 0
 
 
 def _outcome(
-    output: Any, messages: list[ModelMessage], error: tuple[str, str] | None, caps: BudgetCaps
+    output: Any,
+    messages: list[ModelMessage],
+    error: tuple[str, str] | None,
+    caps: BudgetCaps,
+    *,
+    extra_output_tokens: int = 0,
 ) -> dict[str, Any]:
-    input_tokens = output_tokens = requests = 0
+    input_tokens = requests = 0
+    output_tokens = extra_output_tokens
     for message in messages:
         if isinstance(message, ModelResponse):
             requests += 1
