@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.factories.local_http import QuietHandler, serve_handler
 
 __all__ = ["PAGE_TITLE", "PageServer", "page_html", "serve_page"]
 
@@ -34,7 +34,7 @@ def serve_page(html: str | None = None) -> Iterator[PageServer]:
     served = PageServer()
     body = (html or page_html()).encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             served.requests.append(self.path)
             self.send_response(200)
@@ -43,16 +43,6 @@ def serve_page(html: str | None = None) -> Iterator[PageServer]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # keep test output clean
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    served.url = f"http://127.0.0.1:{server.server_address[1]}/page.html"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_handler(Handler) as base_url:
+        served.url = f"{base_url}/page.html"
         yield served
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

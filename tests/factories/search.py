@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.factories.local_http import QuietHandler, serve_handler
 
 __all__ = ["SearchServer", "serve_search"]
 
@@ -45,7 +45,7 @@ def results_for(query: str) -> list[dict[str, object]]:
 def serve_search() -> Iterator[SearchServer]:
     served = SearchServer()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             params = parse_qs(parts.query)
@@ -61,15 +61,6 @@ def serve_search() -> Iterator[SearchServer]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    served.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_handler(Handler) as base_url:
+        served.url = base_url
         yield served
-    finally:
-        server.shutdown()
-        server.server_close()
