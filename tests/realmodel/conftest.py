@@ -44,7 +44,7 @@ def _built() -> tuple[Path, Path] | None:
 
 
 @pytest.fixture(scope="session")
-def llama() -> Iterator[str]:
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The address of a running llama-server with the SmolLM2 model (or the other server)."""
     if OTHER_SERVER:
         yield OTHER_SERVER
@@ -60,7 +60,7 @@ def llama() -> Iterator[str]:
         pytest.skip(message)
     server, model = found
     port = free_port()
-    log = open(CACHE / f"llama-server-{port}.log", "wb")
+    log = open(tmp_path_factory.mktemp("llama") / "llama-server.log", "wb")
     process = subprocess.Popen(
         [
             str(server),
