@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -127,9 +128,28 @@ def _make(http: httpx.Client, worker_id: str, when: dict[str, Any]) -> dict[str,
 
 def _make_many(http: httpx.Client, worker_id: str, whens: list[dict[str, Any]]) -> list[str]:
     """The ids of new schedules, made eight at a time: made one by one, a few hundred took
-    longer than the seconds until their due time on a slow machine (a date in the past)."""
-    with ThreadPoolExecutor(8) as pool:  # an httpx.Client may be shared by threads
-        return list(pool.map(lambda when: _make(http, worker_id, when)["id"], whens))
+    longer than the seconds until their due time on a slow machine (a date in the past).
+
+    Each thread has a client of its own: eight threads on one client's connection pool once
+    failed under CI's load with 'Bad file descriptor' on a pooled connection."""
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
+    def make(when: dict[str, Any]) -> str:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(
+                base_url=http.base_url, headers=http.headers, timeout=http.timeout
+            )
+            clients.append(client)
+        return str(_make(client, worker_id, when)["id"])
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(make, whens))
+    finally:
+        for client in clients:
+            client.close()
 
 
 def _runs(http: httpx.Client, worker_id: str, schedule_id: str) -> list[dict[str, Any]]:
