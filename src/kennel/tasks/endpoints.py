@@ -118,11 +118,14 @@ async def create_task(
     """Run a task turn on a worker: wait for it, or stream it with `stream: true`."""
     data, uploads = await _parse(request)
     rt = _rt(request)
-    sent = {
-        **data.model_dump(mode="json", by_alias=True, exclude_unset=True),
-        "files": [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads],
-    }
-    idempotency = from_header(idempotency_key, "create_task", sent)
+    idempotency = from_header(
+        idempotency_key,
+        "create_task",
+        lambda: {
+            **data.model_dump(mode="json", by_alias=True, exclude_unset=True),
+            "files": [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads],
+        },
+    )
     started = await service.run_task(rt, caller, data, uploads=uploads, idempotency=idempotency)
     ids = {
         "taskId": started.task.public_id,

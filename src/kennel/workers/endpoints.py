@@ -50,14 +50,17 @@ async def create_worker(
 ) -> Response:
     """Create a worker template."""
     rt = _rt(request)
-    sent = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
     worker = await service.create_worker(
         rt.db,
         caller,
         body,
         model=rt.model,
         wait_seconds=rt.settings.instructions_wait_seconds,
-        idempotency=from_header(idempotency_key, "create_worker", sent),
+        idempotency=from_header(
+            idempotency_key,
+            "create_worker",
+            lambda: body.model_dump(mode="json", by_alias=True, exclude_unset=True),
+        ),
     )
     return json_response(worker_template(rt.settings, worker), status_code=201)
 
