@@ -30,9 +30,7 @@ from pydantic_ai.exceptions import (
     ModelRateLimitError,
     ModelRequestRejectedError,
     ModelRequestTimeout,
-    ModelServerError,
     ModelTimeoutError,
-    ModelUnavailableError,
     UnexpectedModelBehavior,
     UsageLimitExceeded,
 )
@@ -72,20 +70,15 @@ def failure_of(exc: BaseException, *, budget: str, seconds: float | None) -> Tur
         return "model_output_invalid", _output_invalid(exc)
     if isinstance(exc, ModelConnectionError):
         return "model_unavailable", f"The model server could not be reached: {_cause(exc)}"
-    if isinstance(exc, ModelUnavailableError | ModelServerError):
-        return "model_unavailable", f"The model server failed: {_words(exc)}"
-    if isinstance(exc, ModelRequestRejectedError):
-        rejected = _words(exc)
-        if _status(exc) in (401, 403, 404):  # a wrong key or model name: the setup, not the input
-            return "model_unavailable", f"The model provider refused Kennel: {rejected}"
-        return "model_error", f"The model provider refused the request: {rejected}"
-    if isinstance(exc, ModelAPIError):
+    if isinstance(exc, ModelAPIError):  # the other categories, and errors by their status alone
         status = _status(exc)
         if status == 429:
             return "model_rate_limited", f"The model provider is limiting requests: {_words(exc)}"
-        if status is None or status >= 500 or status in (401, 403, 404):
-            return "model_unavailable", f"The model server failed: {_cause(exc)}"
-        return "model_error", f"The model provider refused the request: {_words(exc)}"
+        if status in (401, 403, 404):  # a wrong key or model name: the setup, not the input
+            return "model_unavailable", f"The model provider refused Kennel: {_words(exc)}"
+        if isinstance(exc, ModelRequestRejectedError) or (status is not None and status < 500):
+            return "model_error", f"The model provider refused the request: {_words(exc)}"
+        return "model_unavailable", f"The model server failed: {_cause(exc)}"
     return None
 
 
