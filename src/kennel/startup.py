@@ -75,7 +75,7 @@ async def _unreachable(base_url: str) -> str | None:
     sends no key, so a 401 or 404 still means a server is there)."""
     try:
         async with httpx.AsyncClient(timeout=3) as client:
-            await client.get(base_url.rstrip("/") + "/models")
+            await client.get(base_url + "/models")
     except httpx.HTTPError as exc:
         return " ".join(str(exc).split()) or type(exc).__name__
     return None

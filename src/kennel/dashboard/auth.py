@@ -98,19 +98,20 @@ def login_cookie_name(settings: Settings) -> str:
 
 
 def require_same_origin(request: Request, settings: Settings) -> None:
-    """Refuse a form posted from another origin (CsrfRefused).
+    """Refuse a form posted from another origin (CsrfRefused)."""
+    if not _same_origin(request, settings):
+        raise CsrfRefused()
 
-    Browsers send `Origin` with every POST of a form; a page on another port of this host
+
+def _same_origin(request: Request, settings: Settings) -> bool:
+    """Browsers send `Origin` with every POST of a form; a page on another port of this host
     differs from ours in it even where cookies do not tell the two apart. A client that sends
     no Origin (curl, old browsers) is judged by its tokens alone."""
     origin = request.headers.get("origin")
     if origin is None:
-        if request.headers.get("sec-fetch-site") == "cross-site":
-            raise CsrfRefused()
-        return
+        return request.headers.get("sec-fetch-site") != "cross-site"
     ours = {_origin_of(settings.base_url), _origin_of(str(request.base_url))}
-    if origin.rstrip("/").lower() not in ours:
-        raise CsrfRefused()
+    return origin.rstrip("/").lower() in ours
 
 
 def _origin_of(url: str) -> str:
@@ -177,9 +178,10 @@ async def new_login_token(rt: Runtime) -> str:
 async def login_token_checks(request: Request, rt: Runtime, submitted: str) -> bool:
     """The sign-in form came from this site: same origin, and the token in the form is the
     one in the cookie and one this server issued within the hour."""
-    require_same_origin(request, rt.settings)
     expected = request.cookies.get(login_cookie_name(rt.settings), "")
-    if not expected or not hmac.compare_digest(expected, submitted):
+    if not _same_origin(request, rt.settings) or not expected:
+        return False
+    if not hmac.compare_digest(expected, submitted):
         return False
     return login_token_valid(await _login_secret(rt), submitted)
 

@@ -7,7 +7,6 @@ from starlette.responses import Response
 
 from kennel.auth.sessions import end_session, session_caller, start_session
 from kennel.dashboard.auth import (
-    CsrfRefused,
     SignedInDep,
     clear_session_cookie,
     login_token_checks,
@@ -68,11 +67,7 @@ async def login(request: Request) -> Response:
         submitted = str(form.get("csrf") or "")
     finally:
         await form.close()
-    try:
-        from_here = await login_token_checks(request, rt, submitted)
-    except CsrfRefused:
-        from_here = False
-    if not from_here:
+    if not await login_token_checks(request, rt, submitted):
         message = "The sign-in form had expired or came from another site; please sign in again."
         return await _login_page(request, target, error=message, status=403)
     started = await start_session(rt.db, key, idle_seconds=rt.settings.session_idle_seconds)
