@@ -415,6 +415,15 @@ class TestRetrieveAsOfTask:
         assert r.json()["output_text"] == first.json()["output_text"]
         latest = await client.get(f"/api/workers/{worker_id}", headers=member.headers)
         assert latest.json()["metadata"]["taskId"] != first_id
+        streamed = await client.get(
+            f"/api/workers/{worker_id}",
+            params={"taskId": first_id, "stream": "true"},
+            headers=member.headers,
+        )
+        assert streamed.status_code == 200, streamed.text
+        assert f'"taskId":"{first_id}"' in streamed.text.replace(" ", "")
+        assert "First task" in streamed.text
+        assert "Second task" not in streamed.text
 
     async def test_a_task_of_another_worker_or_none_is_404(
         self, client: httpx.AsyncClient, member: Member

@@ -43,6 +43,7 @@ __all__ = [
     "turn",
     "turns_of",
     "visible",
+    "visible_of_worker",
     "visible_worker_latest_task_and_turns",
 ]
 
@@ -220,6 +221,14 @@ async def visible(r: Read, caller: Caller, public_id: str) -> TaskRow | None:
     """The task of that API id, if the caller may see its worker."""
     row = await r.first(_VISIBLE, {"public_id": public_id, **caller_params(caller)})
     return TaskRow._make(row) if row else None
+
+
+async def visible_of_worker(
+    r: Read, caller: Caller, public_id: str, worker_id: str
+) -> TaskRow | None:
+    """The task of that API id, if it is that worker's and the caller may see it."""
+    task = await visible(r, caller, public_id)
+    return task if task is not None and task.worker_id == worker_id else None
 
 
 async def latest_of_worker(r: Read, worker_id: str) -> TaskRow | None:

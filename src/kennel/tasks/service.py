@@ -452,8 +452,8 @@ async def worker_events(
         worker = await workers.visible_worker(r, caller, worker_id)
         internal_id = None
         if task_id is not None:
-            chosen = await repo.visible(r, caller, task_id)
-            if chosen is None or chosen.worker_id != worker.id:
+            chosen = await repo.visible_of_worker(r, caller, task_id, worker.id)
+            if chosen is None:
                 raise NotFound("task", task_id)
             internal_id = chosen.id
         task, turns = await repo.task_and_turns(r, worker_id=worker.id, task_id=internal_id)

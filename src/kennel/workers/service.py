@@ -81,8 +81,8 @@ async def worker_state(
     if task_id is not None:
         async with db.read() as r:
             worker = await visible_worker(r, caller, worker_id)
-            task = await tasks_repo.visible(r, caller, task_id)
-            if task is None or task.worker_id != worker.id:
+            task = await tasks_repo.visible_of_worker(r, caller, task_id, worker.id)
+            if task is None:
                 raise NotFound("task", task_id)
             return await load_worker_state(r, settings, worker, task_id=task.id)
     async with db.read(snapshot=False) as r:  # one statement: one moment by itself
