@@ -7,23 +7,14 @@ as tokens no JSON reader takes back and shown as `null`; `{"paused": 0}` and
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
 
 from kennel.http import decode_json_body
 from kennel.models import schedules, tasks, workers
-from tests.factories import Member
+from tests.factories import Member, count_rows
 from tests.factories.api import new_worker_id
-
-
-async def count(app: FastAPI, table: Any, organization_id: str) -> int:
-    async with app.state.runtime.db.read() as r:
-        query = select(func.count()).where(table.c.organization_id == organization_id)
-        return int(await r.scalar(query))
 
 
 class TestNonFiniteNumbers:
@@ -31,7 +22,7 @@ class TestNonFiniteNumbers:
     async def test_an_output_schema_with_one_is_400_and_nothing_is_stored(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member, token: str
     ) -> None:
-        before = await count(app, workers, member.organization_id)
+        before = await count_rows(app, workers, member.organization_id)
         schema = '{"type": "number", "maximum": ' + token + "}"
         body = '{"title": "Numbers", "outputSchema": ' + schema + "}"
         r = await client.post(
@@ -42,7 +33,7 @@ class TestNonFiniteNumbers:
         assert r.status_code == 400, r.text
         assert r.json()["error"]["param"] == "outputSchema"
         assert "not finite" in r.json()["error"]["message"]
-        assert await count(app, workers, member.organization_id) == before
+        assert await count_rows(app, workers, member.organization_id) == before
 
     async def test_everywhere_a_body_is_read(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member
@@ -60,8 +51,8 @@ class TestNonFiniteNumbers:
         for method, path, body, param in cases:
             r = await client.request(method, path, content=body, headers=headers)
             assert (r.status_code, r.json()["error"]["param"]) == (400, param), (path, r.text)
-        assert await count(app, tasks, member.organization_id) == 0
-        assert await count(app, schedules, member.organization_id) == 0
+        assert await count_rows(app, tasks, member.organization_id) == 0
+        assert await count_rows(app, schedules, member.organization_id) == 0
 
     def test_finite_numbers_and_such_words_in_text_pass(self) -> None:
         body = b'{"a": 1e308, "b": -2.5E-300, "c": "NaN Infinity 1e999", "d": 12345678901234567890}'
@@ -97,7 +88,7 @@ class TestStrictBooleans:
             headers=member.headers,
         )
         assert (r.status_code, r.json()["error"]["param"]) == (400, "stream"), r.text
-        assert await count(app, tasks, member.organization_id) == 0
+        assert await count_rows(app, tasks, member.organization_id) == 0
 
     async def test_stream_in_a_form_takes_the_words(
         self, client: httpx.AsyncClient, member: Member

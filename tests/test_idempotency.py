@@ -12,9 +12,8 @@ from fastapi import FastAPI
 
 from kennel.agents.offline_model import OfflineModel
 from kennel.models import tasks, workers
-from tests.factories import Member, make_member
+from tests.factories import Member, count_rows, make_member
 from tests.factories.api import new_worker_id
-from tests.test_http import count
 
 
 def keyed(member: Member, key: str) -> dict[str, str]:
@@ -38,7 +37,7 @@ class TestTasks:
         assert again.headers["x-kennel-turn-id"] == first.headers["x-kennel-turn-id"]
         assert again.json()["metadata"]["taskId"] == first.json()["metadata"]["taskId"]
         assert again.json()["output_text"] == first.json()["output_text"]
-        assert await count(app, tasks, member.organization_id) == 1
+        assert await count_rows(app, tasks, member.organization_id) == 1
 
     async def test_another_request_with_the_key_is_409(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member
@@ -48,7 +47,7 @@ class TestTasks:
         other = await post(client, "/api/tasks", member, "k-2", input="Two", workerId=worker_id)
         assert other.status_code == 409, other.text
         assert "Idempotency-Key 'k-2' was used with another request" in other.text
-        assert await count(app, tasks, member.organization_id) == 1
+        assert await count_rows(app, tasks, member.organization_id) == 1
 
     async def test_copies_racing_make_one_task(
         self,
@@ -69,7 +68,7 @@ class TestTasks:
         )
         assert {a.status_code for a in answers} == {200}, [a.text for a in answers]
         assert len({a.headers["x-kennel-turn-id"] for a in answers}) == 1
-        assert await count(app, tasks, member.organization_id) == 1
+        assert await count_rows(app, tasks, member.organization_id) == 1
 
     async def test_a_follow_up_sent_again_while_it_runs_is_not_a_409(
         self, client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None]
@@ -114,14 +113,14 @@ class TestWorkers:
     async def test_the_same_request_again_is_the_first_worker(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member
     ) -> None:
-        before = await count(app, workers, member.organization_id)
+        before = await count_rows(app, workers, member.organization_id)
         first = await post(client, "/api/workers", member, "w-1", title="Rex")
         again = await post(client, "/api/workers", member, "w-1", title="Rex")
         assert first.status_code == again.status_code == 201
         assert again.json() == first.json()
         other = await post(client, "/api/workers", member, "w-1", title="Fido")
         assert other.status_code == 409
-        assert await count(app, workers, member.organization_id) == before + 1
+        assert await count_rows(app, workers, member.organization_id) == before + 1
 
     async def test_a_prompt_on_a_slow_model_is_not_waited_for(
         self, client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None]

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import BrowserPage
+from tests.factories.local_http import QuietHandler, serve_handler
 from tests.factories.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -105,7 +104,7 @@ def forging_site(target: str, host: str) -> Iterator[str]:
         '<button type="submit">Claim</button></form>'
     ).encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
@@ -113,28 +112,18 @@ def forging_site(target: str, host: str) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_handler(Handler) as base_url:
+        yield base_url.replace("127.0.0.1", host, 1) + "/"
 
 
 def test_a_form_posted_from_another_origin_is_refused(browser_page: BrowserPage) -> None:
     page = browser_page.page
     browser_page.sign_in()
     target = browser_page.server.base_url
-    # Another port of the same host is the same site, so the session cookie goes along: the
-    # missing CSRF token is what refuses the post (403). From `localhost`, another site, the
-    # cookie stays home (SameSite=Lax): the post finds no session and is sent to sign in,
-    # which sends this signed-in browser on to its workers.
+    # Another port of the same host is the same site, so the session cookie goes along: its
+    # Origin and the missing CSRF token are what refuse the post (403). From `localhost`,
+    # another site, the cookie stays home (SameSite=Lax): the post finds no session and is
+    # sent to sign in, which sends this signed-in browser on to its workers.
     for host in ("127.0.0.1", "localhost"):
         with forging_site(target, host) as evil:
             page.goto(evil)

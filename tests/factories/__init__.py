@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
 from kennel.auth import Caller
 from kennel.auth.service import issue_key
 
-__all__ = ["Member", "make_member"]
+__all__ = ["Member", "count_rows", "make_member"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +43,10 @@ async def make_member(
         app.state.runtime.db, email=email, organization=organization, role=role
     )
     return Member(issued.key, issued.user_id, issued.organization_id, organization, email)
+
+
+async def count_rows(app: FastAPI, table: Any, organization_id: str) -> int:
+    """How many rows of `table` belong to the organization (a request that failed wrote none)."""
+    async with app.state.runtime.db.read() as r:
+        query = select(func.count()).where(table.c.organization_id == organization_id)
+        return int(await r.scalar(query))

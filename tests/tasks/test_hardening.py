@@ -18,12 +18,12 @@ import httpx
 import pytest
 from dbos import DBOS
 from fastapi import FastAPI
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from kennel.models import tasks, workers
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.workflows import finish_abandoned_turns
-from tests.factories import Member
+from tests.factories import Member, count_rows
 from tests.factories.api import new_worker, new_worker_id, post_task
 
 DRAFT_07 = {
@@ -39,12 +39,6 @@ def nested(depth: int) -> dict[str, Any]:
     for _ in range(depth):
         schema = {"type": "object", "properties": {"x": schema}}
     return schema
-
-
-async def count_rows(app: FastAPI, table: Any, organization_id: str) -> int:
-    async with app.state.runtime.db.read() as r:
-        query = select(func.count()).where(table.c.organization_id == organization_id)
-        return int(await r.scalar(query))
 
 
 async def follow_up_runs(client: httpx.AsyncClient, member: Member, task_id: str) -> None:
