@@ -289,7 +289,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("public_url")
+    @field_validator("public_url", "search_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         if not value:

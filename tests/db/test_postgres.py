@@ -3,6 +3,8 @@ replaced at the first statement of the next block that takes it."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -28,5 +30,28 @@ async def test_a_dropped_connection_is_replaced_at_the_first_statement(app: Fast
                 assert await r.scalar(text("SELECT 1")) == 1
         async with db.write() as w:
             assert await w.scalar(text("SELECT pg_backend_pid()")) != first_pid
+    finally:
+        await db.dispose()
+
+
+async def test_kennel_database_pool_size_bounds_the_connections(app: FastAPI) -> None:
+    """`KENNEL_DATABASE_POOL_SIZE`: blocks past it wait for a connection, none is opened."""
+    settings = app.state.runtime.settings
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL only")
+    db = open_database(settings.model_copy(update={"database_pool_size": 2}))
+    holding = peak = 0
+
+    async def hold() -> None:
+        nonlocal holding, peak
+        async with db.read(snapshot=False) as r:
+            holding += 1
+            peak = max(peak, holding)
+            await r.scalar(text("SELECT pg_sleep(0.1)"))
+            holding -= 1
+
+    try:
+        await asyncio.gather(*(hold() for _ in range(6)))
+        assert peak == 2  # six blocks at once, two at a time
     finally:
         await db.dispose()

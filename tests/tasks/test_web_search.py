@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
+from pydantic import ValidationError
 
+from kennel.settings import Settings
 from tests.factories import Member
 from tests.factories.api import new_worker_id, post_task
 from tests.factories.search import serve_search
@@ -72,3 +75,12 @@ class TestWebSearch:
         parts = search_parts(r.json())
         assert parts
         assert "the search service failed" in str(parts[0])
+
+
+class TestSetting:
+    def test_the_search_url_must_be_http(self) -> None:
+        with pytest.raises(ValidationError, match="must start with http"):
+            Settings(search_url="searx.internal:8888")
+        assert Settings(search_url="http://searx.internal:8888/").search_url == (
+            "http://searx.internal:8888"
+        )
