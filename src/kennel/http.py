@@ -91,7 +91,7 @@ def decode_json_body(body: bytes) -> Any:
 
 # Python's decoder takes `NaN`, `Infinity`, `-Infinity` (not JSON) and overflows `1e999` to
 # infinity; stored, they are tokens no JSON reader takes back, and shown they became `null`.
-_MAYBE_NOT_FINITE = re.compile(rb"NaN|Infinity|[eE][+]?\d{3}|\d{300}")
+_MAYBE_NOT_FINITE = re.compile(rb"NaN|Infinity|\d[eE]\+?\d{3}|\d{300}")
 
 
 def _refuse_non_finite(value: Any) -> None:
