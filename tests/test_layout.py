@@ -62,6 +62,7 @@ def test_runtime_current_only_at_durable_entry_points() -> None:
         Path("tasks/listeners.py"),  # the step that asks the listeners
         Path("agents/tools.py"),
         Path("agents/agent.py"),
+        Path("agents/mcp_tools.py"),  # the steps that list and call MCP tools
         Path("webhooks/workflows.py"),
         Path("mail/intake.py"),
         Path("mail/answers.py"),

@@ -24,6 +24,7 @@ from kennel.http import add_routes
 from kennel.mail.endpoints import router as mail_router
 from kennel.mail.intake import FrontDoor, resume_intakes
 from kennel.mail.listener import reachable_from_other_hosts
+from kennel.mcp_servers.endpoints import router as mcp_servers_router
 from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.openapi import install_openapi
 from kennel.schedules.dispatcher import Dispatcher
@@ -159,5 +160,6 @@ def create_app(
     add_routes(app, webhooks_router)
     add_routes(app, schedules_router)
     add_routes(app, mail_router)
+    add_routes(app, mcp_servers_router)
     install_dashboard(app)
     return app

@@ -103,6 +103,14 @@ class Settings(BaseSettings):
             "unset, the tool is not offered."
         ),
     )
+    secret_key: SecretStr | None = Field(
+        None,
+        description=(
+            "Encrypts secrets Kennel must read back (the headers of MCP servers). Unset, a key"
+            " kept in the database is used, so a copy of the database holds both: set it and"
+            " keep it apart (a long random string; changing it makes stored headers unreadable)."
+        ),
+    )
     allow_private_fetch: bool = Field(
         False,
         description="Let the web fetch tool read loopback and private addresses (dev, tests).",

@@ -31,6 +31,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import Model
 
 from kennel import runtime
+from kennel.agents.notices import TurnNotice
 from kennel.agents.tools import (
     TurnDeps,
     list_files,
@@ -41,11 +42,12 @@ from kennel.agents.tools import (
     write_file,
 )
 
-__all__ = ["EVENTS_STREAM", "MODEL_ID", "event_adapter", "turn_agent"]
+__all__ = ["EVENTS_STREAM", "MODEL_ID", "TurnNotice", "event_adapter", "turn_agent"]
 
 MODEL_ID = "kennel:configured"
 EVENTS_STREAM = "events"
 
+# Built after the custom events are defined (TurnNotice), or it reads them back as unknown.
 event_adapter: TypeAdapter[AgentStreamEvent] = TypeAdapter(AgentStreamEvent)
 # How long a publisher gathers events before writing them (see _BatchingPublisher).
 LINGER_SECONDS = 0.02

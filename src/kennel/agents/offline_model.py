@@ -194,7 +194,7 @@ ToolCallPlan = tuple[str, dict[str, Any]]
 
 def planned_tool_calls(prompt: str, tools: Sequence[ToolDefinition]) -> list[ToolCallPlan]:
     """Tool calls the prompt asks for, in order: search for what it says ("search the web for
-    ..."), fetch each URL, then write the named file."""
+    ..."), fetch each URL, write the named file, then any other tool the prompt names."""
     calls: list[ToolCallPlan] = []
     search = next((t for t in tools if "search" in t.name.lower()), None)
     if search and (asked := SEARCH_RE.search(prompt)):
@@ -208,7 +208,14 @@ def planned_tool_calls(prompt: str, tools: Sequence[ToolDefinition]) -> list[Too
         content = found.group("content") if found else f"Written by {OFFLINE_MODEL_NAME}: {prompt}"
         values = {_is_path_prop: match.group("name"), _is_content_prop: content}
         calls.append((write.name, fill_args(write, prompt, values)))
+    # Any other tool (an MCP server's) is called when the prompt names it, as `server__tool`.
+    for tool in tools:
+        if tool.name not in _BUILT_IN_TOOLS and re.search(rf"\b{re.escape(tool.name)}\b", prompt):
+            calls.append((tool.name, fill_args(tool, prompt, {})))
     return calls
+
+
+_BUILT_IN_TOOLS = frozenset({"web_search", "web_fetch", "list_files", "read_file", "write_file"})
 
 
 def _is_query_prop(name: str) -> bool:

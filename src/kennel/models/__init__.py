@@ -4,6 +4,7 @@ from kennel.models.base import metadata
 from kennel.models.dashboard_session import dashboard_sessions
 from kennel.models.idempotency_key import idempotency_keys
 from kennel.models.mail import mail_messages, mail_threads, worker_mail_senders
+from kennel.models.mcp_server import mcp_servers
 from kennel.models.organization import api_keys, organizations, users
 from kennel.models.schedule import schedule_runs, schedules
 from kennel.models.server_secret import server_secrets
@@ -17,6 +18,7 @@ __all__ = [
     "idempotency_keys",
     "mail_messages",
     "mail_threads",
+    "mcp_servers",
     "metadata",
     "organizations",
     "schedule_runs",

@@ -54,6 +54,9 @@ turns = Table(
     # pydantic-ai messages of this turn (ModelMessagesTypeAdapter JSON), the next turn's history.
     Column("messages", JsonValue, nullable=False, default=list),
     Column("sources", JsonValue, nullable=False, default=list),
+    # What the turn's reader should know that its answer does not say: `{code, message}`s (a
+    # tool the task needed that the model never called, an MCP server that could not be used).
+    Column("notices", JsonValue, nullable=False, default=list),
     Column("input_tokens", Integer, nullable=False, default=0),
     Column("output_tokens", Integer, nullable=False, default=0),
     Column("requests", Integer, nullable=False, default=0),

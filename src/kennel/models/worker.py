@@ -25,6 +25,8 @@ workers = Table(
     Column("instructions_version", Integer, nullable=False, default=1),
     Column("output_schema", JsonValue, nullable=True),
     Column("visibility", String(10), nullable=False, default="public"),
+    # Names of the organization's MCP servers whose tools the worker's agent may call.
+    Column("mcp_servers", JsonValue, nullable=False, default=list),
     Column("email_local_part", String(64), unique=True, nullable=False),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),

@@ -93,6 +93,7 @@ class TurnRow(NamedTuple):
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    notices: list[dict[str, str]]
 
 
 class TurnEnd(NamedTuple):

@@ -248,6 +248,7 @@ async def record_turn(
         created_at=now,
         started_at=None,
         completed_at=None,
+        notices=[],
     )
     await repo.insert_turn(w, turn)
     await repo.insert_files(

@@ -32,7 +32,7 @@ from pydantic_ai.ui.vercel_ai import VercelAIEventStream
 from pydantic_ai.ui.vercel_ai.response_types import BaseChunk, StartChunk
 from starlette.responses import StreamingResponse
 
-from kennel.agents.agent import EVENTS_STREAM, event_adapter
+from kennel.agents.agent import EVENTS_STREAM, TurnNotice, event_adapter
 from kennel.tasks.repository import TurnRow
 
 __all__ = [
@@ -144,6 +144,10 @@ def replayed_events(turns: list[TurnRow]) -> list[AgentStreamEvent]:
                             # response opens a new step (finish-step, start-step) as live runs do.
                             events.append(FunctionToolCallEvent(call))
                         events.append(FunctionToolResultEvent(part=request_part))
+        events.extend(
+            TurnNotice(code=notice["code"], message=notice["message"])
+            for notice in turn.notices or []
+        )
     return events
 
 

@@ -23,10 +23,13 @@ from pydantic_ai.messages import (
     ModelResponse,
     ToolReturnPart,
 )
+from pydantic_ai.toolsets import AbstractToolset
 
 from kennel import runtime
-from kennel.agents.agent import MODEL_ID, turn_agent
+from kennel.agents.agent import EVENTS_STREAM, MODEL_ID, event_adapter, turn_agent
 from kennel.agents.failures import failure_of
+from kennel.agents.mcp_tools import MCP_RESULT_KEY, mcp_toolset
+from kennel.agents.notices import TurnNotice, unused_tool_notices
 from kennel.agents.output import OutputSchemaError, schema_output_type
 from kennel.agents.tools import TurnDeps
 from kennel.db import Read
@@ -68,6 +71,8 @@ async def turn_context(r: Read, settings: Settings, turn_id: str) -> dict[str, A
         "instructions": instructions or "",
         "output_schema": worker.output_schema if worker is not None else None,
         "history": history,
+        "organization_id": task.organization_id,
+        "mcp_servers": list(worker.mcp_servers) if worker is not None else [],
     }
 
 
@@ -195,6 +200,13 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
         output_type: Any = schema_output_type(schema) if schema else str
     except OutputSchemaError as exc:  # stored before Kennel checked schemas this way
         return _outcome(None, [], ("invalid_output_schema", f"The outputSchema {exc}."), caps)
+    toolsets: list[AbstractToolset[TurnDeps]] = []
+    notices: list[dict[str, str]] = []
+    if context.get("mcp_servers"):
+        toolset, problems = await mcp_toolset(context["organization_id"], context["mcp_servers"])
+        toolsets.extend([toolset] if toolset else [])
+        notices = [{"code": "mcp_server_unavailable", "message": p} for p in problems]
+        await _publish_notices(notices, first=0)
     error: tuple[str, str] | None = None
     output: Any = None
     with capture_run_messages() as captured:
@@ -209,6 +221,7 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
                     output_type=output_type,
                     usage_limits=usage_limits(caps),
                     model_settings=model_settings(caps),
+                    toolsets=toolsets or None,
                 )
             output = result.output
         except (AgentRunError, TimeoutError) as exc:
@@ -225,7 +238,29 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
         if cut_off:
             note = f" The answer cut off is counted as about {cut_off} output tokens"
             error = (error[0], error[1] + note + " (estimated: it never reported its usage).")
-    return _outcome(output, new_messages, error, caps, extra_output_tokens=cut_off)
+    if error is None:
+        unused = unused_tool_notices(context["input"], new_messages, _offered_tools())
+        await _publish_notices(unused, first=len(notices))
+        notices += unused
+    return _outcome(output, new_messages, error, caps, extra_output_tokens=cut_off, notices=notices)
+
+
+def _offered_tools() -> set[str]:
+    offered = {"web_fetch", "list_files", "read_file", "write_file"}
+    return offered | ({"web_search"} if runtime.current().settings.search_url else set())
+
+
+async def _publish_notices(notices: list[dict[str, str]], *, first: int) -> None:
+    """Send notices to the turn's stream readers (as `data-notice` chunks), numbered from
+    `first` so a reader counts each once."""
+    if notices:
+        events = [
+            event_adapter.dump_json(
+                TurnNotice(code=notice["code"], message=notice["message"])
+            ).decode()
+            for notice in notices
+        ]
+        await DBOS.write_stream_async(EVENTS_STREAM, {"s": "notices", "n": first, "e": events})
 
 
 def _response_cut_off(messages: list[ModelMessage]) -> bool:
@@ -244,6 +279,7 @@ def _outcome(
     caps: BudgetCaps,
     *,
     extra_output_tokens: int = 0,
+    notices: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     input_tokens = requests = 0
     output_tokens = extra_output_tokens
@@ -269,11 +305,13 @@ def _outcome(
         "credits": credits_for(input_tokens, output_tokens, caps),
         "error_code": error[0] if error else None,
         "error_message": error[1] if error else None,
+        "notices": notices or [],
     }
 
 
 def _sources(messages: list[ModelMessage]) -> list[dict[str, str]]:
-    """The pages the turn read with web_fetch and the results web_search found, once each."""
+    """The pages the turn read with web_fetch, the results web_search found and the web links
+    MCP tools gave, once each."""
     seen: dict[str, dict[str, str]] = {}
     for message in messages:
         for part in getattr(message, "parts", ()):
@@ -283,6 +321,8 @@ def _sources(messages: list[ModelMessage]) -> list[dict[str, str]]:
                 found = [part.content]
             elif part.tool_name == "web_search":
                 found = [r for r in part.content.get("results", ()) if isinstance(r, dict)]
+            elif MCP_RESULT_KEY in part.content:  # the web pages an MCP tool linked to
+                found = [r for r in part.content.get("links", ()) if isinstance(r, dict)]
             else:
                 continue
             for page in found:

@@ -39,4 +39,5 @@ def worker_template(settings: Settings, worker: WorkerRow) -> WorkerTemplate:
         visibility=worker.visibility,  # type: ignore[arg-type]  # the column holds the two values
         email=worker_email(settings, worker),
         url=worker_url(settings, worker.id),
+        mcp_servers=worker.mcp_servers,
     )

@@ -47,6 +47,7 @@ class WorkerRow(NamedTuple):
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
+    mcp_servers: list[str]  # names of the organization's MCP servers its agent may call
 
 
 class MemberRow(NamedTuple):

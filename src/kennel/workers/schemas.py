@@ -51,6 +51,14 @@ class WorkerCreate(_Request):
     summary: str | None = Field(None, max_length=80)
     output_schema: dict[str, Any] | None = Field(None, alias="outputSchema")
     visibility: Visibility = "public"
+    mcp_servers: list[str] | None = Field(
+        None,
+        alias="mcpServers",
+        description=(
+            "Names of the organization's MCP servers whose tools the worker's agent may call"
+            " (a Kennel extension; see `/api/mcp-servers`)."
+        ),
+    )
 
 
 class WorkerUpdate(_Request):
@@ -64,6 +72,15 @@ class WorkerUpdate(_Request):
     summary: str | None = Field(None, max_length=80, json_schema_extra=_not_null)
     output_schema: dict[str, Any] | None = Field(None, alias="outputSchema")
     visibility: Visibility | None = Field(None, json_schema_extra=_not_null)
+    mcp_servers: list[str] | None = Field(
+        None,
+        json_schema_extra=_not_null,
+        alias="mcpServers",
+        description=(
+            "Names of the organization's MCP servers whose tools the worker's agent may call"
+            " (a Kennel extension; see `/api/mcp-servers`)."
+        ),
+    )
 
 
 class _Response(BaseModel):
@@ -84,6 +101,11 @@ class WorkerTemplate(_Response):
     visibility: Visibility
     email: str
     url: str = Field(description="Web URL of the worker in the dashboard.")
+    mcp_servers: list[str] = Field(
+        default_factory=list,
+        alias="mcpServers",
+        description="The MCP servers whose tools its agent may call (a Kennel extension).",
+    )
 
 
 class WorkerOutputContent(_Response):

@@ -17,6 +17,7 @@ from kennel.db import Database, Read, Write
 from kennel.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.idempotency import Idempotency, recorded, remember
 from kennel.ids import new_id
+from kennel.mcp_servers.service import check_worker_servers
 from kennel.schedules import repository as schedules
 from kennel.settings import Settings
 from kennel.tasks import control as task_control
@@ -144,6 +145,7 @@ async def prepare_worker(
         created_at=now,
         updated_at=now,
         deleted_at=None,
+        mcp_servers=data.mcp_servers or [],
     )
 
 
@@ -171,6 +173,10 @@ async def create_worker(
         async with db.read() as r:
             if earlier := await _made_before(r, organization_id, idempotency):
                 return earlier
+    if data.mcp_servers:  # before the model writes any instructions
+        async with db.read() as r:
+            names = await check_worker_servers(r, organization_id, data.mcp_servers)
+        data = data.model_copy(update={"mcp_servers": names})
     worker = await prepare_worker(caller, data, model=model, wait_seconds=wait_seconds)
     try:
         async with db.write() as w:
@@ -202,8 +208,14 @@ async def update_worker(
             raise BadRequest(f"{name} cannot be null.", param=name)
     if changes.get("output_schema") is not None:
         await validate_output_schema(changes["output_schema"])
+    if "mcp_servers" in changes and changes["mcp_servers"] is None:
+        raise BadRequest("mcpServers cannot be null; [] clears it.", param="mcpServers")
     async with db.write() as w:
         worker = await visible_worker(w, caller, worker_id)
+        if "mcp_servers" in changes:
+            changes["mcp_servers"] = await check_worker_servers(
+                w, caller.organization_id, changes["mcp_servers"]
+            )
         if "visibility" in changes and changes["visibility"] != worker.visibility:
             _require_creator(caller, worker, "change the visibility of")
         instructions = changes.pop("instructions", None)

@@ -138,6 +138,8 @@ def worker_state(
             "taskStatus": task.status,
             "title": worker.title,
             **({"trigger": task.trigger} if task.trigger else {}),
+            # What the latest turn's answer does not say (a tool it needed and never called).
+            **({"notices": latest.notices} if latest.notices else {}),
         },
     )
 
