@@ -13,10 +13,11 @@ a model (and a person reading the turn) can use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,14 +104,19 @@ async def call_tool(
     return Called(text=text, links=links)
 
 
-def _connect(url: str, headers: Mapping[str, str], dialing: Dialing) -> Client:
-    http = httpx2.AsyncClient(
-        headers=dict(headers),
-        transport=_CheckedTransport(dialing),
-        timeout=httpx2.Timeout(dialing.timeout),
-        trust_env=False,
-    )
-    return Client(streamable_http_client(url, http_client=http), raise_exceptions=True)
+@contextlib.asynccontextmanager
+async def _connect(url: str, headers: Mapping[str, str], dialing: Dialing) -> AsyncIterator[Client]:
+    """A session with the server; its HTTP client (which the SDK leaves open) closed after."""
+    async with (
+        httpx2.AsyncClient(
+            headers=dict(headers),
+            transport=_CheckedTransport(dialing),
+            timeout=httpx2.Timeout(dialing.timeout),
+            trust_env=False,
+        ) as http,
+        Client(streamable_http_client(url, http_client=http), raise_exceptions=True) as client,
+    ):
+        yield client
 
 
 def _tool(tool: mcp_types.Tool) -> RemoteTool:
