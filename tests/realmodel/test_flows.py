@@ -114,9 +114,10 @@ class TestFlows:
         }
         worker = new_worker(http, outputSchema=schema)
         done = run(http, input="Name one dog.", workerId=worker["id"])
-        assert_ended_as_documented(done)
-        if done["error"] is None:
-            assert isinstance(done["structured_output"]["name"], str)
+        # llama.cpp constrains decoding to the schema (the provider's native JSON-Schema mode):
+        # a model this small never called the output tool, and every such turn failed.
+        assert done["error"] is None, done["error"]
+        assert isinstance(done["structured_output"]["name"], str)
 
     def test_file_and_web_fetch(self, http: httpx.Client) -> None:
         worker = new_worker(http)
@@ -130,6 +131,13 @@ class TestFlows:
         with serve_page("<h1>Kennel news</h1><p>Rex won.</p>") as page:
             done = run(http, input=f"Fetch {page.url} and tell me the news.", workerId=worker["id"])
         assert_ended_as_documented(done)
+        # A model that answers without fetching the page has its turn say so.
+        fetched = any(
+            p["type"] == "tool-web_fetch" for m in done["messages"] for p in m.get("parts", [])
+        )
+        notices = [n["code"] for n in done["metadata"].get("notices", [])]
+        if done["error"] is None:
+            assert ("tool_not_used" in notices) != fetched, (fetched, notices)
 
     def test_schedule_and_webhook(self, http: httpx.Client) -> None:
         worker = new_worker(http)

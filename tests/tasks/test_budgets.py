@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 
 from kennel.agents.offline_model import OfflineModel
@@ -259,25 +259,32 @@ class TestCredits:
 
 
 class WrongOutputModel(FunctionModel):
-    """Always answers with output that breaks the worker's schema ("count" as a string)."""
+    """Always answers with output that breaks the worker's schema ("count" as a string): as
+    JSON text in native structured-output mode, else as a call of the output tool."""
 
     def __init__(self) -> None:
         self.requests = 0
         super().__init__(self._respond, stream_function=self._stream, model_name="wrong")
 
-    def _call(self, info: AgentInfo) -> ToolCallPart:
+    def _part(self, info: AgentInfo) -> ToolCallPart | TextPart:
         self.requests += 1
+        wrong = {"count": "many"}
+        if info.model_request_parameters.output_mode == "native":
+            return TextPart(json.dumps(wrong))
         assert info.output_tools, "the worker's schema should be offered as an output tool"
-        return ToolCallPart(info.output_tools[0].name, {"count": "many"}, tool_call_id="out")
+        return ToolCallPart(info.output_tools[0].name, wrong, tool_call_id="out")
 
     async def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        return ModelResponse(parts=[self._call(info)])
+        return ModelResponse(parts=[self._part(info)])
 
     async def _stream(
         self, messages: list[ModelMessage], info: AgentInfo
     ) -> AsyncIterator[str | DeltaToolCalls]:
-        call = self._call(info)
-        yield {0: DeltaToolCall(call.tool_name, json.dumps(call.args), tool_call_id="out")}
+        part = self._part(info)
+        if isinstance(part, TextPart):
+            yield part.content
+        else:
+            yield {0: DeltaToolCall(part.tool_name, json.dumps(part.args), tool_call_id="out")}
 
 
 class TestInvalidOutput:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from dbos import DBOS
-from pydantic_ai import capture_run_messages
+from pydantic_ai import NativeOutput, capture_run_messages
 from pydantic_ai.exceptions import AgentRunError
 from pydantic_ai.messages import (
     ModelMessage,
@@ -197,7 +197,7 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
         worker_id=context["worker_id"], turn_id=context["turn_id"], output_schema=schema
     )
     try:
-        output_type: Any = schema_output_type(schema) if schema else str
+        output_type: Any = _structured(schema) if schema else str
     except OutputSchemaError as exc:  # stored before Kennel checked schemas this way
         return _outcome(None, [], ("invalid_output_schema", f"The outputSchema {exc}."), caps)
     toolsets: list[AbstractToolset[TurnDeps]] = []
@@ -261,6 +261,17 @@ async def _publish_notices(notices: list[dict[str, str]], *, first: int) -> None
             for notice in notices
         ]
         await DBOS.write_stream_async(EVENTS_STREAM, {"s": "notices", "n": first, "e": events})
+
+
+def _structured(schema: dict[str, Any]) -> Any:
+    """The output type of a worker's schema: the provider's native JSON-Schema mode where the
+    model has one (llama.cpp, vLLM, OpenAI and others constrain decoding to the schema, which a
+    small model needs: it rarely calls an output tool), else pydantic-ai's output tool. Either
+    way the answer is checked against the schema and a mismatch is sent back to the model."""
+    checked = schema_output_type(schema)
+    if runtime.current().model.profile.get("supports_json_schema_output"):
+        return NativeOutput(checked)
+    return checked
 
 
 def _response_cut_off(messages: list[ModelMessage]) -> bool:
