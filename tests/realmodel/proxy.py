@@ -5,6 +5,8 @@ with FaultProxy(upstream_port) as proxy:
     proxy.fault = Fault("cut", after_bytes=600)  # the answer forwarded, then the socket closed
     proxy.fault = Fault("down")                  # the port refuses connections
     proxy.fault = Fault("slow", delay=3)         # forwarded after a pause
+    proxy.fault = Fault("chatty")                # forwarded with llama.cpp's `ignore_eos`: the
+                                                 # model talks until its `max_tokens`
     proxy.fault = None                           # forwarded as is
 
 One request a connection: each is sent upstream with `Connection: close` and the answer relayed
@@ -25,7 +27,7 @@ __all__ = ["Fault", "FaultProxy"]
 
 @dataclass(frozen=True)
 class Fault:
-    kind: Literal["status", "cut", "down", "slow"]
+    kind: Literal["status", "cut", "down", "slow", "chatty"]
     status: int = 500
     body: dict[str, object] | None = None
     after_bytes: int = 0  # "cut": body bytes relayed before the connection is closed
@@ -100,9 +102,12 @@ class FaultProxy:
                 name = line.split(":", 1)[0].strip().lower()
                 if name == "content-length":
                     length = int(line.split(":", 1)[1])
-                if name and name != "connection":
+                if name and name not in ("connection", "content-length"):
                     kept.append(line)
             body = await reader.readexactly(length)
+            if self._fault is not None and self._fault.kind == "chatty" and body:
+                body = json.dumps({**json.loads(body), "ignore_eos": True}).encode()
+            kept.append(f"Content-Length: {len(body)}")
             self.requests += 1
             fault = self._fault
             if fault is not None and fault.kind == "status":

@@ -216,3 +216,19 @@ class TestProviderFaults:
         done = run(http, input="Say hi.", workerId=worker["id"])
         assert time.monotonic() - started >= 3
         assert_ended_as_documented(done)
+
+    def test_a_chatty_model_stops_at_the_low_output_cap_before_the_wall_time(
+        self, http: httpx.Client, proxy: FaultProxy
+    ) -> None:
+        """A model that never stops by itself (llama.cpp's `ignore_eos`) under the `low`
+        budget: the output cap ends its answer, well before the 60 s wall time, is counted,
+        and the turn says the answer was cut off."""
+        worker = new_worker(http)
+        proxy.fault = Fault("chatty")
+        done = run(http, input="Tell me about dogs.", workerId=worker["id"], budget="low")
+        cap = BUDGET_CAPS["low"]["output_tokens"]
+        assert done["error"] is None, done["error"]  # not the wall time's budget_exceeded
+        (turn,) = turns(http, done["metadata"]["taskId"])
+        assert turn["outputTokens"] == cap
+        assert [n["code"] for n in done["metadata"]["notices"]] == ["output_cut_off"]
+        assert f"{cap:,} output tokens" in done["metadata"]["notices"][0]["message"]

@@ -16,7 +16,7 @@ from pydantic_ai.messages import CustomEvent, ModelMessage, ModelResponse, ToolC
 
 from kennel.agents.offline_model import SEARCH_RE, URL_RE, WRITE_RE
 
-__all__ = ["TurnNotice", "unused_tool_notices"]
+__all__ = ["TurnNotice", "cut_off_notices", "unused_tool_notices"]
 
 
 @dataclass(kw_only=True)
@@ -64,3 +64,21 @@ def unused_tool_notices(
                 }
             )
     return notices
+
+
+def cut_off_notices(
+    messages: Sequence[ModelMessage], budget: str, output_tokens: int | None
+) -> list[dict[str, str]]:
+    """An `output_cut_off` notice when a response stopped at the output cap (`max_tokens`)."""
+    if not any(isinstance(m, ModelResponse) and m.finish_reason == "length" for m in messages):
+        return []
+    limit = f" of {output_tokens:,} output tokens a request" if output_tokens else ""
+    return [
+        {
+            "code": "output_cut_off",
+            "message": (
+                f"The answer was cut off at the {budget!r} budget's limit{limit}: a larger"
+                " budget allows a longer one."
+            ),
+        }
+    ]

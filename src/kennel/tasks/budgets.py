@@ -2,13 +2,15 @@
 
 | budget | model requests | tokens (input + output) | wall time | output tokens a request |
 | --- | --- | --- | --- | --- |
-| low | 4 | 20,000 | 60 s | 2,000 |
+| low | 4 | 20,000 | 60 s | 500 |
 | standard | 16 | 200,000 | 300 s | 8,000 |
 | high | 64 | 1,000,000 | 1,800 s | 32,000 |
 | unlimited | no cap | no cap | no cap | the model's own |
 
 The output cap is sent with every request (`max_tokens`): a model that repeats itself stops
-there instead of talking until the wall time runs out, and is charged for what it said.
+there instead of talking until the wall time runs out, and is charged for what it said. Each
+budget's output cap is reached before its wall time even by a small model on a CPU (13 tokens
+a second: `low`'s 500 in under 40 s); an answer cut there says so (an `output_cut_off` notice).
 
 Credits are whole numbers: one credit per started thousand tokens of a turn
 (`ceil((input_tokens + output_tokens) / 1000)`), so a budget's token cap is also its credit
@@ -40,7 +42,7 @@ Budget = Literal["low", "standard", "high", "unlimited"]
 BUDGETS: tuple[Budget, ...] = ("low", "standard", "high", "unlimited")
 
 DEFAULT_CAPS: dict[str, BudgetCaps] = {
-    "low": BudgetCaps(requests=4, tokens=20_000, seconds=60, output_tokens=2_000),
+    "low": BudgetCaps(requests=4, tokens=20_000, seconds=60, output_tokens=500),
     "standard": BudgetCaps(requests=16, tokens=200_000, seconds=300, output_tokens=8_000),
     "high": BudgetCaps(requests=64, tokens=1_000_000, seconds=1_800, output_tokens=32_000),
     "unlimited": BudgetCaps(),

@@ -29,7 +29,7 @@ from kennel import runtime
 from kennel.agents.agent import EVENTS_STREAM, MODEL_ID, event_adapter, turn_agent
 from kennel.agents.failures import failure_of
 from kennel.agents.mcp_tools import MCP_RESULT_KEY, mcp_toolset
-from kennel.agents.notices import TurnNotice, unused_tool_notices
+from kennel.agents.notices import TurnNotice, cut_off_notices, unused_tool_notices
 from kennel.agents.output import OutputSchemaError, schema_output_type
 from kennel.agents.tools import TurnDeps
 from kennel.db import Read
@@ -240,6 +240,7 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
             error = (error[0], error[1] + note + " (estimated: it never reported its usage).")
     if error is None:
         unused = unused_tool_notices(context["input"], new_messages, _offered_tools())
+        unused += cut_off_notices(new_messages, context["budget"], caps.output_tokens)
         await _publish_notices(unused, first=len(notices))
         notices += unused
     return _outcome(output, new_messages, error, caps, extra_output_tokens=cut_off, notices=notices)
