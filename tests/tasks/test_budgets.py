@@ -217,7 +217,7 @@ class TestWallTime:
 
     def test_default_caps(self) -> None:
         assert DEFAULT_CAPS["low"] == BudgetCaps(
-            requests=4, tokens=20_000, seconds=60, output_tokens=2_000
+            requests=4, tokens=20_000, seconds=60, output_tokens=500
         )
         assert DEFAULT_CAPS["unlimited"] == BudgetCaps()
 
