@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -174,6 +174,44 @@ class TestWorkerPage:
         assert r.status_code == 400
         assert 'id="outputSchema-error"' in r.text
         assert ">nope</textarea>" in r.text
+
+    async def test_the_template_names_the_mcp_servers(
+        self,
+        client: httpx.AsyncClient,
+        member: Member,
+        browser: httpx.AsyncClient,
+        reconfigure: Callable[..., None],
+    ) -> None:
+        reconfigure(allow_private_webhooks=True)
+        for name in ("docs", "tickets"):
+            r = await client.post(
+                "/api/mcp-servers",
+                json={"name": name, "url": f"http://127.0.0.1:9/{name}"},
+                headers=member.headers,
+            )
+            assert r.status_code == 201, r.text
+        worker_id = await new_worker_id(client, member, title="Helper", mcpServers=["docs"])
+        page = await browser.get(f"/workers/{worker_id}")
+        assert 'name="mcpServers" maxlength="400" value="docs"' in page.text
+        assert "Registered: docs, tickets." in page.text
+        form = {
+            "csrf": csrf_of(page.text),
+            "title": "Helper",
+            "summary": "",
+            "instructions": "",
+            "outputSchema": "",
+            "mcpServers": "docs, tickets",
+        }
+        r = await browser.post(f"/workers/{worker_id}/template", data=form)
+        assert r.status_code == 303
+        worker = (await client.get("/api/workers", headers=member.headers)).json()["workers"][0]
+        assert worker["mcpServers"] == ["docs", "tickets"]
+        r = await browser.post(
+            f"/workers/{worker_id}/template", data={**form, "mcpServers": "nowhere"}
+        )
+        assert r.status_code == 400
+        assert 'id="mcpServers-error"' in r.text
+        assert "nowhere" in r.text
 
     async def test_others_may_edit_but_not_change_visibility(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member

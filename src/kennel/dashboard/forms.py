@@ -128,6 +128,10 @@ def worker_update(form: SubmittedForm, worker: WorkerRow) -> WorkerUpdate:
     schema = _output_schema(form)
     if schema != worker.output_schema:
         raw["outputSchema"] = schema
+    if "mcpServers" in form.fields:  # comma-separated names
+        names = [n.strip() for n in form.text("mcpServers").split(",") if n.strip()]
+        if names != worker.mcp_servers:
+            raw["mcpServers"] = names
     visibility = form.optional("visibility")
     if visibility is not None and visibility != worker.visibility:
         raw["visibility"] = visibility

@@ -23,6 +23,7 @@ from kennel.dashboard.routing import DashboardRoute, page_number, redirect, runt
 from kennel.dashboard.templating import render
 from kennel.dashboard.usage import usage_chart
 from kennel.errors import ApiError
+from kennel.mcp_servers import service as mcp_servers_service
 from kennel.tasks import service as tasks_service
 from kennel.tasks.repository import TurnFileRow
 from kennel.tasks.streaming import sse_response
@@ -149,6 +150,7 @@ async def render_worker_page(
         "instructions": worker.instructions,
         "outputSchema": schema,
         "visibility": worker.visibility,
+        "mcpServers": ", ".join(worker.mcp_servers),
     }
     context = {
         **_base(who),
@@ -163,6 +165,7 @@ async def render_worker_page(
         "usage": usage,
         "budgets": _BUDGETS,
         "template_form": template_form,
+        "mcp_server_names": [s.name for s in await mcp_servers_service.list_servers(rt.db, caller)],
         "template_errors": template_errors or {},
         "run_form": run_values or {},
         "run_errors": run_errors or {},
