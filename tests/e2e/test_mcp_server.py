@@ -113,7 +113,7 @@ async def test_initialize_lists_the_workers_of_the_callers_organization(
         assert names >= GENERAL
         tool = await tool_of(session, mine["id"])
         assert tool.name.startswith("run_weather_desk")
-        assert tool.description and "Forecasts for any city" in tool.description
+        assert "Forecasts for any city" in (tool.description or "")
         assert tool.input_schema["required"] == ["input"]
         assert set(tool.input_schema["properties"]) == {
             "input",
@@ -125,8 +125,10 @@ async def test_initialize_lists_the_workers_of_the_callers_organization(
         # Another organization's worker does not exist here, by tool or by id.
         assert not any(theirs["id"] in (t.description or "") for t in tools)
         listed = await session.call_tool("list_workers", {})
-        assert theirs["id"] not in str(listed.structured_content)
-        assert mine["id"] in str(listed.structured_content)
+        assert listed.structured_content is not None
+        ids = {w["id"]: w["tool"] for w in listed.structured_content["workers"]}
+        assert ids[mine["id"]] == tool.name
+        assert theirs["id"] not in ids
         result = await session.call_tool("run_worker", {"workerId": theirs["id"], "input": "hi"})
         assert result.is_error
         assert f"No worker with id {theirs['id']!r}" in text_of(result)
@@ -196,7 +198,7 @@ async def test_a_long_turn_reports_progress_then_answers_with_its_task_id(
         # The turn's text as it arrived, in notifications whose progress always increases.
         assert len(progress) >= 2, progress
         assert [v for v, _ in progress] == sorted({v for v, _ in progress})
-        assert progress[0][1] and progress[0][1].startswith("Done: word0")
+        assert (progress[0][1] or "").startswith("Done: word0")
         assert len(progress[-1][1] or "") > len(progress[0][1] or "")
         # Running the worker again for it would be refused: the task has a turn in flight.
         retry = await session.call_tool(tool.name, {"input": "again", "taskId": task_id})

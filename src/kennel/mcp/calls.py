@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,10 +22,12 @@ from kennel.idempotency import from_header
 from kennel.mcp.progress import Progress, follow_turn
 from kennel.mcp.tools import (
     GENERAL,
+    LIST_PAGE_SIZE,
     MAX_WORKER_TOOLS,
     CreateScheduleArguments,
     GetTaskArguments,
     ListSchedulesArguments,
+    ListWorkersArguments,
     RunArguments,
     RunWorkerArguments,
     WorkerList,
@@ -137,7 +140,8 @@ async def _run(
     progress: Progress | None,
 ) -> types.CallToolResult:
     started = await start_turn(rt, caller, worker_id, args)
-    await follow_turn(rt, started.turn.id, rt.settings.task_wait_seconds, progress)
+    if started.turn.status in IN_FLIGHT:  # a key's repeat may find its turn ended already
+        await follow_turn(rt, started.turn.id, rt.settings.task_wait_seconds, progress)
     task, turns, _ = await tasks.get_task(rt, caller, started.task.public_id)
     turn = next(t for t in turns if t.id == started.turn.id)
     return _answer(rt, started.worker, task, turn, tool)
@@ -190,29 +194,17 @@ async def _general(
     rt: Runtime, caller: Caller, name: str, raw: dict[str, Any], progress: Progress | None
 ) -> types.CallToolResult:
     if name == "list_workers":
-        GENERAL[name].arguments.model_validate(raw)
-        names = tool_names(await _workers(rt, caller))
-        summaries = [
-            WorkerSummary(
-                id=worker.id,
-                tool=tool,
-                title=worker.title,
-                summary=worker.summary,
-                output_schema=worker.output_schema,
-                url=worker_url(rt.settings, worker.id),
-            )
-            for tool, worker in names.items()
-        ]
-        return _structured(WorkerList(workers=summaries))
+        listed = ListWorkersArguments.model_validate(raw)
+        return _structured(await _worker_list(rt, caller, listed.page))
     if name == "get_task":
         get = GetTaskArguments.model_validate(raw)
         return _structured(await _task(rt, caller, get, progress))
     if name == "list_schedules":
-        listed = ListSchedulesArguments.model_validate(raw)
-        rows = await schedules.list_schedules(rt, caller, listed.worker_id)
+        of_worker = ListSchedulesArguments.model_validate(raw)
+        rows = await schedules.list_schedules(rt, caller, of_worker.worker_id)
         return _structured(
             ScheduleList(
-                worker_id=listed.worker_id,
+                worker_id=of_worker.worker_id,
                 timezone=rt.settings.schedule_timezone,
                 schedules=[schedule_out(rt, row) for row in rows],
             )
@@ -222,6 +214,30 @@ async def _general(
     data = ScheduleCreate(input=create.input, when=create.when, budget=create.budget)
     return _structured(
         schedule_out(rt, await schedules.create_schedule(rt, caller, create.worker_id, data))
+    )
+
+
+async def _worker_list(rt: Runtime, caller: Caller, page: int) -> WorkerList:
+    tools = {worker.id: name for name, worker in tool_names(await _workers(rt, caller)).items()}
+    async with rt.db.read() as r:
+        rows, total = await workers_repo.page_visible(
+            r, caller, visibility=None, page=page, size=LIST_PAGE_SIZE
+        )
+    return WorkerList(
+        workers=[
+            WorkerSummary(
+                id=worker.id,
+                tool=tools.get(worker.id),
+                title=worker.title,
+                summary=worker.summary,
+                output_schema=worker.output_schema,
+                url=worker_url(rt.settings, worker.id),
+            )
+            for worker in rows
+        ],
+        page=page,
+        page_count=max(1, math.ceil(total / LIST_PAGE_SIZE)),
+        total_count=total,
     )
 
 

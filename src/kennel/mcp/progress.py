@@ -64,7 +64,8 @@ class Progress:
     async def _send(self, status: str | None) -> None:
         self._sent += 1  # progress must increase with every notification
         self._last = time.monotonic()
-        self._sent_text = self.text
+        if status is None:
+            self._sent_text = self.text
         message = status or self.text
         if len(message) > MESSAGE_CHARS:
             message = "…" + message[-(MESSAGE_CHARS - 1) :]

@@ -23,13 +23,16 @@ from kennel.tasks.schemas import TASK_ID_PATTERN, Budget, TaskWithTurns
 from kennel.workers.repository import WorkerRow
 
 __all__ = [
+    "GENERAL",
     "GENERAL_TOOLS",
+    "LIST_PAGE_SIZE",
     "MAX_WORKER_TOOLS",
     "CreateScheduleArguments",
     "GetTaskArguments",
     "ListSchedulesArguments",
     "ListWorkersArguments",
     "RunArguments",
+    "RunWorkerArguments",
     "WorkerList",
     "WorkerSummary",
     "general_tools",
@@ -40,6 +43,7 @@ __all__ = [
 # Workers offered as tools, newest first; the rest are reached through `list_workers` and
 # `run_worker`. A tool list is read by a model on every request: hundreds are already a lot.
 MAX_WORKER_TOOLS = 200
+LIST_PAGE_SIZE = 100
 _SLUG_LENGTH = 48
 _ID_TAIL = 6
 
@@ -88,7 +92,7 @@ class RunWorkerArguments(RunArguments):
 
 
 class ListWorkersArguments(_Arguments):
-    pass
+    page: int = Field(1, ge=1, le=100_000, description=f"{LIST_PAGE_SIZE} workers a page.")
 
 
 class GetTaskArguments(_Arguments):
@@ -125,7 +129,12 @@ class WorkerSummary(BaseModel):
 
 
 class WorkerList(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     workers: list[WorkerSummary]
+    page: int
+    page_count: int = Field(alias="pageCount")
+    total_count: int = Field(alias="totalCount")
 
 
 def _schema(model: type[BaseModel], *, mode: str = "validation") -> dict[str, Any]:
@@ -143,15 +152,15 @@ class GeneralTool:
     name: str
     description: str
     arguments: type[_Arguments] | type[ScheduleCreate]
-    result: type[BaseModel]
+    result: type[BaseModel] | None  # None: a run's object has its worker's schema
     read_only: bool
 
 
 GENERAL_TOOLS = (
     GeneralTool(
         "list_workers",
-        "List the Kennel workers you may run: id, title, summary, output schema and the name"
-        " of the tool that runs each.",
+        "List the Kennel workers you may run, newest first: id, title, summary, output schema"
+        " and the name of the tool that runs each.",
         ListWorkersArguments,
         WorkerList,
         read_only=True,
@@ -161,7 +170,7 @@ GENERAL_TOOLS = (
         "Run a Kennel worker by id (as its own `run_...` tool does): wait for the turn's answer,"
         " or get the task id to fetch it with get_task when it takes longer.",
         RunWorkerArguments,
-        WorkerList,  # not used: a run's result is the worker's answer
+        None,
         read_only=False,
     ),
     GeneralTool(
@@ -194,25 +203,21 @@ GENERAL = {tool.name: tool for tool in GENERAL_TOOLS}
 
 
 def general_tools() -> list[types.Tool]:
-    tools = []
-    for tool in GENERAL_TOOLS:
-        is_run = tool.name == "run_worker"
-        tools.append(
-            types.Tool(
-                name=tool.name,
-                description=tool.description,
-                input_schema=_schema(tool.arguments),
-                # A run's structured answer has its worker's schema, so `run_worker` has none.
-                output_schema=None if is_run else _schema(tool.result, mode="serialization"),
-                annotations=types.ToolAnnotations(
-                    read_only_hint=tool.read_only,
-                    destructive_hint=False,
-                    idempotent_hint=tool.read_only,
-                    open_world_hint=is_run,
-                ),
-            )
+    return [
+        types.Tool(
+            name=tool.name,
+            description=tool.description,
+            input_schema=_schema(tool.arguments),
+            output_schema=_schema(tool.result, mode="serialization") if tool.result else None,
+            annotations=types.ToolAnnotations(
+                read_only_hint=tool.read_only,
+                destructive_hint=False,
+                idempotent_hint=tool.read_only,
+                open_world_hint=tool.result is None,  # a run reaches whatever the worker does
+            ),
         )
-    return tools
+        for tool in GENERAL_TOOLS
+    ]
 
 
 def _slug(title: str) -> str:
