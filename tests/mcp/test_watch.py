@@ -91,3 +91,18 @@ async def test_ended_broken_and_idle_sessions_are_forgotten() -> None:
     await idle.check()
     assert session.told == 0
     assert catalogue.asked == [ALICE]  # once: then none was left to look at, idle or not
+
+
+async def test_a_session_listening_on_its_stream_is_not_idle() -> None:
+    catalogue = Catalogue()
+    w = watch(catalogue, forget_after=0)
+    session = Session()
+    w.listed("s1", ALICE, session, catalogue.by_caller[ALICE])  # type: ignore[arg-type]
+    with w.streaming("s1", ALICE):
+        catalogue.by_caller[ALICE] = tools("list_workers")
+        await w.check()
+        assert session.told == 1
+    await w.check()  # the stream closed, and the session is idle: forgotten
+    catalogue.by_caller[ALICE] = tools("list_workers", "run_z")
+    await w.check()
+    assert session.told == 1

@@ -103,9 +103,16 @@ class McpDoor:
             subject=caller.user_id,
         )
         scope = {**scope, CALLER_SCOPE_KEY: caller, "user": AuthenticatedUser(token)}
-        if session_id := headers.get("mcp-session-id"):
-            self.watch.touched(session_id, caller, ended=scope["method"] == "DELETE")
-        await self.sessions.handle_request(scope, receive, send)
+        session_id = headers.get("mcp-session-id")
+        if session_id is None:
+            await self.sessions.handle_request(scope, receive, send)
+            return
+        self.watch.touched(session_id, caller, ended=scope["method"] == "DELETE")
+        if scope["method"] != "GET":
+            await self.sessions.handle_request(scope, receive, send)
+            return
+        with self.watch.streaming(session_id, caller):
+            await self.sessions.handle_request(scope, receive, send)
 
 
 async def _send_error(

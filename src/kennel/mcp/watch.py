@@ -10,11 +10,13 @@ standalone stream (the client's GET), which is where the transport allows it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import mcp_types as types
@@ -49,8 +51,10 @@ class ToolWatch:
     def __init__(self, list_tools: ListTools, *, poll_seconds: float, forget_after: float) -> None:
         self._list_tools = list_tools
         self.poll_seconds = poll_seconds
-        self.forget_after = forget_after  # the SDK ends a session idle that long
+        # The SDK ends a session idle that long: no request in flight, no stream open.
+        self.forget_after = forget_after
         self._sessions: dict[str, _Watched] = {}
+        self._streams: Counter[str] = Counter()  # the standalone (GET) streams open, by session
 
     def listed(
         self, session_id: str, caller: Caller, session: ServerSession, tools: Sequence[types.Tool]
@@ -72,6 +76,18 @@ class ToolWatch:
     def forget(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
 
+    @contextlib.contextmanager
+    def streaming(self, session_id: str, caller: Caller) -> Iterator[None]:
+        """A GET stream of the session is open: a client may listen for hours, asking nothing."""
+        self._streams[session_id] += 1
+        try:
+            yield
+        finally:
+            self._streams[session_id] -= 1
+            if self._streams[session_id] <= 0:
+                del self._streams[session_id]
+            self.touched(session_id, caller)
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)
@@ -85,7 +101,7 @@ class ToolWatch:
         now = time.monotonic()
         by_caller: dict[Caller, str] = {}
         for session_id, watched in list(self._sessions.items()):
-            if now - watched.seen_at > self.forget_after:
+            if session_id not in self._streams and now - watched.seen_at > self.forget_after:
                 self.forget(session_id)
                 continue
             if watched.caller not in by_caller:
