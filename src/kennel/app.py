@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
 
 from kennel import __version__, runtime
 from kennel.agents import build_model, is_offline
@@ -24,6 +25,7 @@ from kennel.http import add_routes
 from kennel.mail.endpoints import router as mail_router
 from kennel.mail.intake import FrontDoor, resume_intakes
 from kennel.mail.listener import reachable_from_other_hosts
+from kennel.mcp import MCP_METHODS, MCP_PATH, McpDoor
 from kennel.mcp_servers.endpoints import router as mcp_servers_router
 from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.openapi import install_openapi
@@ -92,7 +94,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sys.stdout.write(startup_block(facts))
         sys.stdout.flush()
     try:
-        yield
+        async with app.state.mcp.running():
+            yield
     finally:
         if durable:
             if listener is not None:
@@ -161,5 +164,9 @@ def create_app(
     add_routes(app, schedules_router)
     add_routes(app, mail_router)
     add_routes(app, mcp_servers_router)
+    # `/mcp` takes the same API keys as `/api` (checked by the door), and is no REST operation:
+    # a plain route, out of the OpenAPI document.
+    app.state.mcp = McpDoor(app.state.runtime)
+    app.router.routes.append(Route(MCP_PATH, app.state.mcp, methods=list(MCP_METHODS)))
     install_dashboard(app)
     return app

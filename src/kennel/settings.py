@@ -121,7 +121,16 @@ class Settings(BaseSettings):
         description=(
             "How long `POST /api/tasks` without `stream` waits for the turn before answering "
             "with `running: true` (well under the official SDKs' 60 s, after which they send "
-            "the request again)."
+            "the request again); an MCP tool call waits as long before answering with the "
+            "task id to fetch the answer by."
+        ),
+    )
+    mcp_tools_poll_seconds: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "How often `/mcp` looks whether a session's tools changed (a worker created, "
+            "deleted or edited) to send it `notifications/tools/list_changed`."
         ),
     )
     instructions_wait_seconds: float = Field(

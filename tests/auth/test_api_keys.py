@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 
 from kennel.app import PUBLIC_PATHS, create_app
 from kennel.auth.keys import generate_key, hash_key
+from kennel.mcp import MCP_METHODS, MCP_PATH
 from tests.conftest import make_settings
 from tests.factories import Member, make_member
 
@@ -61,6 +62,7 @@ class TestEveryRouteNeedsAKey:
             "taskId": "tsk_x",
             "scheduleId": "sch_x",
             "executionId": "whx_x",
+            "mcpServerName": "docs",
             "path": "notes.txt",
         }
         routes = api_routes(app)
@@ -80,6 +82,12 @@ class TestEveryRouteNeedsAKey:
                 r = await client.request(method, url, headers=headers, **kwargs)
                 assert r.status_code == 401, (method, path, headers, r.text)
                 assert r.json()["error"]["type"] == "authentication_error"
+        # `/mcp` is no REST operation, but takes the same keys (tests/e2e/test_mcp_server.py).
+        for method in MCP_METHODS:
+            for headers in ({}, {"Authorization": f"Bearer {generate_key()}"}):
+                r = await client.request(method, MCP_PATH, headers=headers)
+                assert r.status_code == 401, (method, headers, r.text)
+                assert r.json()["error"]["type"] == "authentication_error"
 
     async def test_every_other_route_needs_a_dashboard_session(
         self, app: FastAPI, client: httpx.AsyncClient
@@ -97,7 +105,7 @@ class TestEveryRouteNeedsAKey:
         checked = set()
         for method, path in served_routes(app):
             documented = re.sub(r":\w+\}", "}", path)  # OpenAPI drops `{path:path}`'s converter
-            if (method, documented) in api or path in PUBLIC_PATHS:
+            if (method, documented) in api or path in PUBLIC_PATHS or path == MCP_PATH:
                 continue
             assert method != "MOUNT", f"mounted {path} is not in PUBLIC_PATHS"
             assert not path.startswith("/api/"), f"{method} {path} is missing from the API docs"
@@ -143,7 +151,14 @@ class TestTenantIsolation:
             headers=owner.headers,
         )
         assert schedule.status_code == 201, schedule.text
+        server = await client.post(
+            "/api/mcp-servers",
+            json={"name": "theirs", "url": "https://93.184.215.14/mcp"},  # a public address
+            headers=owner.headers,
+        )
+        assert server.status_code == 201, server.text
         foreign = {
+            "mcpServerName": "theirs",
             "scheduleId": schedule.json()["id"],
             "workerId": worker.json()["id"],
             "userId": owner.user_id,
@@ -178,6 +193,8 @@ class TestTenantIsolation:
         # And the foreign worker is untouched.
         r = await client.get(f"/api/workers/{foreign['workerId']}", headers=owner.headers)
         assert r.status_code == 200
+        r = await client.get("/api/mcp-servers", headers=owner.headers)
+        assert [s["name"] for s in r.json()["mcpServers"]] == ["theirs"]
 
 
 class TestErrorsOnUnknownRoutes:

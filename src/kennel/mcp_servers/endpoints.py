@@ -52,11 +52,13 @@ async def register_mcp_server(
     return _server(row)
 
 
-@router.delete("/{name}", response_model=McpServerList)
-async def remove_mcp_server(name: str, request: Request, caller: CallerDep) -> McpServerList:
+@router.delete("/{mcpServerName}", response_model=McpServerList)
+async def remove_mcp_server(
+    mcpServerName: str, request: Request, caller: CallerDep
+) -> McpServerList:
     """Remove an MCP server (a Kennel extension); workers that name it go on without its
     tools. Answers the servers that remain."""
     rt = _rt(request)
-    await service.remove_server(rt.db, caller, name)
+    await service.remove_server(rt.db, caller, mcpServerName)
     rows = await service.list_servers(rt.db, caller)
     return McpServerList(mcp_servers=[_server(row) for row in rows])

@@ -10,7 +10,8 @@ from kennel.auth import CallerDep
 from kennel.http import KennelRoute
 from kennel.runtime import Runtime
 from kennel.schedules import service
-from kennel.schedules.repository import RunView, ScheduleRow
+from kennel.schedules.render import schedule_out
+from kennel.schedules.repository import RunView
 from kennel.schedules.schemas import (
     ScheduleCancelled,
     ScheduleCreate,
@@ -34,24 +35,6 @@ def _rt(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
 
 
-def _schedule(rt: Runtime, row: ScheduleRow) -> ScheduleOut:
-    assert row.next_run_at is not None
-    return ScheduleOut(
-        id=row.id,
-        type=row.kind,  # type: ignore[arg-type]  # the column holds the four kinds
-        input=row.input,
-        budget=row.budget,  # type: ignore[arg-type]  # and Budget values
-        next_run_at=iso_z(row.next_run_at),
-        delay_in_seconds=row.delay_seconds,
-        cron=row.cron,
-        timezone=service.zone_of(rt, row) if row.kind == "cron" else None,
-        interval_seconds=row.interval_seconds,
-        paused=row.paused,
-        last_run_at=iso_z(row.last_run_at) if row.last_run_at else None,
-        created_at=iso_z(row.created_at),
-    )
-
-
 def _run(row: RunView) -> ScheduleRun:
     return ScheduleRun(
         id=row.id,
@@ -73,7 +56,7 @@ async def list_schedules(workerId: str, request: Request, caller: CallerDep) -> 
     return ScheduleList(
         worker_id=workerId,
         timezone=rt.settings.schedule_timezone,
-        schedules=[_schedule(rt, row) for row in rows],
+        schedules=[schedule_out(rt, row) for row in rows],
     )
 
 
@@ -83,7 +66,7 @@ async def create_schedule(
 ) -> ScheduleOut:
     """Schedule a task on a worker: once at a date, after a delay, by cron, or every N seconds."""
     rt = _rt(request)
-    return _schedule(rt, await service.create_schedule(rt, caller, workerId, body))
+    return schedule_out(rt, await service.create_schedule(rt, caller, workerId, body))
 
 
 @router.get("/{scheduleId}", response_model=ScheduleDetail)
@@ -94,7 +77,7 @@ async def retrieve_schedule(
     rt = _rt(request)
     row = await service.get_schedule(rt, caller, workerId, scheduleId)
     return ScheduleDetail(
-        **_schedule(rt, row).model_dump(),
+        **schedule_out(rt, row).model_dump(),
         upcoming=[iso_z(due) for due in service.upcoming_of(rt, row)],
     )
 
@@ -106,7 +89,7 @@ async def update_schedule(
     """Pause or resume a schedule (a Kennel extension)."""
     rt = _rt(request)
     row = await service.set_paused(rt, caller, workerId, scheduleId, body.paused)
-    return _schedule(rt, row)
+    return schedule_out(rt, row)
 
 
 @router.delete("/{scheduleId}", response_model=ScheduleCancelled)
