@@ -7,6 +7,7 @@ once, and a server killed mid-turn resumes it on restart without repeating finis
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -189,7 +190,10 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
     history = ModelMessagesTypeAdapter.validate_python(context["history"])
     schema = context["output_schema"]
     deps = TurnDeps(
-        worker_id=context["worker_id"], turn_id=context["turn_id"], output_schema=schema
+        worker_id=context["worker_id"],
+        turn_id=context["turn_id"],
+        record_file=functools.partial(_record_file, context["turn_id"]),
+        output_schema=schema,
     )
     try:
         output_type: Any = schema_output_type(schema) if schema else str
@@ -226,6 +230,12 @@ async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
             note = f" The answer cut off is counted as about {cut_off} output tokens"
             error = (error[0], error[1] + note + " (estimated: it never reported its usage).")
     return _outcome(output, new_messages, error, caps, extra_output_tokens=cut_off)
+
+
+async def _record_file(turn_id: str, path: str, media_type: str, size: int) -> None:
+    """A file the turn's agent wrote, published by the turn (the agent's `FileRecorder`)."""
+    async with runtime.current().db.write() as w:
+        await repo.record_file(w, turn_id, path, media_type, size)
 
 
 def _response_cut_off(messages: list[ModelMessage]) -> bool:
