@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kennel.schedules.timing import next_cron, next_interval, parse_cron, parse_timezone, upcoming
+from kennel.parsers import parse_timezone
+from kennel.schedules.timing import next_cron, next_interval, parse_cron, upcoming
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

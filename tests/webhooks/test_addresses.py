@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kennel.parsers import parse_networks
 from kennel.webhooks.addresses import (
     BlockedAddressError,
     WebhookUrlError,
@@ -16,7 +17,6 @@ from kennel.webhooks.addresses import (
     check_url,
     check_url_resolving,
     is_blocked,
-    parse_networks,
     resolve_allowed,
     system_resolver,
 )

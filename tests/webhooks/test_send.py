@@ -10,8 +10,9 @@ import httpx
 import pytest
 import standardwebhooks
 
+from kennel.parsers import parse_networks
 from kennel.webhooks import verify
-from kennel.webhooks.addresses import check_url_resolving, parse_networks
+from kennel.webhooks.addresses import check_url_resolving
 from kennel.webhooks.send import Attempt, deliver
 from kennel.webhooks.signing import new_event_id, new_token, webhook_headers
 from tests.webhooks.conftest import StubResolver

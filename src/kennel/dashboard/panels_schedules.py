@@ -16,11 +16,11 @@ from kennel.dashboard.auth import SignedIn, SignedInDep
 from kennel.dashboard.routes import render_worker_page
 from kennel.dashboard.routing import DashboardRoute, redirect, runtime
 from kennel.errors import ApiError
+from kennel.parsers import parse_timezone
 from kennel.runtime import Runtime
 from kennel.schedules import service
 from kennel.schedules.repository import RunView, ScheduleRow
 from kennel.schedules.schemas import Cron
-from kennel.schedules.timing import parse_timezone
 from kennel.workers.repository import WorkerRow
 
 __all__ = ["router", "schedules_panel"]

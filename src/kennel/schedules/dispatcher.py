@@ -25,10 +25,11 @@ from datetime import datetime
 from kennel.auth import Caller
 from kennel.db import Write
 from kennel.errors import ApiError
+from kennel.parsers import parse_timezone
 from kennel.runtime import Runtime
 from kennel.schedules import repository as repo
 from kennel.schedules.repository import RunRow, ScheduleRow
-from kennel.schedules.timing import CATCH_UP_SECONDS, next_due, parse_timezone
+from kennel.schedules.timing import CATCH_UP_SECONDS, next_due
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks import service as tasks
 from kennel.tasks.schemas import TaskCreate

@@ -9,12 +9,13 @@ from typing import Any
 from kennel.auth import Caller
 from kennel.errors import BadRequest, Conflict, NotFound
 from kennel.ids import new_id
+from kennel.parsers import parse_timezone
 from kennel.runtime import Runtime
 from kennel.schedules import repository as repo
 from kennel.schedules.dispatcher import wake
 from kennel.schedules.repository import RunRow, RunView, ScheduleRow
 from kennel.schedules.schemas import Cron, Delayed, Interval, ScheduleCreate, Scheduled
-from kennel.schedules.timing import next_due, parse_cron, parse_timezone, upcoming
+from kennel.schedules.timing import next_due, parse_cron, upcoming
 from kennel.tasks import service as tasks
 from kennel.tasks.schemas import TaskCreate
 from kennel.timestamps import iso_z, utcnow

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 
@@ -32,7 +32,6 @@ __all__ = [
     "next_due",
     "next_interval",
     "parse_cron",
-    "parse_timezone",
     "upcoming",
 ]
 
@@ -70,26 +69,6 @@ def parse_cron(expression: str) -> str:
     except (CronSimError, StopIteration, ValueError) as exc:
         raise ValueError(f"is not valid: {exc}") from None
     return text
-
-
-def parse_timezone(name: str) -> ZoneInfo:
-    """The IANA zone of that name; ValueError for anything else."""
-    if not name or len(name) > 64 or name not in _zones():
-        raise ValueError(f"{name[:64]!r} is not an IANA time zone (such as Europe/Berlin)")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{name!r} is not an IANA time zone (such as Europe/Berlin)") from None
-
-
-def _zones() -> set[str]:
-    global _ZONES
-    if _ZONES is None:
-        _ZONES = available_timezones() | {"UTC"}
-    return _ZONES
-
-
-_ZONES: set[str] | None = None
 
 
 def next_cron(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
