@@ -32,6 +32,7 @@ from kennel.settings import Settings, load_settings
 from kennel.startup import startup_block, startup_facts
 from kennel.tasks import repository as tasks
 from kennel.tasks.endpoints import router as tasks_router
+from kennel.tasks.endpoints import worker_router as worker_state_router
 from kennel.tasks.service import enqueue_turn
 from kennel.tasks.workflows import finish_abandoned_turns
 from kennel.webhooks.endpoints import router as webhooks_router
@@ -155,6 +156,7 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     add_routes(app, workers_router)
+    add_routes(app, worker_state_router)
     add_routes(app, tasks_router)
     add_routes(app, webhooks_router)
     add_routes(app, schedules_router)

@@ -135,7 +135,7 @@ async def render_worker_page(
     (the panels' routes pass `panel_errors` and `panel_values`, which their templates read)."""
     rt = runtime(request)
     caller = who.caller
-    state = await workers_service.worker_state(rt.db, rt.settings, caller, worker_id)
+    state = await tasks_service.worker_state(rt, caller, worker_id)
     worker = await workers_service.get_worker(rt.db, caller, worker_id)
     history, total = await tasks_service.list_tasks(
         rt, caller, worker_id=worker.id, status=None, page=page

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kennel.auth import Caller
+from kennel.db import Write
 from kennel.errors import BadRequest, Conflict, NotFound
 from kennel.ids import new_id
 from kennel.parsers import parse_timezone
@@ -20,6 +21,7 @@ from kennel.tasks import service as tasks
 from kennel.tasks.schemas import TaskCreate
 from kennel.timestamps import iso_z, utcnow
 from kennel.workers import service as workers
+from kennel.workers.events import on_worker_deleted
 
 __all__ = [
     "RUNS_PAGE_SIZE",
@@ -226,3 +228,10 @@ async def list_runs(
         found = await _visible(r, caller, worker_id, schedule_id, finished=True)
         rows, total = await repo.page_of_runs(r, found.id, page=page, size=RUNS_PAGE_SIZE)
     return rows, max(1, math.ceil(total / RUNS_PAGE_SIZE)), total
+
+
+async def _cancel_schedules_of_deleted(w: Write, worker_id: str) -> None:
+    await repo.cancel_all_of_worker(w, worker_id)
+
+
+on_worker_deleted("schedules", _cancel_schedules_of_deleted)

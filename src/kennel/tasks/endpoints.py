@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 
 from kennel.auth import CallerDep
 from kennel.errors import ApiError, BadRequest, validation_error
-from kennel.http import KennelRoute, decode_json_body, read_form
+from kennel.http import KennelRoute, decode_json_body, json_response, read_form
 from kennel.idempotency import IdempotencyKeyHeader, from_header
 from kennel.runtime import Runtime
 from kennel.tasks import service
@@ -30,9 +30,11 @@ from kennel.tasks.schemas import (
 from kennel.tasks.streaming import SSE_RESPONSE, id_headers, sse_response
 from kennel.workers.schemas import WorkerState
 
-__all__ = ["router"]
+__all__ = ["router", "worker_router"]
 
 router = APIRouter(prefix="/api/tasks", tags=["Tasks"], route_class=KennelRoute)
+# A worker's live state is its latest task's: it is served from here, under the workers' path.
+worker_router = APIRouter(prefix="/api/workers", tags=["Workers"], route_class=KennelRoute)
 
 _TASK_CREATE_SCHEMA = TaskCreate.model_json_schema(by_alias=True)
 _MULTIPART_SCHEMA = {
@@ -189,3 +191,26 @@ async def archive_task(taskId: str, request: Request, caller: CallerDep) -> Arch
     """Archive a task, aborting its turn in flight."""
     await service.archive_task(_rt(request), caller, taskId)
     return ArchiveTaskResponse(archived=True)
+
+
+@worker_router.get("/{workerId}", response_model=WorkerState, responses={200: SSE_RESPONSE})
+async def retrieve_worker(
+    workerId: str,
+    request: Request,
+    caller: CallerDep,
+    stream: Annotated[bool, Query(description="Answer with an SSE stream instead.")] = False,
+    task_id: Annotated[
+        str | None,
+        Query(
+            alias="taskId",
+            max_length=128,
+            description="As of this task of the worker, not its most recent one.",
+        ),
+    ] = None,
+) -> Any:
+    """Retrieve a worker: its live state as of its most recent task (or of `taskId`)."""
+    rt = _rt(request)
+    if not stream:
+        return json_response(await service.worker_state(rt, caller, workerId, task_id=task_id))
+    events, ids = await service.worker_events(rt, caller, workerId, task_id=task_id)
+    return sse_response(events, ids=ids)

@@ -27,6 +27,7 @@ from kennel.tasks import control, waiters
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import TaskCreate
+from kennel.tasks.state import load_worker_state, visible_worker_state
 from kennel.tasks.streaming import TurnFailed, live_events, replayed_events
 from kennel.tasks.workflows import run_turn, turn_context
 from kennel.timestamps import utcnow
@@ -34,7 +35,6 @@ from kennel.workers import repository as workers_repo
 from kennel.workers import service as workers
 from kennel.workers.repository import WorkerRow
 from kennel.workers.schemas import WorkerCreate, WorkerState
-from kennel.workers.state import load_worker_state
 from kennel.workspaces import Workspace, WorkspaceError
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "start_turn",
     "state_after_turn",
     "wait_for_turn",
+    "worker_state",
     "write_uploads",
 ]
 
@@ -344,6 +345,25 @@ async def wait_for_turn(turn_id: str, timeout: float) -> bool:
         return bool(done)
     finally:
         waiters.forget(turn_id, local)
+
+
+async def worker_state(
+    rt: Runtime, caller: Caller, worker_id: str, *, task_id: str | None = None
+) -> WorkerState:
+    """The `Worker` object: the live state of a worker the caller may see, as of its latest
+    task or of `task_id` (a 404 for a task that is not the worker's or not visible)."""
+    if task_id is not None:
+        async with rt.db.read() as r:
+            worker = await workers.visible_worker(r, caller, worker_id)
+            task = await repo.visible_of_worker(r, caller, task_id, worker.id)
+            if task is None:
+                raise NotFound("task", task_id)
+            return await load_worker_state(r, rt.settings, worker, task_id=task.id)
+    async with rt.db.read(snapshot=False) as r:  # one statement: one moment by itself
+        state = await visible_worker_state(r, rt.settings, caller, worker_id)
+    if state is None:
+        raise NotFound("worker", worker_id)
+    return state
 
 
 async def state_after_turn(rt: Runtime, started: StartedTurn) -> WorkerState:

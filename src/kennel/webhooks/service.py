@@ -6,7 +6,7 @@ import math
 from datetime import timedelta
 
 from kennel.auth import Caller
-from kennel.db import Database
+from kennel.db import Database, Write
 from kennel.errors import BadRequest, NotFound
 from kennel.settings import Settings
 from kennel.timestamps import utcnow
@@ -16,6 +16,7 @@ from kennel.webhooks.repository import ExecutionRow, WebhookRow
 from kennel.webhooks.signing import new_token
 from kennel.webhooks.workflows import redeliver as send_again
 from kennel.workers import service as workers
+from kennel.workers.events import on_worker_deleted
 
 __all__ = [
     "EXECUTIONS_PAGE_SIZE",
@@ -104,3 +105,10 @@ async def redeliver(
     new_id = await send_again(found.event_id)
     async with db.read() as r:
         return await repo.execution(r, worker_id, new_id)
+
+
+async def _remove_webhook_of_deleted(w: Write, worker_id: str) -> None:
+    await repo.remove(w, worker_id)
+
+
+on_worker_deleted("webhooks", _remove_webhook_of_deleted)

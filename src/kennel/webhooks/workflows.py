@@ -22,6 +22,7 @@ from kennel.ids import new_id
 from kennel.tasks import repository as tasks
 from kennel.tasks.listeners import register_turn_listener
 from kennel.tasks.render import task_out, turn_out
+from kennel.tasks.state import load_worker_state
 from kennel.timestamps import iso_z, utcnow
 from kennel.webhooks import repository as repo
 from kennel.webhooks.repository import EventRow, ExecutionRow
@@ -29,7 +30,6 @@ from kennel.webhooks.retries import next_delay
 from kennel.webhooks.send import deliver
 from kennel.webhooks.signing import new_event_id, webhook_headers
 from kennel.workers import repository as workers
-from kennel.workers.state import load_worker_state
 
 __all__ = ["EVENT_TYPES", "deliver_turn_event", "redeliver"]
 

@@ -13,8 +13,6 @@ from kennel.errors import ApiError
 from kennel.http import KennelRoute, json_response
 from kennel.idempotency import IdempotencyKeyHeader, from_header
 from kennel.runtime import Runtime
-from kennel.tasks import service as tasks_service
-from kennel.tasks.streaming import SSE_RESPONSE, sse_response
 from kennel.timestamps import iso_z
 from kennel.workers import service
 from kennel.workers.render import worker_email, worker_template
@@ -27,7 +25,6 @@ from kennel.workers.schemas import (
     WorkerEmail,
     WorkerList,
     WorkerMemberOut,
-    WorkerState,
     WorkerTemplate,
     WorkerUpdate,
 )
@@ -81,30 +78,6 @@ async def list_workers(
         page_count=max(1, -(-total // service.PAGE_SIZE)),
         total_count=total,
     )
-
-
-@router.get("/{workerId}", response_model=WorkerState, responses={200: SSE_RESPONSE})
-async def retrieve_worker(
-    workerId: str,
-    request: Request,
-    caller: CallerDep,
-    stream: Annotated[bool, Query(description="Answer with an SSE stream instead.")] = False,
-    task_id: Annotated[
-        str | None,
-        Query(
-            alias="taskId",
-            max_length=128,
-            description="As of this task of the worker, not its most recent one.",
-        ),
-    ] = None,
-) -> Any:
-    """Retrieve a worker: its live state as of its most recent task (or of `taskId`)."""
-    rt = _rt(request)
-    if not stream:
-        state = await service.worker_state(rt.db, rt.settings, caller, workerId, task_id=task_id)
-        return json_response(state)
-    events, ids = await tasks_service.worker_events(rt, caller, workerId, task_id=task_id)
-    return sse_response(events, ids=ids)
 
 
 @router.get("/{workerId}/files/{path:path}", response_class=FileResponse)

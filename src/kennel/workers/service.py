@@ -17,17 +17,12 @@ from kennel.db import Database, Read, Write
 from kennel.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.idempotency import Idempotency, recorded, remember
 from kennel.ids import new_id
-from kennel.schedules import repository as schedules
-from kennel.settings import Settings
-from kennel.tasks import control as task_control
-from kennel.tasks import repository as tasks_repo
 from kennel.timestamps import utcnow
-from kennel.webhooks import repository as webhooks
 from kennel.workers import repository as repo
+from kennel.workers.events import worker_deleted
 from kennel.workers.names import dog_name, email_local_part
 from kennel.workers.repository import MemberRow, WorkerRow
-from kennel.workers.schemas import WorkerCreate, WorkerState, WorkerUpdate
-from kennel.workers.state import load_worker_state, visible_worker_state
+from kennel.workers.schemas import WorkerCreate, WorkerUpdate
 
 __all__ = [
     "PAGE_SIZE",
@@ -43,7 +38,6 @@ __all__ = [
     "update_worker",
     "validate_output_schema",
     "visible_worker",
-    "worker_state",
 ]
 
 PAGE_SIZE = 20
@@ -71,25 +65,6 @@ async def visible_worker(r: Read, caller: Caller, worker_id: str) -> WorkerRow:
 async def get_worker(db: Database, caller: Caller, worker_id: str) -> WorkerRow:
     async with db.read(snapshot=False) as r:
         return await visible_worker(r, caller, worker_id)
-
-
-async def worker_state(
-    db: Database, settings: Settings, caller: Caller, worker_id: str, *, task_id: str | None = None
-) -> WorkerState:
-    """The `Worker` object: the live state of a worker the caller may see, as of its latest
-    task or of `task_id` (a 404 for a task that is not the worker's or not visible)."""
-    if task_id is not None:
-        async with db.read() as r:
-            worker = await visible_worker(r, caller, worker_id)
-            task = await tasks_repo.visible_of_worker(r, caller, task_id, worker.id)
-            if task is None:
-                raise NotFound("task", task_id)
-            return await load_worker_state(r, settings, worker, task_id=task.id)
-    async with db.read(snapshot=False) as r:  # one statement: one moment by itself
-        state = await visible_worker_state(r, settings, caller, worker_id)
-    if state is None:
-        raise NotFound("worker", worker_id)
-    return state
 
 
 async def list_workers(
@@ -216,15 +191,14 @@ async def update_worker(
 
 
 async def delete_worker(db: Database, caller: Caller, worker_id: str) -> None:
-    """Soft-delete the worker and abort its turns in flight."""
+    """Soft-delete the worker; its tasks, schedules and webhook hear of it (`events`)."""
     async with db.write() as w:
         worker = await visible_worker(w, caller, worker_id)
         _require_creator(caller, worker, "delete")
         await repo.mark_deleted(w, worker.id)
-        await webhooks.remove(w, worker.id)
-        await schedules.cancel_all_of_worker(w, worker.id)
-        aborted = await task_control.abort_worker_turns(w, worker.id, "The worker was deleted.")
-    await task_control.cancel_turn_workflows(aborted)
+        after_commit = await worker_deleted(w, worker.id)
+    for then in after_commit:
+        await then()
 
 
 async def list_members(
