@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from kennel import __version__, runtime
 from kennel.agents import build_model, is_offline
+from kennel.auth.dependencies import VerifiedKeys
 from kennel.auth.service import bootstrap
 from kennel.dashboard import install_dashboard
 from kennel.db import migrate, open_database
@@ -137,6 +138,7 @@ def create_app(
         offline_trace_file=settings.offline_model_trace_file,
     )
     app.state.runtime = runtime.Runtime(settings, open_database(settings), model)
+    app.state.verified_keys = VerifiedKeys()
     app.state.durable = durable
     app.state.announce = announce
     install_error_handlers(app)

@@ -1,24 +1,24 @@
-"""What the server's code works with: its settings, its database, its model and the API keys
-it has checked lately.
+"""What the server's code works with: its settings, its database and its model.
 
-Requests reach it as `request.app.state.runtime`. DBOS workflows and steps run outside any
-request, so they call `current()` (and only they do), then pass it down. DBOS is a process-wide
-singleton, so one server runs per process; the app installs its runtime when it starts and
-removes it when it stops.
+Endpoints take it as `RuntimeDep` (the app's `state.runtime`). DBOS workflows and steps run
+outside any request, so they call `current()` (and only they do), then pass it down. DBOS is
+a process-wide singleton, so one server runs per process; the app installs its runtime when
+it starts and removes it when it stops.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Depends, Request
 from pydantic_ai.models import Model
 
-from kennel.auth.dependencies import VerifiedKeys
 from kennel.db import Database
 from kennel.settings import Settings
 from kennel.workspaces import Workspace
 
-__all__ = ["Runtime", "current", "install", "uninstall"]
+__all__ = ["Runtime", "RuntimeDep", "current", "install", "of_request", "uninstall"]
 
 
 @dataclass(slots=True)
@@ -26,7 +26,6 @@ class Runtime:
     settings: Settings
     db: Database
     model: Model
-    verified_keys: VerifiedKeys = field(default_factory=VerifiedKeys)
     login_secret: bytes = b""  # read from the database when the first sign-in form is made
 
     def workspace(self, worker_id: str) -> Workspace:
@@ -34,6 +33,19 @@ class Runtime:
             self.settings.data_dir, worker_id, max_file_bytes=self.settings.max_file_bytes
         )
 
+
+def of_request(request: Request) -> Runtime:
+    """The runtime of the app that serves `request` (`create_app` sets it)."""
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+async def _of_request(request: Request) -> Runtime:
+    # async: FastAPI runs a plain function dependency in a thread.
+    return of_request(request)
+
+
+RuntimeDep = Annotated[Runtime, Depends(_of_request)]
 
 _current: Runtime | None = None
 

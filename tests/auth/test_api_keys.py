@@ -237,7 +237,7 @@ async def test_a_checked_key_is_trusted_for_a_second_then_checked_again(
     member = await make_member(app)
     rt = app.state.runtime
     now = [1000.0]
-    rt.verified_keys.clock = lambda: now[0]
+    app.state.verified_keys.clock = lambda: now[0]
     assert (await client.get("/api/workers", headers=member.headers)).status_code == 200
     async with rt.db.write() as w:  # revoked behind the server's back, with no wait
         key_id = await w.scalar(select(api_keys.c.id).where(api_keys.c.user_id == member.user_id))

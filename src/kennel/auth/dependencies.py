@@ -14,6 +14,7 @@ from kennel.auth.keys import hash_key, key_matches, looks_like_key
 from kennel.auth.repository import owner_of_key
 from kennel.db import Database
 from kennel.errors import Unauthorized
+from kennel.runtime import of_request
 
 __all__ = [
     "KEY_TRUST_SECONDS",
@@ -89,8 +90,9 @@ class ApiKeyBearer(HTTPBearer):
         )
 
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]  # yields a Caller, not credentials
-        rt = request.app.state.runtime
-        caller = await caller_of(rt.db, request.headers.get("authorization"), rt.verified_keys)
+        verified: VerifiedKeys = request.app.state.verified_keys  # one cache per app
+        authorization = request.headers.get("authorization")
+        caller = await caller_of(of_request(request).db, authorization, verified)
         request.state.caller_user_id = caller.user_id  # for the access log
         return caller
 

@@ -14,10 +14,10 @@ from kennel.auth import Caller
 from kennel.dashboard import forms, panel_forms
 from kennel.dashboard.auth import SignedIn, SignedInDep
 from kennel.dashboard.routes import render_worker_page
-from kennel.dashboard.routing import DashboardRoute, redirect, runtime
+from kennel.dashboard.routing import DashboardRoute, redirect
 from kennel.errors import ApiError
 from kennel.parsers import parse_timezone
-from kennel.runtime import Runtime
+from kennel.runtime import Runtime, of_request
 from kennel.schedules import service
 from kennel.schedules.repository import RunView, ScheduleRow
 from kennel.schedules.schemas import Cron
@@ -80,7 +80,7 @@ def _errors(exc: ApiError) -> dict[str, str]:
 async def create_schedule(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Create a schedule from the New schedule form, or (`action=preview`) show the first five
     times it would be due, saving nothing."""
-    rt = runtime(request)
+    rt = of_request(request)
     form = await forms.read_signed_form(request, who)
     preview = form.text("action") == "preview"
     try:
@@ -117,7 +117,7 @@ async def _act(
     action: Callable[[Runtime, Caller], Awaitable[object]],
 ) -> Response:
     """One of a listed schedule's buttons; a refusal is shown next to that schedule."""
-    rt = runtime(request)
+    rt = of_request(request)
     await forms.read_signed_form(request, who)
     try:
         await action(rt, who.caller)
