@@ -188,8 +188,8 @@ def mail_replay(
     """Take a kept message in again, after a refusal or failure (a running server does it)."""
     from dbos import DBOSClient, EnqueueOptions
 
-    from kennel.durable import MAIL_QUEUE, application_version
-    from kennel.mail.intake import mark_for_replay, replay_workflow_id
+    from kennel.durable import application_version
+    from kennel.mail.intake import MAIL_QUEUE, mark_for_replay, replay_workflow_id
 
     settings = _settings()
     if not _with_database(settings, lambda db: mark_for_replay(db, message_id)):

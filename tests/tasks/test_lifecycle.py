@@ -22,9 +22,9 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from kennel.agents.offline_model import OfflineModel
-from kennel.durable import TURN_QUEUE
 from kennel.tasks import control, waiters
 from kennel.tasks import repository as tasks
+from kennel.tasks.workflows import TURN_QUEUE
 from tests.factories import Member
 from tests.factories.api import new_worker, post_task
 

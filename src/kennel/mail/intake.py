@@ -25,7 +25,7 @@ from dbos import DBOS, SetWorkflowID
 from kennel import runtime
 from kennel.auth import Caller
 from kennel.db import Database, open_database
-from kennel.durable import MAIL_QUEUE
+from kennel.durable import Queue
 from kennel.errors import ApiError
 from kennel.ids import new_id
 from kennel.mail import repository as repo
@@ -36,10 +36,12 @@ from kennel.mail.listener import (
     SENDER_REFUSED,
     RcptDecision,
     SmtpListener,
+    reachable_from_other_hosts,
 )
 from kennel.mail.message import InboundMessage, UnreadableMessage, parse_message
 from kennel.mail.senders import SenderAuth, check_sender
 from kennel.runtime import Runtime
+from kennel.settings import Settings
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks import service as tasks
 from kennel.tasks.schemas import TaskCreate
@@ -47,9 +49,12 @@ from kennel.timestamps import utcnow
 from kennel.workers.repository import WorkerRow
 
 __all__ = [
+    "MAIL_POLLING_SECONDS",
+    "MAIL_QUEUE",
     "FrontDoor",
     "accept_recipient",
     "is_allowed",
+    "mail_queue",
     "mark_for_replay",
     "replay_workflow_id",
     "resume_intakes",
@@ -60,6 +65,18 @@ __all__ = [
 ]
 
 log = logging.getLogger("kennel.mail")
+
+MAIL_QUEUE = "kennel_mail"  # intakes of stored messages; the CLI's `mail replay` queues here too
+# Each poll of a DBOS queue is a transaction of several statements that DBOS builds anew
+# (a few ms of CPU): turns are polled every `queue_polling_seconds` for their start latency,
+# mail, which is rare and already seconds old when it arrives, less often.
+MAIL_POLLING_SECONDS = 0.25
+
+
+def mail_queue(settings: Settings) -> Queue:
+    """The queue of intakes: four at a time, polled at most every `MAIL_POLLING_SECONDS`."""
+    return Queue(MAIL_QUEUE, 4, max(settings.queue_polling_seconds, MAIL_POLLING_SECONDS))
+
 
 _BUSY_WAIT_SECONDS = 5.0
 _BUSY_WAITS = 720  # an hour of waiting for the task's turn in flight to end
@@ -336,7 +353,7 @@ async def _start(message_id: str, decision: dict[str, Any]) -> tuple[str, str | 
 
 
 class FrontDoor:
-    """The SMTP listener, on an event loop and thread of its own.
+    """The SMTP listener, on an event loop and thread of its own (a `BackgroundService`).
 
     Taking mail in is cheap (measured here, 230 messages a second from one sender with nothing
     else to do), but on the server's loop it waited behind the turns the mail starts, whose
@@ -360,6 +377,7 @@ class FrontDoor:
         return self._listener.address
 
     async def start(self) -> None:
+        """Listen; then start the intakes of messages kept but not yet taken in."""
         self._thread = threading.Thread(
             target=self._run, args=(asyncio.get_running_loop(),), name="kennel-smtp", daemon=True
         )
@@ -367,6 +385,15 @@ class FrontDoor:
         await asyncio.to_thread(self._ready.wait)
         if self._failure is not None:
             raise self._failure
+        await resume_intakes(self._rt)
+        settings = self._rt.settings
+        if settings.mail_sender_auth == "none" and reachable_from_other_hosts(settings.smtp_host):
+            log.warning(
+                "the SMTP listener on %s can be reached from other hosts, and "
+                "KENNEL_MAIL_SENDER_AUTH=none believes any From: an allowed sender writes: "
+                "put it behind your own mail server, or set KENNEL_MAIL_SENDER_AUTH",
+                settings.smtp_host,
+            )
 
     async def stop(self) -> None:
         if self._loop is not None and self._thread is not None:

@@ -65,12 +65,14 @@ _CROCKFORD = str.maketrans("abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdef
 
 
 class Dispatcher:
+    """A `BackgroundService`: the loop that fires due schedules."""
+
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._woken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         global _running
         _running = self
         self._task = asyncio.create_task(self._run(), name="kennel-schedule-dispatcher")

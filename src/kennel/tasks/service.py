@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 
 from kennel.auth import Caller
 from kennel.db import Read, Write
-from kennel.durable import TURN_QUEUE
 from kennel.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from kennel.idempotency import Idempotency, recorded, remember
 from kennel.ids import new_id
@@ -29,7 +28,7 @@ from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import TaskCreate
 from kennel.tasks.state import load_worker_state, visible_worker_state
 from kennel.tasks.streaming import TurnFailed, live_events, replayed_events
-from kennel.tasks.workflows import run_turn, turn_context
+from kennel.tasks.workflows import TURN_QUEUE, run_turn, turn_context
 from kennel.timestamps import utcnow
 from kennel.workers import repository as workers_repo
 from kennel.workers import service as workers
@@ -49,6 +48,7 @@ __all__ = [
     "list_tasks",
     "page_count",
     "record_turn",
+    "requeue_pending_turns",
     "run_task",
     "start_turn",
     "state_after_turn",
@@ -309,6 +309,15 @@ async def enqueue_turn(rt: Runtime, turn_id: str) -> None:
         return
     with SetWorkflowID(turn_id):
         await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id, context)
+
+
+async def requeue_pending_turns(rt: Runtime) -> None:
+    """At start-up: queue the turns whose request committed but died before queueing them
+    (idempotent)."""
+    async with rt.db.read() as r:
+        pending = await repo.pending_turn_ids(r)
+    for turn_id in pending:
+        await enqueue_turn(rt, turn_id)
 
 
 _REMOTE_POLL_SECONDS = 1.0

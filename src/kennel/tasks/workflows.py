@@ -31,6 +31,7 @@ from kennel.agents.failures import failure_of
 from kennel.agents.output import OutputSchemaError, schema_output_type
 from kennel.agents.tools import TurnDeps
 from kennel.db import Read
+from kennel.durable import Queue
 from kennel.runtime import Runtime
 from kennel.settings import BudgetCaps, Settings
 from kennel.tasks import control, listeners, waiters
@@ -38,9 +39,16 @@ from kennel.tasks import repository as repo
 from kennel.tasks.budgets import caps_for, credits_for, model_settings, usage_limits
 from kennel.workers import repository as workers
 
-__all__ = ["finish_abandoned_turns", "run_turn", "turn_context"]
+__all__ = ["TURN_QUEUE", "finish_abandoned_turns", "run_turn", "turn_context", "turn_queue"]
 
 log = logging.getLogger("kennel.tasks")
+
+TURN_QUEUE = "kennel_turns"
+
+
+def turn_queue(settings: Settings) -> Queue:
+    """The queue turns wait in, polled every `queue_polling_seconds` for their start latency."""
+    return Queue(TURN_QUEUE, settings.turn_concurrency, settings.queue_polling_seconds)
 
 
 async def turn_context(r: Read, settings: Settings, turn_id: str) -> dict[str, Any] | None:
