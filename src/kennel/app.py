@@ -37,7 +37,7 @@ from kennel.startup import startup_block, startup_facts
 from kennel.tasks import workflows as tasks_workflows
 from kennel.tasks.endpoints import router as tasks_router
 from kennel.tasks.endpoints import worker_router as worker_state_router
-from kennel.tasks.service import requeue_pending_turns
+from kennel.tasks.starting import requeue_pending_turns
 from kennel.tasks.workflows import finish_abandoned_turns, turn_queue
 from kennel.webhooks import workflows as webhooks_workflows
 from kennel.webhooks.endpoints import router as webhooks_router

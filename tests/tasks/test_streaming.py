@@ -19,7 +19,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from kennel.agents.offline_model import OfflineModel
-from kennel.tasks import service, streaming
+from kennel.tasks import starting, streaming
 from tests.factories import Member
 from tests.factories.api import new_worker_id
 from tests.factories.pages import PAGE_TITLE, serve_page
@@ -367,7 +367,7 @@ class TestWorkerStream:
     ) -> None:
         # A turn's row is committed before its workflow is enqueued; a worker stream opened in
         # between must wait for the workflow rather than fail.
-        enqueue = service.enqueue_turn
+        enqueue = starting.enqueue_turn
         recorded = asyncio.Event()
 
         async def late_enqueue(rt: Any, turn_id: str) -> None:
@@ -375,7 +375,7 @@ class TestWorkerStream:
             await asyncio.sleep(0.5)
             await enqueue(rt, turn_id)
 
-        monkeypatch.setattr(service, "enqueue_turn", late_enqueue)
+        monkeypatch.setattr(starting, "enqueue_turn", late_enqueue)
         worker_id = await new_worker_id(client, member)
         post = asyncio.create_task(
             client.post(

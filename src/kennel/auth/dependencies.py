@@ -41,6 +41,12 @@ class Caller:
     role: str
     key_id: str
 
+    @classmethod
+    def acting_for(cls, user_id: str, organization_id: str, *, via: str) -> Caller:
+        """The caller a starter with no API key acts as (a schedule, a message): the user, as
+        a member, `via` saying through what."""
+        return cls(user_id, organization_id, "member", via)
+
 
 class VerifiedKeys:
     """The callers of keys found active in the last `seconds`, by key hash, for one server."""

@@ -19,7 +19,7 @@ from kennel.errors import ApiError, BadRequest, validation_error
 from kennel.http import decode_json_body, read_form
 from kennel.runtime import of_request
 from kennel.tasks.schemas import TaskCreate
-from kennel.tasks.service import Upload
+from kennel.tasks.starting import Upload
 from kennel.workers.repository import WorkerRow
 from kennel.workers.schemas import WorkerCreate, WorkerUpdate
 

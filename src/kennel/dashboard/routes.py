@@ -26,6 +26,7 @@ from kennel.errors import ApiError
 from kennel.runtime import of_request
 from kennel.tasks import service as tasks_service
 from kennel.tasks.repository import TurnFileRow
+from kennel.tasks.starting import TurnRequest, run_task
 from kennel.tasks.streaming import sse_response
 from kennel.workers import service as workers_service
 from kennel.workers.render import worker_email
@@ -209,9 +210,8 @@ async def run(worker_id: str, request: Request, who: SignedInDep) -> Response:
     form = await forms.read_signed_form(request, who, files=True)
     try:
         data = forms.task_create(form, worker_id)
-        started = await tasks_service.run_task(
-            rt, who.caller, data, uploads=form.uploads, triggered_by="ui"
-        )
+        turn = TurnRequest.from_create(data, who.caller, origin="ui", uploads=form.uploads)
+        started = await run_task(rt, turn)
     except ApiError as exc:
         if exc.status not in (400, 409):
             raise

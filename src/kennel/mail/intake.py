@@ -43,8 +43,14 @@ from kennel.mail.senders import SenderAuth, check_sender
 from kennel.runtime import Runtime
 from kennel.settings import Settings
 from kennel.tasks import repository as tasks_repo
-from kennel.tasks import service as tasks
-from kennel.tasks.schemas import TaskCreate
+from kennel.tasks.starting import (
+    TurnInFlight,
+    TurnRequest,
+    Upload,
+    enqueue_turn,
+    record_turn,
+    write_uploads,
+)
 from kennel.timestamps import utcnow
 from kennel.workers.repository import WorkerRow
 
@@ -218,7 +224,7 @@ async def wait_for_turn(message_id: str, decision: dict[str, Any]) -> str:
 async def _start_and_queue(rt: Runtime, message_id: str, decision: dict[str, Any]) -> str:
     outcome, turn_id = await _start(message_id, decision)
     if turn_id is not None:  # queued here, not in the step: a step cannot start workflows
-        await tasks.enqueue_turn(rt, turn_id)
+        await enqueue_turn(rt, turn_id)
     return outcome
 
 
@@ -311,25 +317,23 @@ async def _start(message_id: str, decision: dict[str, Any]) -> tuple[str, str | 
     if row.status == "started":  # a step run again after a crash
         return "started", row.turn_id
     message = await _parse(row.raw, row.envelope_from, rt.settings.max_file_bytes)
-    uploads = tasks.check_uploads(
-        [tasks.Upload(a.filename, a.content) for a in message.attachments],
-        rt.settings.max_file_bytes,
+    turn = TurnRequest(
+        origin="email",
+        caller=Caller.acting_for(decision["user_id"], decision["organization_id"], via="mail"),
+        input=decision["input"][:100_000],
+        worker_id=decision["worker_id"],
+        # A reply in the thread of a task still there: a follow-up turn of it.
+        task_id=task.public_id if task is not None and task.archived_at is None else None,
+        uploads=[Upload(a.filename, a.content) for a in message.attachments],
+        trigger={
+            "mailMessageId": decision["header_id"],
+            "from": decision["sender"],
+            **({"tag": decision["tag"]} if decision["tag"] else {}),
+        },
     )
-    caller = Caller(decision["user_id"], decision["organization_id"], "member", "mail")
-    body: dict[str, Any] = {"input": decision["input"][:100_000], "workerId": decision["worker_id"]}
-    if task is not None and task.archived_at is None:
-        body["taskId"] = task.public_id  # a reply in the thread: a follow-up turn
-    trigger = {
-        "mailMessageId": decision["header_id"],
-        "from": decision["sender"],
-        **({"tag": decision["tag"]} if decision["tag"] else {}),
-    }
     try:
         async with rt.db.write() as w:
-            started = await tasks.record_turn(
-                w, rt, caller, TaskCreate.model_validate(body), uploads, triggered_by="email",
-                trigger=trigger,
-            )  # fmt: skip
+            started = await record_turn(w, rt, turn)
             await repo.set_outcome(
                 w,
                 message_id,
@@ -342,13 +346,12 @@ async def _start(message_id: str, decision: dict[str, Any]) -> tuple[str, str | 
             )
             if decision["header_id"]:
                 await repo.thread(w, decision["worker_id"], decision["header_id"], started.task.id)
-    except tasks.TurnInFlight:
+    except TurnInFlight:
         return "busy", None
     except ApiError as exc:
         await _refuse(message_id, exc.message, status="failed")
         return "failed", None
-    if uploads:
-        await tasks.write_uploads(rt, started, uploads)
+    await write_uploads(rt, started)
     return "started", started.turn.id
 
 

@@ -29,12 +29,11 @@ from kennel.parsers import parse_timezone
 from kennel.runtime import Runtime
 from kennel.schedules import repository as repo
 from kennel.schedules.repository import RunRow, ScheduleRow
+from kennel.schedules.schemas import RunOutcome
 from kennel.schedules.timing import CATCH_UP_SECONDS, next_due
 from kennel.tasks import repository as tasks_repo
-from kennel.tasks import service as tasks
-from kennel.tasks.schemas import TaskCreate
+from kennel.tasks.starting import TaskExists, TurnRequest, enqueue_turn, record_turn
 from kennel.timestamps import iso_z, utcnow
-from kennel.workers import service as workers
 
 __all__ = ["BATCH", "Dispatcher", "fire_due", "firing_task_id", "firing_turn_id", "wake"]
 
@@ -131,7 +130,7 @@ _queueing: set[asyncio.Task[None]] = set()
 async def _enqueue(rt: Runtime, turn_ids: list[str]) -> None:
     for turn_id in turn_ids:
         try:
-            await tasks.enqueue_turn(rt, turn_id)
+            await enqueue_turn(rt, turn_id)
         except Exception:  # the turn is pending in the database: the next start-up queues it
             log.exception("queueing the turn %s of a schedule failed", turn_id)
 
@@ -161,39 +160,28 @@ async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> 
         )
         log.info("schedule %s: skipped %s, its previous task still runs", schedule.id, iso_z(due))
         return None
-    caller = Caller(
-        schedule.created_by_user_id, schedule.organization_id, "member", f"schedule:{schedule.id}"
+    turn = TurnRequest(
+        origin="schedule",
+        caller=Caller.acting_for(
+            schedule.created_by_user_id, schedule.organization_id, via=f"schedule:{schedule.id}"
+        ),
+        input=schedule.input,
+        worker_id=schedule.worker_id,
+        task_id=firing_task_id(schedule.id, due),
+        budget=schedule.budget,
+        trigger={"scheduleId": schedule.id, "dueAt": iso_z(due)},
+        turn_id=firing_turn_id(schedule.id, due),
+        new_task_only=True,
     )
-    public_id = firing_task_id(schedule.id, due)
     try:
-        # Checked first, so that a refusal comes before anything of this firing is written.
-        await workers.visible_worker(w, caller, schedule.worker_id)
-        if await tasks_repo.by_public_id(w, schedule.organization_id, public_id) is not None:
-            raise ApiError(409, "This due time has been fired already.")
-        data = TaskCreate.model_validate(
-            {
-                "input": schedule.input,
-                "workerId": schedule.worker_id,
-                "taskId": public_id,
-                "budget": schedule.budget,
-            }
-        )
-        trigger = {"scheduleId": schedule.id, "dueAt": iso_z(due)}
-        started = await tasks.record_turn(
-            w,
-            rt,
-            caller,
-            data,
-            {},
-            triggered_by="schedule",
-            trigger=trigger,
-            turn_id=firing_turn_id(schedule.id, due),
-        )
+        started = await record_turn(w, rt, turn)
     except ApiError as exc:  # the worker is gone, or its creator may no longer use it
-        await repo.insert_run(w, RunRow(run_id, schedule.id, due, now, "failed", None, exc.message))
-        log.warning("schedule %s: firing %s failed: %s", schedule.id, iso_z(due), exc.message)
+        reason = "This due time has been fired already." if isinstance(exc, TaskExists) else None
+        message = reason or exc.message
+        await repo.insert_run(w, RunRow(run_id, schedule.id, due, now, "failed", None, message))
+        log.warning("schedule %s: firing %s failed: %s", schedule.id, iso_z(due), message)
         return None
     late = (now - due).total_seconds()
-    outcome = "caught_up" if late > CATCH_UP_SECONDS else "started"
+    outcome: RunOutcome = "caught_up" if late > CATCH_UP_SECONDS else "started"
     await repo.insert_run(w, RunRow(run_id, schedule.id, due, now, outcome, started.task.id, None))
     return started.turn.id

@@ -34,9 +34,9 @@ def _schedule(rt: Runtime, row: ScheduleRow) -> ScheduleOut:
     assert row.next_run_at is not None
     return ScheduleOut(
         id=row.id,
-        type=row.kind,  # type: ignore[arg-type]  # the column holds the four kinds
+        type=row.kind,
         input=row.input,
-        budget=row.budget,  # type: ignore[arg-type]  # and Budget values
+        budget=row.budget,
         next_run_at=iso_z(row.next_run_at),
         delay_in_seconds=row.delay_seconds,
         cron=row.cron,
@@ -54,9 +54,9 @@ def _run(row: RunView) -> ScheduleRun:
         schedule_id=row.schedule_id,
         due_at=iso_z(row.due_at),
         fired_at=iso_z(row.fired_at),
-        outcome=row.outcome,  # type: ignore[arg-type]  # the column holds the outcomes
+        outcome=row.outcome,
         task_id=row.task_public_id,
-        task_status=row.task_status,  # type: ignore[arg-type]  # and TaskStatus values
+        task_status=row.task_status,
         error=row.error,
     )
 
@@ -123,7 +123,7 @@ async def run_schedule_now(
         fired_at=iso_z(run.fired_at),
         outcome="manual",
         task_id=started.task.public_id,
-        task_status=started.task.status,  # type: ignore[arg-type]  # a TaskStatus value
+        task_status=started.task.status,
     )
 
 

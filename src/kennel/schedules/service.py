@@ -17,8 +17,7 @@ from kennel.schedules.dispatcher import wake
 from kennel.schedules.repository import RunRow, RunView, ScheduleRow
 from kennel.schedules.schemas import Cron, Delayed, Interval, ScheduleCreate, Scheduled
 from kennel.schedules.timing import next_due, parse_cron, upcoming
-from kennel.tasks import service as tasks
-from kennel.tasks.schemas import TaskCreate
+from kennel.tasks.starting import StartedTurn, TurnRequest, enqueue_turn, record_turn
 from kennel.timestamps import iso_z, utcnow
 from kennel.workers import service as workers
 from kennel.workers.events import on_worker_deleted
@@ -202,22 +201,24 @@ async def set_paused(
 
 async def run_now(
     rt: Runtime, caller: Caller, worker_id: str, schedule_id: str
-) -> tuple[RunRow, tasks.StartedTurn]:
+) -> tuple[RunRow, StartedTurn]:
     """Fire once now, through the same path as `POST /api/tasks`, recorded as `manual`."""
     now = utcnow()
     async with rt.db.read() as r:
         found = await _visible(r, caller, worker_id, schedule_id)
-    trigger = {"scheduleId": found.id, "dueAt": iso_z(now), "manual": True}
-    data = TaskCreate.model_validate(
-        {"input": found.input, "workerId": found.worker_id, "budget": found.budget}
+    turn = TurnRequest(
+        origin="schedule",
+        caller=caller,
+        input=found.input,
+        worker_id=found.worker_id,
+        budget=found.budget,
+        trigger={"scheduleId": found.id, "dueAt": iso_z(now), "manual": True},
     )
     async with rt.db.write() as w:
-        started = await tasks.record_turn(
-            w, rt, caller, data, {}, triggered_by="schedule", trigger=trigger
-        )
+        started = await record_turn(w, rt, turn)
         run = RunRow(new_id("run"), found.id, now, now, "manual", started.task.id, None)
         await repo.insert_run(w, run)
-    await tasks.enqueue_turn(rt, started.turn.id)
+    await enqueue_turn(rt, started.turn.id)
     return run, started
 
 

@@ -27,6 +27,7 @@ from kennel.tasks.schemas import (
     TurnList,
     TurnOut,
 )
+from kennel.tasks.starting import TurnRequest, Upload, run_task
 from kennel.tasks.streaming import SSE_RESPONSE, id_headers, sse_response
 from kennel.workers.schemas import WorkerState
 
@@ -60,9 +61,9 @@ def _media_type(request: Request) -> str:
     return message.get_content_type()
 
 
-async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
+async def _parse(request: Request) -> tuple[TaskCreate, list[Upload]]:
     media_type = _media_type(request)
-    uploads: list[service.Upload] = []
+    uploads: list[Upload] = []
     raw: Any
     if media_type == "multipart/form-data":
         form = await read_form(request, max_files=100, max_fields=20)
@@ -72,7 +73,7 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
                 if isinstance(value, UploadFile):
                     if name != "files":
                         raise BadRequest("Files go in parts named 'files'.", param=name)
-                    uploads.append(service.Upload(value.filename or "upload", await value.read()))
+                    uploads.append(Upload(value.filename or "upload", await value.read()))
                 elif name == "files":
                     raise BadRequest("A 'files' part must be a file.", param="files")
                 else:
@@ -126,7 +127,8 @@ async def create_task(
             "files": [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads],
         },
     )
-    started = await service.run_task(rt, caller, data, uploads=uploads, idempotency=idempotency)
+    turn = TurnRequest.from_create(data, caller, uploads=uploads)
+    started = await run_task(rt, turn, idempotency=idempotency)
     ids = {
         "taskId": started.task.public_id,
         "turnId": started.turn.id,
