@@ -37,7 +37,7 @@ async def test_mail_is_polled_less_often_than_turns(app: FastAPI) -> None:
     """Each poll of a queue costs DBOS a transaction: mail, which is rare, waits longer."""
     from dbos import DBOS
 
-    from kennel.mail.intake import MAIL_POLLING_SECONDS, MAIL_QUEUE
+    from kennel.mail.workflows import MAIL_POLLING_SECONDS, MAIL_QUEUE
     from kennel.tasks.workflows import TURN_QUEUE
 
     turns = await DBOS.retrieve_queue_async(TURN_QUEUE)

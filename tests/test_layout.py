@@ -66,7 +66,7 @@ def test_runtime_current_only_at_durable_entry_points() -> None:
         Path("agents/tools.py"),
         Path("agents/agent.py"),
         Path("webhooks/workflows.py"),
-        Path("mail/intake.py"),
+        Path("mail/workflows.py"),
         Path("mail/answers.py"),
     }
     found = [

@@ -25,9 +25,10 @@ from kennel.durable import shutdown as shutdown_dbos
 from kennel.errors import install_error_handlers
 from kennel.http import add_routes
 from kennel.mail import answers as mail_answers
-from kennel.mail import intake as mail_intake
+from kennel.mail import workflows as mail_workflows
 from kennel.mail.endpoints import router as mail_router
-from kennel.mail.intake import FrontDoor, mail_queue
+from kennel.mail.front_door import FrontDoor
+from kennel.mail.workflows import mail_queue
 from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.openapi import install_openapi
 from kennel.schedules.dispatcher import Dispatcher
@@ -98,7 +99,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 # Every module that declares DBOS workflows: DBOS must know them all before it launches.
-WORKFLOWS = (tasks_workflows, webhooks_workflows, mail_intake, mail_answers)
+WORKFLOWS = (tasks_workflows, webhooks_workflows, mail_workflows, mail_answers)
 
 
 def _queues(settings: Settings) -> list[Queue]:

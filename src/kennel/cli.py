@@ -189,7 +189,8 @@ def mail_replay(
     from dbos import DBOSClient, EnqueueOptions
 
     from kennel.durable import application_version
-    from kennel.mail.intake import MAIL_QUEUE, mark_for_replay, replay_workflow_id
+    from kennel.mail.storage import mark_for_replay
+    from kennel.mail.workflows import MAIL_QUEUE, replay_workflow_id
 
     settings = _settings()
     if not _with_database(settings, lambda db: mark_for_replay(db, message_id)):

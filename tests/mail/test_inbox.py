@@ -23,7 +23,8 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
 from kennel.agents.offline_model import OfflineModel
-from kennel.mail import intake, senders
+from kennel.mail import senders
+from kennel.mail import workflows as intake
 from tests.e2e.conftest import free_port
 from tests.factories import Member, make_member
 from tests.factories.api import new_worker

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from dbos import DBOS
 from pydantic_ai import capture_run_messages
@@ -39,11 +39,49 @@ from kennel.tasks import repository as repo
 from kennel.tasks.budgets import caps_for, credits_for, model_settings, usage_limits
 from kennel.workers import repository as workers
 
-__all__ = ["TURN_QUEUE", "finish_abandoned_turns", "run_turn", "turn_context", "turn_queue"]
+__all__ = [
+    "TURN_QUEUE",
+    "TurnContext",
+    "TurnOutcome",
+    "finish_abandoned_turns",
+    "run_turn",
+    "turn_context",
+    "turn_queue",
+]
 
 log = logging.getLogger("kennel.tasks")
 
 TURN_QUEUE = "kennel_turns"
+
+
+class TurnContext(TypedDict):
+    """The turn's workflow input: what the agent needs, as of when the turn was queued."""
+
+    turn_id: str
+    task_id: str
+    worker_id: str
+    input: str
+    budget: str
+    caps: dict[str, Any]  # BudgetCaps, dumped
+    instructions: str
+    output_schema: dict[str, Any] | None
+    history: list[Any]  # the task's earlier completed turns' messages, dumped
+
+
+class TurnOutcome(TypedDict):
+    """How a turn ended: the columns its end records, and its status."""
+
+    status: Literal["completed", "error"]
+    output_text: str
+    structured_output: dict[str, Any] | None
+    messages: list[Any]
+    sources: list[dict[str, str]]
+    input_tokens: int
+    output_tokens: int
+    requests: int
+    credits: int
+    error_code: str | None
+    error_message: str | None
 
 
 def turn_queue(settings: Settings) -> Queue:
@@ -51,7 +89,7 @@ def turn_queue(settings: Settings) -> Queue:
     return Queue(TURN_QUEUE, settings.turn_concurrency, settings.queue_polling_seconds)
 
 
-async def turn_context(r: Read, settings: Settings, turn_id: str) -> dict[str, Any] | None:
+async def turn_context(r: Read, settings: Settings, turn_id: str) -> TurnContext | None:
     """What the agent needs for a pending turn, as of when it is queued; None when the turn
     is gone or no longer pending.
 
@@ -81,7 +119,7 @@ async def turn_context(r: Read, settings: Settings, turn_id: str) -> dict[str, A
 
 
 @DBOS.workflow()
-async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
+async def run_turn(turn_id: str, context: TurnContext) -> str:
     """Run one turn; whatever goes wrong inside it, the turn ends (`error` at worst)."""
     # Marking the turn running and recording its outcome are plain workflow code, not steps:
     # both are idempotent, so a recovered workflow may run them again, and a step costs four
@@ -117,7 +155,7 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
     return str(outcome["status"])
 
 
-def _log_end(turn_id: str, outcome: dict[str, Any], seconds: float) -> None:
+def _log_end(turn_id: str, outcome: TurnOutcome, seconds: float) -> None:
     """One line per turn for operators: errors at WARNING, with their code and message."""
     fields = {
         "turnId": turn_id,
@@ -141,7 +179,7 @@ async def _mark_running(rt: Runtime, turn_id: str) -> bool:
         return await repo.start_turn(w, turn_id)
 
 
-async def _record_outcome(rt: Runtime, turn_id: str, outcome: dict[str, Any]) -> list[str] | None:
+async def _record_outcome(rt: Runtime, turn_id: str, outcome: TurnOutcome) -> list[str] | None:
     """Record the turn's end; the listeners it concerns, or None when it had ended already."""
     values = {k: v for k, v in outcome.items() if k != "status"}
     async with rt.db.write() as w:
@@ -154,7 +192,7 @@ async def _record_outcome(rt: Runtime, turn_id: str, outcome: dict[str, Any]) ->
     return concerned
 
 
-def _internal_error(turn_id: str) -> dict[str, Any]:
+def _internal_error(turn_id: str) -> TurnOutcome:
     message = (
         f"Kennel failed while running this turn; this is a bug. The server's log has the details"
         f" under turn id {turn_id}."
@@ -192,7 +230,7 @@ async def finish_abandoned_turns(rt: Runtime) -> int:
 _ENDED_WITHOUT_RESULT = frozenset({"ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 
 
-async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
+async def _run_agent(context: TurnContext) -> TurnOutcome:
     """Run the agent for one turn and describe how it ended, errors included."""
     caps = BudgetCaps(**context["caps"])
     history = ModelMessagesTypeAdapter.validate_python(context["history"])
@@ -262,7 +300,7 @@ def _outcome(
     caps: BudgetCaps,
     *,
     extra_output_tokens: int = 0,
-) -> dict[str, Any]:
+) -> TurnOutcome:
     input_tokens = requests = 0
     output_tokens = extra_output_tokens
     for message in messages:
