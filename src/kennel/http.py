@@ -29,6 +29,7 @@ __all__ = [
     "decode_json_body",
     "json_depth",
     "json_response",
+    "page_count",
     "read_form",
 ]
 
@@ -196,6 +197,11 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     if router.on_startup or router.on_shutdown:
         raise ValueError("a router with startup or shutdown events needs include_router")
     app.router.routes.extend(router.routes)
+
+
+def page_count(total: int, size: int) -> int:
+    """How many pages of `size` the `total` items of a list fill: one at least, even empty."""
+    return max(1, -(-total // size))
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

@@ -52,7 +52,7 @@ async def schedules_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dic
     views = []
     for row in await service.list_schedules(rt, caller, worker.id):
         zone = service.zone_of(rt, row) if row.kind == "cron" else None
-        runs, _, total = await service.list_runs(rt, caller, worker.id, row.id, page=1)
+        runs, total = await service.list_runs(rt, caller, worker.id, row.id, page=1)
         upcoming = [due_text(due, zone) for due in service.upcoming_of(rt, row)]
         views.append(ScheduleView(row, zone, upcoming, runs, total))
     return {

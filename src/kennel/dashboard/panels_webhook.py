@@ -27,7 +27,7 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 async def webhook_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dict[str, Any]:
     """The panel's context: the webhook (None when unset) and the newest delivery attempts."""
     webhook = await service.get_webhook(rt.db, caller, worker.id)
-    executions, _, total = await service.list_executions(rt.db, caller, worker.id, page=1)
+    executions, total = await service.list_executions(rt.db, caller, worker.id, page=1)
     previous_until = None
     if webhook and webhook.previous_token_until and webhook.previous_token_until > utcnow():
         previous_until = webhook.previous_token_until

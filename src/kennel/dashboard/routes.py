@@ -23,6 +23,7 @@ from kennel.dashboard.routing import DashboardRoute, page_number, redirect
 from kennel.dashboard.templating import render
 from kennel.dashboard.usage import usage_chart
 from kennel.errors import ApiError
+from kennel.http import page_count
 from kennel.runtime import of_request
 from kennel.tasks import service as tasks_service
 from kennel.tasks.repository import TurnFileRow
@@ -39,10 +40,6 @@ _BUDGETS = ("low", "standard", "high", "unlimited")
 # A downloaded file is never a page of this site: no script, no styles, no frames, even if a
 # browser were to show it instead of saving it.
 _FILE_CSP = "default-src 'none'; sandbox; frame-ancestors 'none'"
-
-
-def _page_count(total: int, size: int) -> int:
-    return max(1, -(-total // size))
 
 
 def _base(who: SignedIn) -> dict[str, Any]:
@@ -76,7 +73,7 @@ async def _workers_page(
         "workers": rows,
         "activity": activity,
         "page": page,
-        "page_count": _page_count(total, workers_service.PAGE_SIZE),
+        "page_count": page_count(total, workers_service.PAGE_SIZE),
         "total": total,
         "errors": errors or {},
         "values": values or {},
@@ -161,7 +158,7 @@ async def render_worker_page(
         "conversation": conversation(state.messages),
         "history": history,
         "page": page,
-        "page_count": _page_count(total, tasks_service.PAGE_SIZE),
+        "page_count": page_count(total, tasks_service.PAGE_SIZE),
         "usage": usage,
         "budgets": _BUDGETS,
         "template_form": template_form,

@@ -25,12 +25,11 @@ from datetime import datetime
 from kennel.auth import Caller
 from kennel.db import Write
 from kennel.errors import ApiError
-from kennel.parsers import parse_timezone
 from kennel.runtime import Runtime
 from kennel.schedules import repository as repo
 from kennel.schedules.repository import RunRow, ScheduleRow
 from kennel.schedules.schemas import RunOutcome
-from kennel.schedules.timing import CATCH_UP_SECONDS, next_due
+from kennel.schedules.timing import CATCH_UP_SECONDS, due_after
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.starting import TaskExists, TurnRequest, enqueue_turn, record_turn
 from kennel.timestamps import iso_z, utcnow
@@ -139,16 +138,7 @@ async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> 
     """Record one firing in `w` and move the schedule on; the turn to queue, if any."""
     due = schedule.next_run_at
     assert due is not None
-    later = next_due(
-        schedule.kind,
-        after=now,
-        cron=schedule.cron,
-        zone=parse_timezone(schedule.timezone or rt.settings.schedule_timezone)
-        if schedule.kind == "cron"
-        else None,
-        anchor=schedule.anchor,
-        interval_seconds=schedule.interval_seconds,
-    )
+    later = due_after(schedule, now, default_zone=rt.settings.schedule_timezone)
     await repo.set_next(w, schedule.id, later, now)
     run_id = f"run_{firing_turn_id(schedule.id, due)[4:]}"
     if (

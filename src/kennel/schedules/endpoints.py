@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from kennel.auth import CallerDep
-from kennel.http import KennelRoute
+from kennel.http import KennelRoute, page_count
 from kennel.runtime import Runtime, RuntimeDep
 from kennel.schedules import service
 from kennel.schedules.repository import RunView, ScheduleRow
@@ -136,7 +136,8 @@ async def list_schedule_runs(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> ScheduleRunList:
     """List a schedule's firings, newest first, 20 a page (a Kennel extension)."""
-    rows, pages, total = await service.list_runs(rt, caller, workerId, scheduleId, page=page)
+    rows, total = await service.list_runs(rt, caller, workerId, scheduleId, page=page)
+    pages = page_count(total, service.RUNS_PAGE_SIZE)
     return ScheduleRunList(
         runs=[_run(row) for row in rows], page=page, page_count=pages, total_count=total
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,10 +12,11 @@ from kennel.ids import new_id
 from kennel.parsers import parse_timezone
 from kennel.runtime import Runtime
 from kennel.schedules import repository as repo
+from kennel.schedules import timing
 from kennel.schedules.dispatcher import wake
 from kennel.schedules.repository import RunRow, RunView, ScheduleRow
 from kennel.schedules.schemas import Cron, Delayed, Interval, ScheduleCreate, Scheduled
-from kennel.schedules.timing import next_due, parse_cron, upcoming
+from kennel.schedules.timing import due_after, next_due, parse_cron
 from kennel.tasks.starting import StartedTurn, TurnRequest, enqueue_turn, record_turn
 from kennel.timestamps import iso_z, utcnow
 from kennel.workers import service as workers
@@ -45,15 +45,7 @@ def zone_of(rt: Runtime, row: ScheduleRow) -> str:
 
 def upcoming_of(rt: Runtime, row: ScheduleRow, count: int = 5) -> list[datetime]:
     """The schedule's next `count` due times."""
-    return upcoming(
-        row.kind,
-        row.next_run_at,
-        count=count,
-        cron=row.cron,
-        zone=parse_timezone(zone_of(rt, row)) if row.kind == "cron" else None,
-        anchor=row.anchor,
-        interval_seconds=row.interval_seconds,
-    )
+    return timing.upcoming_of(row, default_zone=rt.settings.schedule_timezone, count=count)
 
 
 def _first_due(rt: Runtime, data: ScheduleCreate, now: datetime) -> tuple[datetime, dict[str, Any]]:
@@ -185,14 +177,7 @@ async def set_paused(
         assert found.next_run_at is not None
         next_run_at = found.next_run_at
         if not paused and found.paused and next_run_at <= now:
-            later = next_due(
-                found.kind,
-                after=now,
-                cron=found.cron,
-                zone=parse_timezone(zone_of(rt, found)) if found.kind == "cron" else None,
-                anchor=found.anchor,
-                interval_seconds=found.interval_seconds,
-            )
+            later = due_after(found, now, default_zone=rt.settings.schedule_timezone)
             next_run_at = later or now
         await repo.set_paused(w, found.id, paused, next_run_at)
     wake()
@@ -224,11 +209,11 @@ async def run_now(
 
 async def list_runs(
     rt: Runtime, caller: Caller, worker_id: str, schedule_id: str, *, page: int
-) -> tuple[list[RunView], int, int]:
+) -> tuple[list[RunView], int]:
     async with rt.db.read() as r:
         found = await _visible(r, caller, worker_id, schedule_id, finished=True)
         rows, total = await repo.page_of_runs(r, found.id, page=page, size=RUNS_PAGE_SIZE)
-    return rows, max(1, math.ceil(total / RUNS_PAGE_SIZE)), total
+    return rows, total
 
 
 async def _cancel_schedules_of_deleted(w: Write, worker_id: str) -> None:

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 
 from kennel.auth import Caller, CallerDep
 from kennel.errors import ApiError, BadRequest, validation_error
-from kennel.http import KennelRoute, decode_json_body, json_response, read_form
+from kennel.http import KennelRoute, decode_json_body, json_response, page_count, read_form
 from kennel.idempotency import IdempotencyKeyHeader, from_header
 from kennel.runtime import Runtime, RuntimeDep
 from kennel.tasks import service
@@ -157,7 +157,7 @@ async def list_tasks(
     return TaskList(
         tasks=[task_out(rt.settings, t) for t in rows],
         page=page,
-        page_count=service.page_count(total),
+        page_count=page_count(total, service.PAGE_SIZE),
         total_count=total,
     )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -144,10 +143,6 @@ async def archive_task(rt: Runtime, caller: Caller, public_id: str) -> None:
                 aborted[task.active_turn_id] = concerned
         await repo.archive(w, task.id)
     await control.cancel_turn_workflows(aborted)
-
-
-def page_count(total: int) -> int:
-    return max(1, math.ceil(total / PAGE_SIZE))
 
 
 # -- for the dashboard ----------------------------------------------------------------------

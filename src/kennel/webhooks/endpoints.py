@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from kennel.auth import CallerDep
 from kennel.errors import NotFound
-from kennel.http import KennelRoute
+from kennel.http import KennelRoute, page_count
 from kennel.runtime import RuntimeDep
 from kennel.timestamps import iso_z
 from kennel.webhooks import service
@@ -80,7 +80,8 @@ async def list_webhook_executions(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> WebhookExecutionList:
     """List a worker's webhook delivery attempts, newest first, 50 a page."""
-    rows, pages, total = await service.list_executions(rt.db, caller, workerId, page=page)
+    rows, total = await service.list_executions(rt.db, caller, workerId, page=page)
+    pages = page_count(total, service.EXECUTIONS_PAGE_SIZE)
     return WebhookExecutionList(
         logs=[_execution(row) for row in rows], page=page, page_count=pages, total_count=total
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
 from kennel.auth import Caller
@@ -81,14 +80,14 @@ async def regenerate_token(
 
 async def list_executions(
     db: Database, caller: Caller, worker_id: str, *, page: int
-) -> tuple[list[ExecutionRow], int, int]:
+) -> tuple[list[ExecutionRow], int]:
     """A page of delivery attempts, newest first; the page count and the total."""
     async with db.read() as r:
         worker = await workers.visible_worker(r, caller, worker_id)
         rows, total = await repo.page_of_executions(
             r, worker.id, page=page, size=EXECUTIONS_PAGE_SIZE
         )
-    return rows, max(1, math.ceil(total / EXECUTIONS_PAGE_SIZE)), total
+    return rows, total
 
 
 async def redeliver(

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 
 from kennel.auth import CallerDep
 from kennel.errors import ApiError
-from kennel.http import KennelRoute, json_response
+from kennel.http import KennelRoute, json_response, page_count
 from kennel.idempotency import IdempotencyKeyHeader, from_header
 from kennel.runtime import RuntimeDep
 from kennel.timestamps import iso_z
@@ -69,7 +69,7 @@ async def list_workers(
     return WorkerList(
         workers=[worker_template(rt.settings, w) for w in rows],
         page=page,
-        page_count=max(1, -(-total // service.PAGE_SIZE)),
+        page_count=page_count(total, service.PAGE_SIZE),
         total_count=total,
     )
 
