@@ -19,7 +19,7 @@ from kennel.schedules.schemas import Cron, Delayed, Interval, ScheduleCreate, Sc
 from kennel.schedules.timing import due_after, next_due, parse_cron
 from kennel.tasks.starting import StartedTurn, TurnRequest, enqueue_turn, record_turn
 from kennel.timestamps import iso_z, utcnow
-from kennel.workers import service as workers
+from kennel.workers import service as workers_service
 from kennel.workers.events import on_worker_deleted
 
 __all__ = [
@@ -114,7 +114,7 @@ async def create_schedule(
 ) -> ScheduleRow:
     row = _new_row(rt, caller, worker_id, data, utcnow())
     async with rt.db.write() as w:
-        worker = await workers.visible_worker(w, caller, worker_id)
+        worker = await workers_service.visible_worker(w, caller, worker_id)
         limit = rt.settings.max_schedules_per_worker
         if await repo.count_active(w, worker.id) >= limit:
             raise Conflict(
@@ -131,13 +131,13 @@ async def preview_schedule(
 ) -> list[datetime]:
     """The first `count` due times `data` would have if it were created now; nothing is saved."""
     async with rt.db.read() as r:
-        await workers.visible_worker(r, caller, worker_id)
+        await workers_service.visible_worker(r, caller, worker_id)
     return upcoming_of(rt, _new_row(rt, caller, worker_id, data, utcnow()), count)
 
 
 async def list_schedules(rt: Runtime, caller: Caller, worker_id: str) -> list[ScheduleRow]:
     async with rt.db.read() as r:
-        worker = await workers.visible_worker(r, caller, worker_id)
+        worker = await workers_service.visible_worker(r, caller, worker_id)
         return await repo.active_of_worker(r, worker.id)
 
 
@@ -151,7 +151,7 @@ async def get_schedule(
 async def _visible(
     r: Any, caller: Caller, worker_id: str, schedule_id: str, *, finished: bool = False
 ) -> ScheduleRow:
-    worker = await workers.visible_worker(r, caller, worker_id)
+    worker = await workers_service.visible_worker(r, caller, worker_id)
     found = await repo.schedule(r, worker.id, schedule_id, finished=finished)
     if found is None:
         raise NotFound("schedule", schedule_id)

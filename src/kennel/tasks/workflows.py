@@ -37,7 +37,7 @@ from kennel.settings import BudgetCaps, Settings
 from kennel.tasks import control, listeners, waiters
 from kennel.tasks import repository as repo
 from kennel.tasks.budgets import caps_for, credits_for, model_settings, usage_limits
-from kennel.workers import repository as workers
+from kennel.workers import repository as workers_repo
 
 __all__ = [
     "TURN_QUEUE",
@@ -99,8 +99,8 @@ async def turn_context(r: Read, settings: Settings, turn_id: str) -> TurnContext
     task = await repo.by_id(r, turn.task_id) if turn else None
     if turn is None or task is None or turn.status != "pending":
         return None
-    worker = await workers.by_id(r, task.worker_id)
-    instructions = await workers.instructions_of(r, task.worker_id, task.instructions_version)
+    worker = await workers_repo.by_id(r, task.worker_id)
+    instructions = await workers_repo.instructions_of(r, task.worker_id, task.instructions_version)
     history: list[Any] = []
     for earlier in await repo.turns_of(r, task.id):
         if earlier.seq < turn.seq and earlier.status == "completed":

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from kennel.agents import ModelError, write_worker_instructions
 from kennel.agents.output import OutputSchemaError, check_output_schema
 from kennel.auth import Caller
-from kennel.auth import repository as users
+from kennel.auth import repository as auth_repo
 from kennel.db import Database, Read, Write
 from kennel.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.idempotency import Idempotency, recorded, remember
@@ -213,7 +213,7 @@ async def add_member(db: Database, caller: Caller, worker_id: str, user_id: str)
     async with db.write() as w:
         worker = await visible_worker(w, caller, worker_id)
         _require_creator(caller, worker, "invite members to")
-        user = await users.user_in_organization(w, caller.organization_id, user_id)
+        user = await auth_repo.user_in_organization(w, caller.organization_id, user_id)
         if user is None:
             raise NotFound("user", user_id)
         if not await repo.is_member(w, worker.id, user.id):
