@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import smtplib
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -28,6 +26,7 @@ from kennel.mail import workflows as intake
 from tests.e2e.conftest import free_port
 from tests.factories import Member, make_member
 from tests.factories.api import new_worker
+from tests.factories.polling import eventually
 
 
 class Sink:
@@ -94,18 +93,6 @@ async def tasks_of(client: httpx.AsyncClient, member: Member, worker_id: str) ->
     return (await client.get(f"/api/tasks?workerId={worker_id}", headers=member.headers)).json()[
         "tasks"
     ]
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def inbox_of(client: httpx.AsyncClient, member: Member, **body: Any) -> tuple[str, str]:

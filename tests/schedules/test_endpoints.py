@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +17,7 @@ from kennel.schedules.dispatcher import fire_due
 from kennel.timestamps import iso_z
 from tests.factories import Member, make_member
 from tests.factories.api import new_worker_id
+from tests.factories.polling import eventually
 
 
 def later(seconds: float) -> str:
@@ -37,14 +37,6 @@ async def tasks_of(client: httpx.AsyncClient, member: Member, worker_id: str) ->
     r = await client.get(f"/api/tasks?workerId={worker_id}", headers=member.headers)
     assert r.status_code == 200, r.text
     return r.json()["tasks"]
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := await check()):
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-    return value
 
 
 class TestValidation:

@@ -23,6 +23,7 @@ from kennel.tasks import starting, streaming
 from tests.factories import Member
 from tests.factories.api import new_worker_id
 from tests.factories.pages import PAGE_TITLE, serve_page
+from tests.factories.polling import eventually
 
 DONE = "[DONE]"
 Event = dict[str, Any] | str  # a JSON chunk, or the final "[DONE]"
@@ -102,14 +103,13 @@ async def stream_worker(client: httpx.AsyncClient, member: Member, worker_id: st
 
 async def only_task(client: httpx.AsyncClient, member: Member, worker_id: str) -> dict:
     """The worker's one task, waiting (briefly) for its row to appear."""
-    for _ in range(200):
+
+    async def tasks() -> list[dict]:
         r = await client.get("/api/tasks", params={"workerId": worker_id}, headers=member.headers)
-        tasks = r.json()["tasks"]
-        if tasks:
-            (task,) = tasks
-            return task
-        await asyncio.sleep(0.02)
-    pytest.fail(f"no task appeared on {worker_id}")
+        return list(r.json()["tasks"])
+
+    (task,) = await eventually(tasks, what=f"a task on {worker_id}", timeout=4, interval=0.02)
+    return dict(task)
 
 
 async def task_and_turns(client: httpx.AsyncClient, member: Member, task_id: str) -> dict:
