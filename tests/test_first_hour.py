@@ -11,7 +11,7 @@ import pytest
 
 from kennel.settings import Settings
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker
+from tests.factories.workers import new_worker
 
 
 async def test_the_api_reference_needs_no_other_host(client: httpx.AsyncClient) -> None:

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from kennel.http import decode_json_body
 from kennel.models import schedules, tasks, workers
 from tests.factories import Member, count_rows
-from tests.factories.api import new_worker_id
+from tests.factories.workers import new_worker_id
 
 
 class TestNonFiniteNumbers:

@@ -12,9 +12,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker, new_worker_id
 from tests.factories.dashboard import csrf_of, signed_in_browser
 from tests.factories.polling import eventually
+from tests.factories.workers import new_worker, new_worker_id
 
 SCRIPT_TITLE = "<script>alert('owned')</script>"
 

@@ -15,7 +15,7 @@ from kennel.models import tasks, turns
 from kennel.tasks.service import credits_per_day
 from kennel.timestamps import utcnow
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker_id
+from tests.factories.workers import new_worker_id
 
 
 class TestCreditsPerDay:

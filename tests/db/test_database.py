@@ -20,7 +20,8 @@ from kennel.tasks import repository as tasks_repo
 from kennel.timestamps import utcnow
 from kennel.workers import repository as workers_repo
 from tests.factories import Member
-from tests.factories.api import new_worker_id, post_task
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker_id
 
 _COUNT = (
     select(func.count())

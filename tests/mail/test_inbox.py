@@ -25,8 +25,9 @@ from kennel.mail import senders
 from kennel.mail import workflows as intake
 from tests.e2e.conftest import free_port
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker
 from tests.factories.polling import eventually
+from tests.factories.tasks import tasks_of
+from tests.factories.workers import new_worker
 
 
 class Sink:
@@ -87,12 +88,6 @@ async def send(app: FastAPI, message: EmailMessage | bytes, *, mail_from: str, t
             return client.sendmail(mail_from, [to], raw)
 
     return await asyncio.to_thread(run)
-
-
-async def tasks_of(client: httpx.AsyncClient, member: Member, worker_id: str) -> list[dict]:
-    return (await client.get(f"/api/tasks?workerId={worker_id}", headers=member.headers)).json()[
-        "tasks"
-    ]
 
 
 async def inbox_of(client: httpx.AsyncClient, member: Member, **body: Any) -> tuple[str, str]:

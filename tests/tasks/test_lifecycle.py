@@ -24,8 +24,9 @@ from kennel.tasks import control, waiters
 from kennel.tasks import repository as tasks
 from kennel.tasks.workflows import TURN_QUEUE
 from tests.factories import Member
-from tests.factories.api import new_worker, post_task
 from tests.factories.polling import eventually
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker
 
 # Each answer of the slow model takes two pauses ("Done: <3 words>" streams in two chunks).
 DELAY = 0.4

@@ -21,9 +21,9 @@ from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 from kennel.agents.offline_model import OfflineModel
 from kennel.tasks import starting, streaming
 from tests.factories import Member
-from tests.factories.api import new_worker_id
 from tests.factories.pages import PAGE_TITLE, serve_page
 from tests.factories.polling import eventually
+from tests.factories.workers import new_worker_id
 
 DONE = "[DONE]"
 Event = dict[str, Any] | str  # a JSON chunk, or the final "[DONE]"
