@@ -7,7 +7,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from kennel.durable import config
+from kennel.core.durable import config
 from tests.conftest import make_settings
 
 

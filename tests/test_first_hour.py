@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kennel.settings import Settings
+from kennel.core.settings import Settings
 from tests.factories import Member, make_member
 from tests.factories.workers import new_worker
 

@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.routing import Mount, Route
 
-from kennel.app import PUBLIC_PATHS, create_app
+from kennel.api.app import PUBLIC_PATHS, create_app
 from kennel.auth.keys import generate_key, hash_key
 from tests.conftest import make_settings
 from tests.factories import Member, make_member
@@ -32,7 +32,7 @@ def api_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 def served_routes(app: FastAPI) -> list[tuple[str, str]]:
     """Every (method, path) the app answers, read from `app.routes`, where every route is
-    (`kennel.http.add_routes`); a mounted app is one ("MOUNT", path)."""
+    (`kennel.api.http.add_routes`); a mounted app is one ("MOUNT", path)."""
     found: list[tuple[str, str]] = []
     for route in app.routes:
         if isinstance(route, Mount):

@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 
 from kennel.auth import Caller
+from kennel.core.runtime import Runtime
 from kennel.dashboard import panels
-from kennel.runtime import Runtime
 from kennel.workers.repository import WorkerRow
 from tests.factories import Member, make_member
 from tests.factories.dashboard import csrf_of, signed_in_browser

@@ -13,8 +13,8 @@ import pytest
 from fastapi import FastAPI
 
 from kennel.agents.offline_model import OfflineModel
+from kennel.core.timestamps import iso_z
 from kennel.schedules.dispatcher import fire_due
-from kennel.timestamps import iso_z
 from tests.factories import Member, make_member
 from tests.factories.polling import eventually
 from tests.factories.tasks import tasks_of

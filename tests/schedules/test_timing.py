@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kennel.parsers import parse_timezone
+from kennel.core.parsers import parse_timezone
 from kennel.schedules.timing import next_cron, next_interval, parse_cron, upcoming_of
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -6,8 +6,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from kennel.api.errors import NotFound
 from kennel.auth import Caller
-from kennel.errors import NotFound
 from kennel.tasks import control
 from kennel.tasks.schemas import TaskCreate
 from kennel.tasks.starting import (

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from kennel.settings import Settings
+from kennel.core.settings import Settings
 from tests.factories import Member
 from tests.factories.search import serve_search
 from tests.factories.tasks import post_task

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kennel.parsers import parse_networks
+from kennel.core.parsers import parse_networks
 from kennel.webhooks.addresses import (
     BlockedAddressError,
     WebhookUrlError,

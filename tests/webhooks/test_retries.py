@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kennel.parsers import DEFAULT_RETRY_SCHEDULE as DEFAULT_SCHEDULE
-from kennel.parsers import parse_retry_schedule as parse_schedule
+from kennel.core.parsers import DEFAULT_RETRY_SCHEDULE as DEFAULT_SCHEDULE
+from kennel.core.parsers import parse_retry_schedule as parse_schedule
 from kennel.webhooks.retries import next_delay, parse_retry_after
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import standardwebhooks
 
-from kennel.parsers import parse_networks
+from kennel.core.parsers import parse_networks
 from kennel.webhooks import verify
 from kennel.webhooks.addresses import check_url_resolving
 from kennel.webhooks.send import Attempt, deliver

@@ -30,7 +30,6 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models import Model
 
-from kennel import runtime
 from kennel.agents.tools import (
     TurnDeps,
     list_files,
@@ -40,6 +39,7 @@ from kennel.agents.tools import (
     web_search,
     write_file,
 )
+from kennel.core import runtime
 
 __all__ = ["EVENTS_STREAM", "MODEL_ID", "event_adapter", "turn_agent"]
 

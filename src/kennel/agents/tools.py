@@ -17,8 +17,8 @@ from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.common_tools.web_fetch import WebFetchLocalTool
 from pydantic_ai.tools import ToolDefinition
 
-from kennel import runtime
-from kennel.workspaces import WorkspaceError
+from kennel.core import runtime
+from kennel.core.workspaces import WorkspaceError
 
 __all__ = [
     "FileRecorder",

@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from kennel.api.errors import Unauthorized
 from kennel.auth.keys import hash_key, key_matches, looks_like_key
 from kennel.auth.repository import owner_of_key
+from kennel.core.runtime import of_request
 from kennel.db import Database
-from kennel.errors import Unauthorized
-from kennel.runtime import of_request
 
 __all__ = [
     "KEY_TRUST_SECONDS",

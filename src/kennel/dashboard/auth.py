@@ -21,8 +21,8 @@ from kennel.auth.sessions import (
     server_secret,
     session_caller,
 )
-from kennel.runtime import Runtime, of_request
-from kennel.settings import Settings
+from kennel.core.runtime import Runtime, of_request
+from kennel.core.settings import Settings
 
 __all__ = [
     "CsrfRefused",

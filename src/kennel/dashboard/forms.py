@@ -14,10 +14,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from kennel.api.errors import ApiError, BadRequest, validation_error
+from kennel.api.http import decode_json_body, read_form
+from kennel.core.runtime import of_request
 from kennel.dashboard.auth import SignedIn, require_csrf, require_same_origin
-from kennel.errors import ApiError, BadRequest, validation_error
-from kennel.http import decode_json_body, read_form
-from kennel.runtime import of_request
 from kennel.tasks.schemas import TaskCreate
 from kennel.tasks.starting import Upload
 from kennel.workers.repository import WorkerRow

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from kennel.api.errors import BadRequest, validation_error
+from kennel.core.parsers import parse_timezone
 from kennel.dashboard.forms import SubmittedForm
-from kennel.errors import BadRequest, validation_error
-from kennel.parsers import parse_timezone
 from kennel.schedules.schemas import ScheduleCreate
 from kennel.webhooks.schemas import WebhookUpdate
 

@@ -10,14 +10,14 @@ from typing import Any, NamedTuple
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from kennel.api.errors import ApiError
 from kennel.auth import Caller
+from kennel.core.parsers import parse_timezone
+from kennel.core.runtime import Runtime, of_request
 from kennel.dashboard import forms, panel_forms
 from kennel.dashboard.auth import SignedIn, SignedInDep
 from kennel.dashboard.routes import render_worker_page
 from kennel.dashboard.routing import DashboardRoute, redirect
-from kennel.errors import ApiError
-from kennel.parsers import parse_timezone
-from kennel.runtime import Runtime, of_request
 from kennel.schedules import service
 from kennel.schedules.repository import RunView, ScheduleRow
 from kennel.schedules.schemas import Cron

@@ -8,14 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from kennel.api.errors import ApiError, NotFound
 from kennel.auth import Caller
+from kennel.core.runtime import Runtime, of_request
+from kennel.core.timestamps import utcnow
 from kennel.dashboard import forms, panel_forms
 from kennel.dashboard.auth import SignedInDep
 from kennel.dashboard.routes import render_worker_page
 from kennel.dashboard.routing import DashboardRoute, redirect
-from kennel.errors import ApiError, NotFound
-from kennel.runtime import Runtime, of_request
-from kennel.timestamps import utcnow
 from kennel.webhooks import service
 from kennel.workers.repository import WorkerRow
 

@@ -15,6 +15,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
+from kennel.api.errors import ApiError
+from kennel.api.http import page_count
+from kennel.core.runtime import of_request
 from kennel.dashboard import forms
 from kennel.dashboard.auth import SignedIn, SignedInDep
 from kennel.dashboard.conversation import conversation
@@ -22,9 +25,6 @@ from kennel.dashboard.panels import load_worker_panels
 from kennel.dashboard.routing import DashboardRoute, page_number, redirect
 from kennel.dashboard.templating import render
 from kennel.dashboard.usage import usage_chart
-from kennel.errors import ApiError
-from kennel.http import page_count
-from kennel.runtime import of_request
 from kennel.tasks import service as tasks_service
 from kennel.tasks.repository import TurnFileRow
 from kennel.tasks.starting import TurnRequest, run_task

@@ -9,9 +9,9 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from starlette.responses import RedirectResponse, Response
 
+from kennel.api.errors import ApiError
 from kennel.dashboard.auth import CsrfRefused, SignInRequired, login_url
 from kennel.dashboard.templating import render
-from kennel.errors import ApiError
 
 __all__ = ["DashboardRoute", "error_page", "page_number", "redirect"]
 

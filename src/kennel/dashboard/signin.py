@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from kennel.api.http import read_form
 from kennel.auth.sessions import end_session, session_caller, start_session
+from kennel.core.runtime import of_request
 from kennel.dashboard.auth import (
     SignedInDep,
     clear_session_cookie,
@@ -19,8 +21,6 @@ from kennel.dashboard.auth import (
 from kennel.dashboard.forms import read_signed_form
 from kennel.dashboard.routing import DashboardRoute, redirect
 from kennel.dashboard.templating import render
-from kennel.http import read_form
-from kennel.runtime import of_request
 
 __all__ = ["router"]
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from dbos import DBOS
 
-from kennel import runtime
+from kennel.core import runtime
+from kennel.core.settings import Settings
 from kennel.mail import repository as repo
 from kennel.mail.message import thread_headers
 from kennel.mail.replies import (
@@ -28,7 +29,6 @@ from kennel.mail.replies import (
     new_message_id,
     send,
 )
-from kennel.settings import Settings
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.listeners import register_turn_listener
 from kennel.workers import repository as workers_repo

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from kennel.api.http import KennelRoute
 from kennel.auth import CallerDep
-from kennel.http import KennelRoute
+from kennel.core.runtime import RuntimeDep
 from kennel.mail import service
-from kennel.runtime import RuntimeDep
 
 __all__ = ["AllowedSenders", "router"]
 

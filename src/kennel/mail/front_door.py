@@ -7,12 +7,12 @@ import concurrent.futures
 import logging
 import threading
 
+from kennel.core.runtime import Runtime
 from kennel.db import open_database
 from kennel.mail.listener import RcptDecision, SmtpListener, reachable_from_other_hosts
 from kennel.mail.policy import accept_recipient
 from kennel.mail.storage import store
 from kennel.mail.workflows import resume_intakes, start_intake
-from kennel.runtime import Runtime
 
 __all__ = ["FrontDoor"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from kennel.core.runtime import Runtime
 from kennel.mail import repository as repo
 from kennel.mail.addresses import normalize_address, split_address
 from kennel.mail.listener import ACCEPT, NO_SUCH_MAILBOX, SENDER_REFUSED, RcptDecision
-from kennel.runtime import Runtime
 from kennel.workers.repository import WorkerRow
 
 __all__ = ["accept_recipient", "is_allowed", "worker_of_address"]

@@ -17,8 +17,8 @@ from typing import Any
 
 import aiosmtplib
 
+from kennel.core.parsers import parse_host_port
 from kennel.mail.message import one_line
-from kennel.parsers import parse_host_port
 
 __all__ = [
     "OutgoingFile",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
+from kennel.api.errors import BadRequest
 from kennel.auth import Caller
 from kennel.db import Database
-from kennel.errors import BadRequest
 from kennel.mail import repository as repo
 from kennel.mail.addresses import normalize_address
 from kennel.workers import service as workers_service

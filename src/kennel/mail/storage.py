@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kennel.core.ids import new_id
+from kennel.core.runtime import Runtime
+from kennel.core.timestamps import utcnow
 from kennel.db import Database
-from kennel.ids import new_id
 from kennel.mail import repository as repo
 from kennel.mail.policy import worker_of_address
-from kennel.runtime import Runtime
-from kennel.timestamps import utcnow
 
 __all__ = ["mark_for_replay", "store"]
 

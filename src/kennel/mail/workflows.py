@@ -13,17 +13,17 @@ from typing import Required, TypedDict
 
 from dbos import DBOS, SetWorkflowID
 
-from kennel import runtime
+from kennel.api.errors import ApiError
 from kennel.auth import Caller
-from kennel.durable import Queue
-from kennel.errors import ApiError
-from kennel.ids import new_id
+from kennel.core import runtime
+from kennel.core.durable import Queue
+from kennel.core.ids import new_id
+from kennel.core.runtime import Runtime
+from kennel.core.settings import Settings
 from kennel.mail import repository as repo
 from kennel.mail.message import InboundMessage, UnreadableMessage, parse_message
 from kennel.mail.policy import is_allowed, worker_of_address
 from kennel.mail.senders import SenderAuth, check_sender
-from kennel.runtime import Runtime
-from kennel.settings import Settings
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.starting import (
     TurnInFlight,

@@ -22,17 +22,17 @@ import hashlib
 import logging
 from datetime import datetime
 
+from kennel.api.errors import ApiError
 from kennel.auth import Caller
+from kennel.core.runtime import Runtime
+from kennel.core.timestamps import iso_z, utcnow
 from kennel.db import Write
-from kennel.errors import ApiError
-from kennel.runtime import Runtime
 from kennel.schedules import repository as repo
 from kennel.schedules.repository import RunRow, ScheduleRow
 from kennel.schedules.schemas import RunOutcome
 from kennel.schedules.timing import CATCH_UP_SECONDS, due_after
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.starting import TaskExists, TurnRequest, enqueue_turn, record_turn
-from kennel.timestamps import iso_z, utcnow
 
 __all__ = ["BATCH", "Dispatcher", "fire_due", "firing_task_id", "firing_turn_id", "wake"]
 
@@ -58,7 +58,7 @@ def firing_turn_id(schedule_id: str, due: datetime) -> str:
     return f"trn_{body}"
 
 
-# Base32 in Kennel's alphabet (kennel.ids): digits and letters without i, l, o and u.
+# Base32 in Kennel's alphabet (kennel.core.ids): digits and letters without i, l, o and u.
 _CROCKFORD = str.maketrans("abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdefghjkmnpqrstvwxyz")
 
 

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from kennel.api.http import KennelRoute, page_count
 from kennel.auth import CallerDep
-from kennel.http import KennelRoute, page_count
-from kennel.runtime import Runtime, RuntimeDep
+from kennel.core.runtime import Runtime, RuntimeDep
+from kennel.core.timestamps import iso_z
 from kennel.schedules import service
 from kennel.schedules.repository import RunView, ScheduleRow
 from kennel.schedules.schemas import (
@@ -21,7 +22,6 @@ from kennel.schedules.schemas import (
     ScheduleRunList,
     ScheduleUpdate,
 )
-from kennel.timestamps import iso_z
 
 __all__ = ["router"]
 

@@ -8,11 +8,11 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy import bindparam, func, select
 
+from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write, row_columns, select_rows
 from kennel.models import schedule_runs, schedules, tasks
 from kennel.schedules.schemas import RunOutcome, ScheduleKind
 from kennel.tasks.schemas import Budget, TaskStatus
-from kennel.timestamps import utcnow
 
 __all__ = [
     "RunRow",

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from kennel.api.errors import BadRequest, Conflict, NotFound
 from kennel.auth import Caller
+from kennel.core.ids import new_id
+from kennel.core.parsers import parse_timezone
+from kennel.core.runtime import Runtime
+from kennel.core.timestamps import iso_z, utcnow
 from kennel.db import Write
-from kennel.errors import BadRequest, Conflict, NotFound
-from kennel.ids import new_id
-from kennel.parsers import parse_timezone
-from kennel.runtime import Runtime
 from kennel.schedules import repository as repo
 from kennel.schedules import timing
 from kennel.schedules.dispatcher import wake
@@ -18,7 +19,6 @@ from kennel.schedules.repository import RunRow, RunView, ScheduleRow
 from kennel.schedules.schemas import Cron, Delayed, Interval, ScheduleCreate, Scheduled
 from kennel.schedules.timing import due_after, next_due, parse_cron
 from kennel.tasks.starting import StartedTurn, TurnRequest, enqueue_turn, record_turn
-from kennel.timestamps import iso_z, utcnow
 from kennel.workers import service as workers_service
 from kennel.workers.events import on_worker_deleted
 

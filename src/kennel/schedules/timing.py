@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 
-from kennel.parsers import parse_timezone
+from kennel.core.parsers import parse_timezone
 
 if TYPE_CHECKING:
     from kennel.schedules.repository import ScheduleRow

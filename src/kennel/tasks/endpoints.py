@@ -11,11 +11,11 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from kennel.api.errors import ApiError, BadRequest, validation_error
+from kennel.api.http import KennelRoute, decode_json_body, json_response, page_count, read_form
 from kennel.auth import Caller, CallerDep
-from kennel.errors import ApiError, BadRequest, validation_error
-from kennel.http import KennelRoute, decode_json_body, json_response, page_count, read_form
+from kennel.core.runtime import Runtime, RuntimeDep
 from kennel.idempotency import IdempotencyKeyHeader, from_header
-from kennel.runtime import Runtime, RuntimeDep
 from kennel.tasks import service
 from kennel.tasks.render import task_out, turn_out
 from kennel.tasks.schemas import (

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from kennel.settings import Settings
+from kennel.core.settings import Settings
+from kennel.core.timestamps import iso_z
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import TaskOut, TaskTotals, TurnError, TurnOut
-from kennel.timestamps import iso_z
 from kennel.workers.render import file_url
 from kennel.workers.schemas import WorkerFile
 

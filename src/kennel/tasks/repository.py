@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam, func, select
 
 from kennel.auth import Caller
+from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write, row_columns, select_rows
 from kennel.models import tasks, turn_files, turns, workers
 from kennel.tasks.schemas import Budget, TaskStatus, TriggeredBy
-from kennel.timestamps import utcnow
 from kennel.workers.repository import VISIBLE_TO_CALLER, WorkerRow, caller_params
 
 __all__ = [

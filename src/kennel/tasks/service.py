@@ -14,16 +14,16 @@ from dbos import DBOS, WorkflowHandleAsync
 from dbos._error import DBOSAwaitedWorkflowCancelledError
 from pydantic_ai.messages import AgentStreamEvent
 
+from kennel.api.errors import Forbidden, NotFound
 from kennel.auth import Caller
-from kennel.errors import Forbidden, NotFound
-from kennel.runtime import Runtime
+from kennel.core.runtime import Runtime
+from kennel.core.timestamps import utcnow
 from kennel.tasks import control, waiters
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.starting import StartedTurn
 from kennel.tasks.state import load_worker_state, visible_worker_state
 from kennel.tasks.streaming import TurnFailed, live_events, replayed_events
-from kennel.timestamps import utcnow
 from kennel.workers import repository as workers_repo
 from kennel.workers import service as workers_service
 from kennel.workers.schemas import WorkerState

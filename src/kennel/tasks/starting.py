@@ -19,22 +19,22 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 from sqlalchemy.exc import IntegrityError
 
+from kennel.api.errors import ApiError, BadRequest, Conflict
 from kennel.auth import Caller
+from kennel.core.ids import new_id
+from kennel.core.runtime import Runtime
+from kennel.core.timestamps import utcnow
+from kennel.core.workspaces import Workspace, WorkspaceError
 from kennel.db import Read, Write
-from kennel.errors import ApiError, BadRequest, Conflict
 from kennel.idempotency import Idempotency, recorded, remember
-from kennel.ids import new_id
-from kennel.runtime import Runtime
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import Budget, TaskCreate, TriggeredBy
 from kennel.tasks.workflows import TURN_QUEUE, run_turn, turn_context
-from kennel.timestamps import utcnow
 from kennel.workers import repository as workers_repo
 from kennel.workers import service as workers_service
 from kennel.workers.repository import WorkerRow
 from kennel.workers.schemas import WorkerCreate
-from kennel.workspaces import Workspace, WorkspaceError
 
 __all__ = [
     "StartedTurn",

@@ -11,8 +11,9 @@ from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 
 from kennel.auth import Caller
+from kennel.core.settings import Settings
+from kennel.core.workspaces import Workspace, WorkspaceFile, has_workspace
 from kennel.db import Read
-from kennel.settings import Settings
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnRow
 from kennel.workers.render import file_url, worker_url
@@ -25,7 +26,6 @@ from kennel.workers.schemas import (
     WorkerState,
     WorkerUsage,
 )
-from kennel.workspaces import Workspace, WorkspaceFile, has_workspace
 
 __all__ = ["load_worker_state", "ui_messages", "visible_worker_state", "worker_state"]
 

@@ -25,15 +25,15 @@ from pydantic_ai.messages import (
     ToolReturnPart,
 )
 
-from kennel import runtime
 from kennel.agents.agent import MODEL_ID, turn_agent
 from kennel.agents.failures import failure_of
 from kennel.agents.output import OutputSchemaError, schema_output_type
 from kennel.agents.tools import TurnDeps
+from kennel.core import runtime
+from kennel.core.durable import Queue
+from kennel.core.runtime import Runtime
+from kennel.core.settings import BudgetCaps, Settings
 from kennel.db import Read
-from kennel.durable import Queue
-from kennel.runtime import Runtime
-from kennel.settings import BudgetCaps, Settings
 from kennel.tasks import control, listeners, waiters
 from kennel.tasks import repository as repo
 from kennel.tasks.budgets import caps_for, credits_for, model_settings, usage_limits

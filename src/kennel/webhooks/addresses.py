@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from kennel.parsers import IPNetwork
+from kennel.core.parsers import IPNetwork
 
 __all__ = [
     "MAX_URL_LENGTH",

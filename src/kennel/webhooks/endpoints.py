@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from kennel.api.errors import NotFound
+from kennel.api.http import KennelRoute, page_count
 from kennel.auth import CallerDep
-from kennel.errors import NotFound
-from kennel.http import KennelRoute, page_count
-from kennel.runtime import RuntimeDep
-from kennel.timestamps import iso_z
+from kennel.core.runtime import RuntimeDep
+from kennel.core.timestamps import iso_z
 from kennel.webhooks import service
 from kennel.webhooks.repository import ExecutionRow, WebhookRow
 from kennel.webhooks.schemas import Webhook, WebhookExecution, WebhookExecutionList, WebhookUpdate

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from kennel.api.errors import BadRequest, NotFound
 from kennel.auth import Caller
+from kennel.core.settings import Settings
+from kennel.core.timestamps import utcnow
 from kennel.db import Database, Write
-from kennel.errors import BadRequest, NotFound
-from kennel.settings import Settings
-from kennel.timestamps import utcnow
 from kennel.webhooks import repository as repo
 from kennel.webhooks.addresses import WebhookUrlError, check_url_resolving
 from kennel.webhooks.repository import ExecutionRow, WebhookRow

@@ -17,13 +17,14 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from kennel import __version__, runtime
-from kennel.ids import new_id
+from kennel import __version__
+from kennel.core import runtime
+from kennel.core.ids import new_id
+from kennel.core.timestamps import iso_z, utcnow
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.listeners import register_turn_listener
 from kennel.tasks.render import task_out, turn_out
 from kennel.tasks.state import load_worker_state
-from kennel.timestamps import iso_z, utcnow
 from kennel.webhooks import repository as repo
 from kennel.webhooks.repository import EventRow, ExecutionRow
 from kennel.webhooks.retries import next_delay

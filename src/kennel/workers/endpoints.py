@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
+from kennel.api.errors import ApiError
+from kennel.api.http import KennelRoute, json_response, page_count
 from kennel.auth import CallerDep
-from kennel.errors import ApiError
-from kennel.http import KennelRoute, json_response, page_count
+from kennel.core.runtime import RuntimeDep
+from kennel.core.timestamps import iso_z
 from kennel.idempotency import IdempotencyKeyHeader, from_header
-from kennel.runtime import RuntimeDep
-from kennel.timestamps import iso_z
 from kennel.workers import service
 from kennel.workers.render import worker_email, worker_template
 from kennel.workers.schemas import (

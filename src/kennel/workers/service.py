@@ -11,13 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from kennel.agents import ModelError, write_worker_instructions
 from kennel.agents.output import OutputSchemaError, check_output_schema
+from kennel.api.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.auth import Caller
 from kennel.auth import repository as auth_repo
+from kennel.core.ids import new_id
+from kennel.core.timestamps import utcnow
 from kennel.db import Database, Read, Write
-from kennel.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.idempotency import Idempotency, recorded, remember
-from kennel.ids import new_id
-from kennel.timestamps import utcnow
 from kennel.workers import repository as repo
 from kennel.workers.events import worker_deleted
 from kennel.workers.names import dog_name, email_local_part

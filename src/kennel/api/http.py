@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from kennel.errors import ApiError, BadRequest
+from kennel.api.errors import ApiError, BadRequest
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -38,7 +38,7 @@ MAX_JSON_DEPTH = 64
 
 
 class BodyError(HTTPException):
-    """A body that is not JSON we will read: 400 with the reason (rendered by kennel.errors).
+    """A body that is not JSON we will read: 400 with the reason (rendered by kennel.api.errors).
 
     An HTTPException, so that FastAPI's body reading lets it through."""
 

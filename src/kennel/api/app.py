@@ -11,30 +11,31 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from kennel import __version__, runtime
+from kennel import __version__
 from kennel.agents import build_model, is_offline
+from kennel.api.docs import install_docs
+from kennel.api.errors import install_error_handlers
+from kennel.api.http import add_routes
+from kennel.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from kennel.api.openapi import install_openapi
+from kennel.api.startup import startup_block, startup_facts
 from kennel.auth.dependencies import VerifiedKeys
 from kennel.auth.service import bootstrap
-from kennel.background import BackgroundService
+from kennel.core import runtime
+from kennel.core.background import BackgroundService
+from kennel.core.durable import Queue
+from kennel.core.durable import launch as launch_dbos
+from kennel.core.durable import shutdown as shutdown_dbos
+from kennel.core.settings import Settings, load_settings
 from kennel.dashboard import install_dashboard
 from kennel.db import migrate, open_database
-from kennel.docs import install_docs
-from kennel.durable import Queue
-from kennel.durable import launch as launch_dbos
-from kennel.durable import shutdown as shutdown_dbos
-from kennel.errors import install_error_handlers
-from kennel.http import add_routes
 from kennel.mail import answers as mail_answers
 from kennel.mail import workflows as mail_workflows
 from kennel.mail.endpoints import router as mail_router
 from kennel.mail.front_door import FrontDoor
 from kennel.mail.workflows import mail_queue
-from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from kennel.openapi import install_openapi
 from kennel.schedules.dispatcher import Dispatcher
 from kennel.schedules.endpoints import router as schedules_router
-from kennel.settings import Settings, load_settings
-from kennel.startup import startup_block, startup_facts
 from kennel.tasks import workflows as tasks_workflows
 from kennel.tasks.endpoints import router as tasks_router
 from kennel.tasks.endpoints import worker_router as worker_state_router

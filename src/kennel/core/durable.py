@@ -18,8 +18,8 @@ from typing import Any
 from dbos import DBOS, DBOSConfig
 
 from kennel import __version__
+from kennel.core.settings import Settings
 from kennel.db.sqlite import SYNCHRONOUS
-from kennel.settings import Settings
 
 __all__ = [
     "Queue",

@@ -11,8 +11,8 @@ from kennel import __version__
 from kennel.agents import is_offline
 from kennel.auth import repository as auth_repo
 from kennel.auth.keys import hash_key
+from kennel.core.runtime import Runtime
 from kennel.db.setup import describe_database
-from kennel.runtime import Runtime
 
 __all__ = ["startup_block", "startup_facts"]
 

@@ -14,9 +14,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic_ai.models import Model
 
+from kennel.core.settings import Settings
+from kennel.core.workspaces import Workspace
 from kennel.db import Database
-from kennel.settings import Settings
-from kennel.workspaces import Workspace
 
 __all__ = ["Runtime", "RuntimeDep", "current", "install", "of_request", "uninstall"]
 

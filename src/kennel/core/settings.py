@@ -18,7 +18,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-from kennel.parsers import (
+from kennel.core.parsers import (
     DEFAULT_RETRY_SCHEDULE,
     IPNetwork,
     parse_host_port,
