@@ -92,7 +92,7 @@ async def _call(app: Any, method: str, path: str, body: bytes = b"") -> tuple[in
 
 
 async def _run(requests: int) -> None:
-    from kennel.app import create_app
+    from kennel.api.app import create_app
 
     app = create_app(durable=False)
 
@@ -176,7 +176,7 @@ def main() -> None:
         KENNEL_BOOTSTRAP_API_KEY=KEY,
         KENNEL_LOG_LEVEL="WARNING",
     )
-    from kennel.logs import configure_logging
+    from kennel.core.logs import configure_logging
 
     configure_logging("WARNING")
     asyncio.run(_run(opts.requests))

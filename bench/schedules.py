@@ -118,7 +118,7 @@ def idle_cpu(pid: int, seconds: float = 20.0) -> float:
 def insert_waiting(database_url: str, worker_id: str, org_id: str, user_id: str, n: int) -> None:
     from sqlalchemy import create_engine, insert
 
-    from kennel.ids import new_id
+    from kennel.core.ids import new_id
     from kennel.models import schedules
 
     url = database_url.replace("postgresql://", "postgresql+psycopg://")

@@ -384,7 +384,7 @@ def _bare_child(spec: dict) -> None:
             "notification_listener_polling_interval_sec": spec["polling"],
         }
         if spec["database_url"].startswith("sqlite:///"):
-            from kennel.durable import sqlite_engine_kwargs
+            from kennel.core.durable import sqlite_engine_kwargs
 
             # The engine settings Kennel gives DBOS on SQLite (no ping, synchronous=NORMAL).
             path = spec["database_url"].removeprefix("sqlite:///")
@@ -785,7 +785,7 @@ def main() -> None:
                 # The aim's reference: the rate at the largest client count (not the best level).
                 best = max(http, key=lambda h: h.concurrency).rate if http else 0.0
                 per_turn = (peak - before) / turns
-                from kennel.settings import Settings
+                from kennel.core.settings import Settings
 
                 concurrency = Settings.model_fields["turn_concurrency"].default
                 ideal = math.ceil(turns / concurrency) * MODEL_DELAY_SECONDS

@@ -21,8 +21,8 @@ from fastapi import FastAPI
 from pydantic_ai.models import Model
 from sqlalchemy import make_url
 
-from kennel.app import create_app
-from kennel.settings import Settings
+from kennel.api.app import create_app
+from kennel.core.settings import Settings
 from tests.factories import Member, make_member
 
 POSTGRES_ENV = "KENNEL_TEST_POSTGRES_URL"

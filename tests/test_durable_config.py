@@ -7,7 +7,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from kennel.durable import config
+from kennel.core.durable import config
 from tests.conftest import make_settings
 
 
@@ -37,7 +37,8 @@ async def test_mail_is_polled_less_often_than_turns(app: FastAPI) -> None:
     """Each poll of a queue costs DBOS a transaction: mail, which is rare, waits longer."""
     from dbos import DBOS
 
-    from kennel.durable import MAIL_POLLING_SECONDS, MAIL_QUEUE, TURN_QUEUE
+    from kennel.mail.workflows import MAIL_POLLING_SECONDS, MAIL_QUEUE
+    from kennel.tasks.workflows import TURN_QUEUE
 
     turns = await DBOS.retrieve_queue_async(TURN_QUEUE)
     mail = await DBOS.retrieve_queue_async(MAIL_QUEUE)

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kennel.settings import Settings
+from kennel.core.settings import Settings
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker
+from tests.factories.workers import new_worker
 
 
 async def test_the_api_reference_needs_no_other_host(client: httpx.AsyncClient) -> None:

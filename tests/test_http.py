@@ -1,4 +1,4 @@
-"""How every request body is read (`kennel.http`): numbers JSON has, booleans that are booleans.
+"""How every request body is read (`kennel.api.http`): numbers JSON has, booleans that are booleans.
 
 Found by a probe (issue 21): `NaN`, `Infinity` and `1e999` inside an `outputSchema` were stored
 as tokens no JSON reader takes back and shown as `null`; `{"paused": 0}` and
@@ -11,10 +11,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from kennel.http import decode_json_body
+from kennel.api.http import decode_json_body
 from kennel.models import schedules, tasks, workers
 from tests.factories import Member, count_rows
-from tests.factories.api import new_worker_id
+from tests.factories.workers import new_worker_id
 
 
 class TestNonFiniteNumbers:

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from kennel.agents.offline_model import OfflineModel
 from kennel.models import tasks, workers
 from tests.factories import Member, count_rows, make_member
-from tests.factories.api import new_worker_id
+from tests.factories.workers import new_worker_id
 
 
 def keyed(member: Member, key: str) -> dict[str, str]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).parent.parent / "src" / "kennel"
@@ -64,7 +67,7 @@ def test_runtime_current_only_at_durable_entry_points() -> None:
         Path("agents/agent.py"),
         Path("agents/mcp_tools.py"),  # the steps that list and call MCP tools
         Path("webhooks/workflows.py"),
-        Path("mail/intake.py"),
+        Path("mail/workflows.py"),
         Path("mail/answers.py"),
     }
     found = [
@@ -75,28 +78,114 @@ def test_runtime_current_only_at_durable_entry_points() -> None:
     assert found == []
 
 
-def _module_imports() -> dict[str, set[str]]:
-    """Each kennel module's imports of other kennel modules made when it loads (not inside
-    functions, not for type checking only)."""
+# The order domains import one another in, lowest first: a module may import from its own
+# package and from the levels below its own, never from above nor from a peer at its level.
+# The plumbing at the bottom may import within itself (the cycle test watches it). A place is
+# a package, or a module of `api`, whose helpers are plumbing and whose app is the shell. A
+# package not listed here fails the test until it is given its place.
+_WEB_PLUMBING = {"api.docs", "api.errors", "api.http", "api.middleware", "api.openapi"}
+LEVELS: tuple[frozenset[str], ...] = (
+    frozenset({"", "api", "core", "db", "idempotency", "models", *_WEB_PLUMBING}),
+    frozenset({"auth"}),
+    frozenset({"mcp_servers"}),  # the MCP servers agents call, below the agents that call them
+    frozenset({"agents"}),
+    frozenset({"workers"}),
+    frozenset({"tasks"}),
+    frozenset({"schedules", "webhooks", "mail"}),
+    frozenset({"dashboard", "mcp"}),
+    # The shell that wires them together.
+    frozenset({"api.startup"}),
+    frozenset({"api.app"}),
+    frozenset({"cli"}),
+    frozenset({"__main__"}),
+)
+_LEVEL_OF = {place: n for n, level in enumerate(LEVELS) for place in level}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(tree: ast.Module, *, lazy: bool) -> list[ast.Import | ast.ImportFrom]:
+    """The module's import statements: those run when it loads, and with `lazy` those inside
+    functions too; never those under `if TYPE_CHECKING:`."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(nodes: list[ast.stmt], top: bool) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                found.append(node)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                if lazy:
+                    visit(node.body, False)
+            elif isinstance(node, ast.ClassDef):
+                visit(node.body, top)
+            else:
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    visit(getattr(node, field, []), top)
+
+    visit(tree.body, True)
+    return found
+
+
+def _imported_names(node: ast.Import | ast.ImportFrom) -> set[str]:
+    if isinstance(node, ast.ImportFrom):
+        if not (node.module or "").startswith("kennel"):
+            return set()
+        return {node.module or ""} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {a.name for a in node.names if a.name.startswith("kennel")}
+
+
+def _module_imports(*, lazy: bool = False) -> dict[str, set[str]]:
+    """Each kennel module's imports of other kennel modules: those made when it loads (not
+    for type checking only), and with `lazy` those inside functions too."""
     graph: dict[str, set[str]] = {}
     for path in _sources():
-        parts = path.relative_to(SRC.parent).with_suffix("").parts
-        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         found: set[str] = set()
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.If):  # `if TYPE_CHECKING:`
-                continue
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kennel"):
-                found.add(node.module or "")
-                found.update(f"{node.module}.{alias.name}" for alias in node.names)
-            elif isinstance(node, ast.Import):
-                found.update(a.name for a in node.names if a.name.startswith("kennel"))
-        graph[module] = found
+        for node in _imports(ast.parse(path.read_text()), lazy=lazy):
+            found |= _imported_names(node)
+        graph[_module_name(path)] = found
     return {m: {i for i in imports if i in graph and i != m} for m, imports in graph.items()}
 
 
+def _package(module: str) -> str:
+    """Its place in LEVELS: `kennel.tasks.service` -> `tasks`; `kennel.api.app` -> `api.app`,
+    `kennel.api` -> `api`; `kennel` -> ``."""
+    parts = module.split(".")[1:]
+    if len(parts) > 1 and ".".join(parts[:2]) in _LEVEL_OF:
+        return ".".join(parts[:2])
+    return parts[0] if parts else ""
+
+
+def test_every_package_has_its_place_in_the_order() -> None:
+    unplaced = sorted({_package(m) for m in _module_imports()} - _LEVEL_OF.keys())
+    assert unplaced == [], f"give these a level in LEVELS: {unplaced}"
+
+
+def test_domains_import_one_way() -> None:
+    """Module-level and function-level imports alike follow LEVELS."""
+    upward = []
+    for module, imports in sorted(_module_imports(lazy=True).items()):
+        here = _package(module)
+        level = _LEVEL_OF.get(here)
+        for imported in sorted(imports):
+            if any(i.startswith(imported + ".") for i in imports):
+                continue  # `kennel.tasks` of `from kennel.tasks import control`: said once
+            there = _package(imported)
+            other = _LEVEL_OF.get(there)
+            if level is None or other is None or there == here or other < level:
+                continue
+            if other == level == 0:  # plumbing among itself: the cycle test watches it
+                continue
+            upward.append(f"{module} imports {imported}")
+    assert upward == [], "imports against the order of LEVELS:\n" + "\n".join(upward)
+
+
 def test_modules_import_one_another_without_cycles() -> None:
-    graph = _module_imports()
+    graph = _module_imports(lazy=True)
     state: dict[str, int] = {}
     cycles: list[list[str]] = []
 
@@ -116,3 +205,17 @@ def test_modules_import_one_another_without_cycles() -> None:
     # that is not a cycle between concepts.
     real = [c for c in cycles if not all(m.startswith(c[0] + ".") or m == c[0] for m in c[1:])]
     assert real == []
+
+
+def test_loading_the_settings_loads_no_domain() -> None:
+    """Settings are near the bottom: they parse with `kennel.core.parsers`, not with a domain's
+    modules (which once made every `Settings()` load `standardwebhooks`)."""
+    code = (
+        "import sys, kennel.core.settings;"
+        "print(sorted(m for m in sys.modules if m.startswith(('kennel.', 'standardwebhooks'))))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC.parent)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "['kennel.core', 'kennel.core.parsers', 'kennel.core.settings']"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from kennel.app import PUBLIC_PATHS
+from kennel.api.app import PUBLIC_PATHS
 
 
 async def test_every_route_is_documented_with_real_error_shapes(
@@ -39,8 +39,8 @@ async def test_a_real_error_matches_the_documented_shape(
 
 def test_every_route_is_matched_in_the_apps_own_list() -> None:
     """No route sits behind an included router, which FastAPI 0.165 matches again on every
-    request (`kennel.http.add_routes`): each documented path is one of the app's own routes."""
-    from kennel.app import create_app
+    request (`kennel.api.http.add_routes`): each documented path is one of the app's own routes."""
+    from kennel.api.app import create_app
 
     app = create_app(durable=False)
     own = {getattr(route, "path_format", None) for route in app.router.routes}

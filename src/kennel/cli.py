@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from kennel.settings import Settings, SettingsError, load_settings
+from kennel.core.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from kennel.db import Database
@@ -55,8 +55,8 @@ def serve(
     import uvicorn
 
     from kennel.agents import ModelConfigError
-    from kennel.app import create_app
-    from kennel.logs import configure_logging
+    from kennel.api.app import create_app
+    from kennel.core.logs import configure_logging
 
     configure_logging(settings.log_level)
     try:
@@ -188,8 +188,9 @@ def mail_replay(
     """Take a kept message in again, after a refusal or failure (a running server does it)."""
     from dbos import DBOSClient, EnqueueOptions
 
-    from kennel.durable import MAIL_QUEUE, application_version
-    from kennel.mail.intake import mark_for_replay, replay_workflow_id
+    from kennel.core.durable import application_version
+    from kennel.mail.storage import mark_for_replay
+    from kennel.mail.workflows import MAIL_QUEUE, replay_workflow_id
 
     settings = _settings()
     if not _with_database(settings, lambda db: mark_for_replay(db, message_id)):

@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.routing import Mount, Route
 
-from kennel.app import PUBLIC_PATHS, create_app
+from kennel.api.app import PUBLIC_PATHS, create_app
 from kennel.auth.keys import generate_key, hash_key
 from kennel.mcp import MCP_METHODS, MCP_PATH
 from tests.conftest import make_settings
@@ -33,7 +33,7 @@ def api_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 def served_routes(app: FastAPI) -> list[tuple[str, str]]:
     """Every (method, path) the app answers, read from `app.routes`, where every route is
-    (`kennel.http.add_routes`); a mounted app is one ("MOUNT", path)."""
+    (`kennel.api.http.add_routes`); a mounted app is one ("MOUNT", path)."""
     found: list[tuple[str, str]] = []
     for route in app.routes:
         if isinstance(route, Mount):
@@ -254,7 +254,7 @@ async def test_a_checked_key_is_trusted_for_a_second_then_checked_again(
     member = await make_member(app)
     rt = app.state.runtime
     now = [1000.0]
-    rt.verified_keys.clock = lambda: now[0]
+    app.state.verified_keys.clock = lambda: now[0]
     assert (await client.get("/api/workers", headers=member.headers)).status_code == 200
     async with rt.db.write() as w:  # revoked behind the server's back, with no wait
         key_id = await w.scalar(select(api_keys.c.id).where(api_keys.c.user_id == member.user_id))

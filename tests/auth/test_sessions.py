@@ -18,8 +18,8 @@ from kennel.auth.sessions import (
     session_caller,
     start_session,
 )
+from kennel.core.timestamps import utcnow
 from kennel.models import dashboard_sessions
-from kennel.timestamps import utcnow
 from tests.factories import make_member
 
 IDLE = 3600

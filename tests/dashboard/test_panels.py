@@ -10,12 +10,12 @@ import pytest
 from fastapi import FastAPI
 
 from kennel.auth import Caller
+from kennel.core.runtime import Runtime
 from kennel.dashboard import panels
-from kennel.runtime import Runtime
 from kennel.workers.repository import WorkerRow
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker_id
 from tests.factories.dashboard import csrf_of, signed_in_browser
+from tests.factories.workers import new_worker_id
 
 
 async def test_no_panel_without_its_loader(

@@ -10,8 +10,8 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from tests.factories import Member
-from tests.factories.api import new_worker
 from tests.factories.dashboard import error_next_to, panel, post_form, signed_in_browser
+from tests.factories.workers import new_worker
 
 
 @pytest_asyncio.fixture

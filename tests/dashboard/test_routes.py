@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -13,8 +12,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker, new_worker_id
 from tests.factories.dashboard import csrf_of, signed_in_browser
+from tests.factories.polling import eventually
+from tests.factories.workers import new_worker, new_worker_id
 
 SCRIPT_TITLE = "<script>alert('owned')</script>"
 
@@ -27,12 +27,12 @@ async def browser(app: FastAPI, member: Member) -> AsyncIterator[httpx.AsyncClie
 
 async def finished_state(client: httpx.AsyncClient, member: Member, worker_id: str) -> dict:
     """The `Worker` object once its latest turn has ended."""
-    for _ in range(300):
-        state = (await client.get(f"/api/workers/{worker_id}", headers=member.headers)).json()
-        if state["status"] == "completed":
-            return state
-        await asyncio.sleep(0.05)
-    pytest.fail(f"the turn on {worker_id} did not end")
+
+    async def state() -> dict:
+        return dict((await client.get(f"/api/workers/{worker_id}", headers=member.headers)).json())
+
+    found = await eventually(state, lambda s: s["status"] == "completed", f"{worker_id}'s turn")
+    return dict(found)
 
 
 async def run_from_page(

@@ -164,8 +164,8 @@ class TestSignOut:
 
         from sqlalchemy import update
 
+        from kennel.core.timestamps import utcnow
         from kennel.models import dashboard_sessions
-        from kennel.timestamps import utcnow
 
         reconfigure(session_idle_seconds=600)
         async with signed_in_browser(app, member) as browser:

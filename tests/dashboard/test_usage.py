@@ -9,13 +9,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
+from kennel.api.errors import NotFound
+from kennel.core.timestamps import utcnow
 from kennel.dashboard.usage import usage_chart
-from kennel.errors import NotFound
 from kennel.models import tasks, turns
 from kennel.tasks.service import credits_per_day
-from kennel.timestamps import utcnow
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker_id
+from tests.factories.workers import new_worker_id
 
 
 class TestCreditsPerDay:

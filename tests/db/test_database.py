@@ -14,13 +14,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from kennel.auth import repository as auth_repo
 from kennel.auth.keys import hash_key
+from kennel.core.timestamps import utcnow
 from kennel.db import Database
 from kennel.models import organizations
 from kennel.tasks import repository as tasks_repo
-from kennel.timestamps import utcnow
 from kennel.workers import repository as workers_repo
 from tests.factories import Member
-from tests.factories.api import new_worker_id, post_task
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker_id
 
 _COUNT = (
     select(func.count())

@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from sqlalchemy import insert
 
 from kennel.auth import repository as auth_repo
+from kennel.core.timestamps import utcnow
 from kennel.db import Database
 from kennel.db import _sqlite_plans as plans
 from kennel.models import organizations
-from kennel.timestamps import utcnow
 
 
 @pytest.fixture
@@ -121,8 +121,8 @@ async def test_foreign_keys_are_enforced(db: Database) -> None:
     from sqlalchemy import insert
     from sqlalchemy.exc import IntegrityError
 
+    from kennel.core.timestamps import utcnow
     from kennel.models import users
-    from kennel.timestamps import utcnow
 
     async def orphan() -> None:
         async with db.write() as w:

@@ -19,6 +19,7 @@ import pytest
 from tests.e2e.conftest import LiveServer, start_live_server
 from tests.e2e.test_crash_recovery import sigkill
 from tests.factories.mail import many_parts
+from tests.factories.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -57,15 +58,6 @@ def tasks_of(server: LiveServer, worker_id: str) -> list[dict[str, Any]]:
             if page >= body["pageCount"]:
                 return found
             page += 1
-
-
-def wait_until(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 def test_a_crash_right_after_the_250_loses_nothing_and_starts_nothing_twice(

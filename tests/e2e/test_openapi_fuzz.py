@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from kennel.schedules.timing import parse_cron, parse_timezone
+from kennel.core.parsers import parse_timezone
+from kennel.schedules.timing import parse_cron
 from tests.conftest import fresh_database
 from tests.e2e.conftest import LiveServer, start_live_server
 

@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import BACKENDS, POSTGRES_ENV, fresh_database
 from tests.e2e.conftest import LiveServer, start_live_server
 from tests.e2e.test_crash_recovery import sigkill
+from tests.factories.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -50,15 +51,6 @@ def tasks_of(http: httpx.Client, worker_id: str) -> list[dict[str, Any]]:
         if page >= body["pageCount"]:
             return found
         page += 1
-
-
-def wait_until(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 def test_every_endpoint_through_the_sdk(server: LiveServer) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import smtplib
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -23,10 +21,13 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
 from kennel.agents.offline_model import OfflineModel
-from kennel.mail import intake, senders
+from kennel.mail import senders
+from kennel.mail import workflows as intake
 from tests.e2e.conftest import free_port
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker
+from tests.factories.polling import eventually
+from tests.factories.tasks import tasks_of
+from tests.factories.workers import new_worker
 
 
 class Sink:
@@ -87,24 +88,6 @@ async def send(app: FastAPI, message: EmailMessage | bytes, *, mail_from: str, t
             return client.sendmail(mail_from, [to], raw)
 
     return await asyncio.to_thread(run)
-
-
-async def tasks_of(client: httpx.AsyncClient, member: Member, worker_id: str) -> list[dict]:
-    return (await client.get(f"/api/tasks?workerId={worker_id}", headers=member.headers)).json()[
-        "tasks"
-    ]
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def inbox_of(client: httpx.AsyncClient, member: Member, **body: Any) -> tuple[str, str]:

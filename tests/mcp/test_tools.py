@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from kennel.ids import new_id
+from kennel.core.ids import new_id
 from kennel.mcp.tools import RunArguments, general_tools, tool_names, worker_tool
 from kennel.workers.repository import WorkerRow
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,10 +13,12 @@ import pytest
 from fastapi import FastAPI
 
 from kennel.agents.offline_model import OfflineModel
+from kennel.core.timestamps import iso_z
 from kennel.schedules.dispatcher import fire_due
-from kennel.timestamps import iso_z
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker_id
+from tests.factories.polling import eventually
+from tests.factories.tasks import tasks_of
+from tests.factories.workers import new_worker_id
 
 
 def later(seconds: float) -> str:
@@ -31,20 +32,6 @@ async def schedule(
     return await client.post(
         f"/api/workers/{worker_id}/schedules", json=body, headers=member.headers
     )
-
-
-async def tasks_of(client: httpx.AsyncClient, member: Member, worker_id: str) -> list[dict]:
-    r = await client.get(f"/api/tasks?workerId={worker_id}", headers=member.headers)
-    assert r.status_code == 200, r.text
-    return r.json()["tasks"]
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := await check()):
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-    return value
 
 
 class TestValidation:

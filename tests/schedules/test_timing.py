@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kennel.schedules.timing import next_cron, next_interval, parse_cron, parse_timezone, upcoming
+from kennel.core.parsers import parse_timezone
+from kennel.schedules.timing import next_cron, next_interval, parse_cron, upcoming_of
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -109,7 +111,15 @@ class TestCron:
 
     def test_upcoming_five(self) -> None:
         first = next_cron("0 9 * * mon", BERLIN, datetime(2026, 12, 2, tzinfo=UTC))
-        times = upcoming("cron", first, cron="0 9 * * mon", zone=BERLIN)
+        schedule = SimpleNamespace(
+            kind="cron",
+            cron="0 9 * * mon",
+            timezone=None,
+            anchor=first,
+            interval_seconds=None,
+            next_run_at=first,
+        )
+        times = upcoming_of(schedule, default_zone="Europe/Berlin")
         assert [t.astimezone(BERLIN).strftime("%a %d %H:%M") for t in times] == [
             "Mon 07 09:00",
             "Mon 14 09:00",

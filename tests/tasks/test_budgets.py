@@ -17,7 +17,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCall
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 
 from kennel.agents.offline_model import OfflineModel
-from kennel.settings import BudgetCaps
+from kennel.core.settings import BudgetCaps
 from kennel.tasks.budgets import DEFAULT_CAPS
 from tests.factories import Member
 from tests.factories.pages import PageServer, page_html, serve_page

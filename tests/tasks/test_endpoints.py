@@ -6,7 +6,8 @@ import httpx
 from fastapi import FastAPI
 
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker, post_task
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker
 
 
 class TestCreate:

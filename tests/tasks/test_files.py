@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker_id
+from tests.factories.workers import new_worker_id
 
 ALL_BYTES = bytes(range(256))
 TEXT = "Beagles: 3\nSetters: 2\nÜmlaut dogs: 1\n".encode()

@@ -24,7 +24,8 @@ from kennel.models import tasks, workers
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.workflows import finish_abandoned_turns
 from tests.factories import Member, count_rows
-from tests.factories.api import new_worker, new_worker_id, post_task
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker, new_worker_id
 
 DRAFT_07 = {
     "type": "object",

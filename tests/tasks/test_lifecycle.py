@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -22,11 +20,13 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from kennel.agents.offline_model import OfflineModel
-from kennel.durable import TURN_QUEUE
 from kennel.tasks import control, waiters
 from kennel.tasks import repository as tasks
+from kennel.tasks.workflows import TURN_QUEUE
 from tests.factories import Member
-from tests.factories.api import new_worker, post_task
+from tests.factories.polling import eventually
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker
 
 # Each answer of the slow model takes two pauses ("Done: <3 words>" streams in two chunks).
 DELAY = 0.4
@@ -111,22 +111,6 @@ async def get_task(client: httpx.AsyncClient, member: Member, task_id: str) -> d
     r = await client.get(f"/api/tasks/{task_id}", headers=member.headers)
     assert r.status_code == 200, r.text
     return r.json()
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[Any]],
-    done: Callable[[Any], bool],
-    what: str,
-    timeout: float = DEADLINE_SECONDS,
-) -> Any:
-    """Poll `probe` until `done(value)`; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    value = await probe()
-    while not done(value):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}; last: {value!r}"
-        await asyncio.sleep(0.05)
-        value = await probe()
-    return value
 
 
 async def wait_turn(

@@ -19,10 +19,11 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from kennel.agents.offline_model import OfflineModel
-from kennel.tasks import service, streaming
+from kennel.tasks import starting, streaming
 from tests.factories import Member
-from tests.factories.api import new_worker_id
 from tests.factories.pages import PAGE_TITLE, serve_page
+from tests.factories.polling import eventually
+from tests.factories.workers import new_worker_id
 
 DONE = "[DONE]"
 Event = dict[str, Any] | str  # a JSON chunk, or the final "[DONE]"
@@ -102,14 +103,13 @@ async def stream_worker(client: httpx.AsyncClient, member: Member, worker_id: st
 
 async def only_task(client: httpx.AsyncClient, member: Member, worker_id: str) -> dict:
     """The worker's one task, waiting (briefly) for its row to appear."""
-    for _ in range(200):
+
+    async def tasks() -> list[dict]:
         r = await client.get("/api/tasks", params={"workerId": worker_id}, headers=member.headers)
-        tasks = r.json()["tasks"]
-        if tasks:
-            (task,) = tasks
-            return task
-        await asyncio.sleep(0.02)
-    pytest.fail(f"no task appeared on {worker_id}")
+        return list(r.json()["tasks"])
+
+    (task,) = await eventually(tasks, what=f"a task on {worker_id}", timeout=4, interval=0.02)
+    return dict(task)
 
 
 async def task_and_turns(client: httpx.AsyncClient, member: Member, task_id: str) -> dict:
@@ -367,7 +367,7 @@ class TestWorkerStream:
     ) -> None:
         # A turn's row is committed before its workflow is enqueued; a worker stream opened in
         # between must wait for the workflow rather than fail.
-        enqueue = service.enqueue_turn
+        enqueue = starting.enqueue_turn
         recorded = asyncio.Event()
 
         async def late_enqueue(rt: Any, turn_id: str) -> None:
@@ -375,7 +375,7 @@ class TestWorkerStream:
             await asyncio.sleep(0.5)
             await enqueue(rt, turn_id)
 
-        monkeypatch.setattr(service, "enqueue_turn", late_enqueue)
+        monkeypatch.setattr(starting, "enqueue_turn", late_enqueue)
         worker_id = await new_worker_id(client, member)
         post = asyncio.create_task(
             client.post(

@@ -9,10 +9,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from kennel.settings import Settings
+from kennel.core.settings import Settings
 from tests.factories import Member
-from tests.factories.api import new_worker_id, post_task
 from tests.factories.search import serve_search
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker_id
 from tests.tasks.test_streaming import kinds, parse_sse
 
 

@@ -12,7 +12,8 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from tests.factories import Member
-from tests.factories.api import new_worker_id, post_task
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker_id
 
 
 def rate_limited(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.webhooks.receiver import ReceiverServer
+from tests.factories.receiver import Receiver
 
 
 class StubResolver:
@@ -34,9 +34,9 @@ def resolver() -> StubResolver:
 
 
 @pytest.fixture(scope="module")
-def http_receiver() -> Iterator[ReceiverServer]:
-    with ReceiverServer() as server:
-        yield server
+def http_receiver() -> Iterator[Receiver]:
+    with Receiver() as server:
+        yield server.misbehaving()
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +60,11 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tls_receiver(certificates: Path) -> Iterator[ReceiverServer]:
+def tls_receiver(certificates: Path) -> Iterator[Receiver]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certificates / "leaf.pem", certificates / "leaf.key")
-    with ReceiverServer(tls=context) as server:
-        yield server
+    with Receiver(tls=context) as server:
+        yield server.misbehaving()
 
 
 @pytest.fixture
@@ -79,6 +79,4 @@ async def tls_transport(certificates: Path) -> AsyncIterator[httpx.AsyncHTTPTran
 def _forget_requests(request: pytest.FixtureRequest) -> None:
     for name in ("http_receiver", "tls_receiver"):
         if name in request.fixturenames:
-            server = request.getfixturevalue(name)
-            server.received.clear()
-            server.server_names.clear()
+            request.getfixturevalue(name).forget()

@@ -9,17 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kennel.webhooks.addresses import (
+from kennel.core.addresses import (
     BlockedAddressError,
     WebhookUrlError,
     blocked_reason,
     check_url,
     check_url_resolving,
     is_blocked,
-    parse_networks,
     resolve_allowed,
     system_resolver,
 )
+from kennel.core.parsers import parse_networks
 from tests.webhooks.conftest import StubResolver
 
 # One address of every blocked class, with a word its reason must contain.

@@ -21,8 +21,9 @@ from kennel.tasks import listeners
 from kennel.tasks.workflows import finish_abandoned_turns
 from kennel.webhooks import verify
 from tests.factories import Member
-from tests.factories.api import new_worker_id, post_task
 from tests.factories.receiver import Answer, Receiver
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker_id
 
 FAST = (0.0, 0.3, 0.3, 0.3)  # the retry schedule of these tests: four attempts, quickly
 

@@ -10,12 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kennel.webhooks.retries import (
-    DEFAULT_SCHEDULE,
-    next_delay,
-    parse_retry_after,
-    parse_schedule,
-)
+from kennel.core.parsers import DEFAULT_RETRY_SCHEDULE as DEFAULT_SCHEDULE
+from kennel.core.parsers import parse_retry_schedule as parse_schedule
+from kennel.webhooks.retries import next_delay, parse_retry_after
 
 
 class TestParseSchedule:

@@ -10,23 +10,24 @@ import httpx
 import pytest
 import standardwebhooks
 
+from kennel.core.addresses import check_url_resolving
+from kennel.core.parsers import parse_networks
 from kennel.webhooks import verify
-from kennel.webhooks.addresses import check_url_resolving, parse_networks
 from kennel.webhooks.send import Attempt, deliver
 from kennel.webhooks.signing import new_event_id, new_token, webhook_headers
+from tests.factories.receiver import Receiver
 from tests.webhooks.conftest import StubResolver
-from tests.webhooks.receiver import ReceiverServer
 from tests.webhooks.test_addresses import BLOCKED, UNUSUAL_IPV4
 
 BODY = json.dumps({"type": "task.completed", "id": "tsk_1"}).encode()
 LOOPBACK = parse_networks("127.0.0.0/8")
 
 
-def local(server: ReceiverServer, path: str) -> str:
+def local(server: Receiver, path: str) -> str:
     return f"http://127.0.0.1:{server.port}{path}"
 
 
-async def post_local(server: ReceiverServer, path: str, *, timeout: float = 5) -> Attempt:
+async def post_local(server: Receiver, path: str, *, timeout: float = 5) -> Attempt:
     """An unsigned delivery to the plain-http receiver, as in development (allow_private)."""
     return await deliver(local(server, path), BODY, {}, timeout=timeout, allow_private=True)
 
@@ -39,9 +40,7 @@ def no_network() -> httpx.MockTransport:
 
 
 class TestDeliverToARealReceiver:
-    async def test_signed_delivery_arrives_and_verifies(
-        self, http_receiver: ReceiverServer
-    ) -> None:
+    async def test_signed_delivery_arrives_and_verifies(self, http_receiver: Receiver) -> None:
         token, event_id = new_token(), new_event_id()
         headers = {
             "Content-Type": "application/json",
@@ -70,7 +69,7 @@ class TestDeliverToARealReceiver:
         standardwebhooks.Webhook(token.encode()).verify(received.body, received.headers)
 
     async def test_proxy_variables_are_ignored(
-        self, http_receiver: ReceiverServer, monkeypatch: pytest.MonkeyPatch
+        self, http_receiver: Receiver, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
             monkeypatch.setenv(name, "http://127.0.0.1:9")
@@ -78,14 +77,14 @@ class TestDeliverToARealReceiver:
         assert attempt.ok
         assert http_receiver.paths() == ["/ok"]
 
-    async def test_redirects_are_not_followed(self, http_receiver: ReceiverServer) -> None:
+    async def test_redirects_are_not_followed(self, http_receiver: Receiver) -> None:
         attempt = await post_local(http_receiver, "/redirect")
         assert not attempt.ok
         assert attempt.status == 307
         assert attempt.error is None
         assert http_receiver.paths() == ["/redirect"]
 
-    async def test_a_hanging_receiver_times_out(self, http_receiver: ReceiverServer) -> None:
+    async def test_a_hanging_receiver_times_out(self, http_receiver: Receiver) -> None:
         attempt = await post_local(http_receiver, "/hang", timeout=0.5)
         assert not attempt.ok
         assert attempt.status is None
@@ -93,41 +92,37 @@ class TestDeliverToARealReceiver:
         assert 400 <= attempt.duration_ms < 3000
 
     async def test_a_stalled_answer_still_counts_by_its_status(
-        self, http_receiver: ReceiverServer
+        self, http_receiver: Receiver
     ) -> None:
         attempt = await post_local(http_receiver, "/stall", timeout=0.5)
         assert (attempt.ok, attempt.status, attempt.error) == (True, 200, None)
         assert attempt.response_excerpt == "partial"
         assert 400 <= attempt.duration_ms < 3000
 
-    async def test_gone(self, http_receiver: ReceiverServer) -> None:
+    async def test_gone(self, http_receiver: Receiver) -> None:
         attempt = await post_local(http_receiver, "/gone")
         assert (attempt.ok, attempt.status, attempt.gone) == (False, 410, True)
 
-    async def test_retry_after_in_seconds_and_as_a_date(
-        self, http_receiver: ReceiverServer
-    ) -> None:
+    async def test_retry_after_in_seconds_and_as_a_date(self, http_receiver: Receiver) -> None:
         busy = await post_local(http_receiver, "/busy")
         assert (busy.ok, busy.status, busy.retry_after_seconds) == (False, 503, 7.0)
         until = await post_local(http_receiver, "/busy-until")
         assert until.retry_after_seconds is not None
         assert 25 <= until.retry_after_seconds <= 30
 
-    async def test_server_error_keeps_the_answer(self, http_receiver: ReceiverServer) -> None:
+    async def test_server_error_keeps_the_answer(self, http_receiver: Receiver) -> None:
         attempt = await post_local(http_receiver, "/error")
         assert (attempt.ok, attempt.status, attempt.response_excerpt) == (False, 500, "boom")
 
     async def test_reads_at_most_one_kib_of_an_endless_answer(
-        self, http_receiver: ReceiverServer
+        self, http_receiver: Receiver
     ) -> None:
         attempt = await post_local(http_receiver, "/endless")
         assert attempt.ok
         assert attempt.response_excerpt == "x" * 1024
         assert attempt.duration_ms < 2000  # it stopped reading rather than ran into the timeout
 
-    async def test_excerpt_never_ends_in_half_a_character(
-        self, http_receiver: ReceiverServer
-    ) -> None:
+    async def test_excerpt_never_ends_in_half_a_character(self, http_receiver: Receiver) -> None:
         attempt = await post_local(http_receiver, "/utf8")
         assert attempt.response_excerpt == "a" + "é" * 511  # 1,023 bytes; the 1,024th is cut
 
@@ -140,12 +135,12 @@ class TestDeliverToARealReceiver:
         )
         assert (attempt.ok, attempt.status, attempt.error) == (False, None, "connection refused")
 
-    async def test_a_receiver_that_hangs_up(self, http_receiver: ReceiverServer) -> None:
+    async def test_a_receiver_that_hangs_up(self, http_receiver: Receiver) -> None:
         attempt = await post_local(http_receiver, "/close")
         assert attempt.error == "the server closed the connection without answering"
 
     async def test_the_next_address_is_tried_when_one_refuses(
-        self, http_receiver: ReceiverServer, resolver: StubResolver
+        self, http_receiver: Receiver, resolver: StubResolver
     ) -> None:
         resolver.answers["hooks.test"] = ["::1", "127.0.0.1"]  # the receiver listens on IPv4 only
         attempt = await deliver(
@@ -175,7 +170,7 @@ class TestDeliverToARealReceiver:
 class TestDeliverPinsTheCheckedAddress:
     async def test_tls_to_the_pinned_ip_keeps_host_and_server_name(
         self,
-        tls_receiver: ReceiverServer,
+        tls_receiver: Receiver,
         resolver: StubResolver,
         tls_transport: httpx.AsyncHTTPTransport,
     ) -> None:
@@ -198,7 +193,7 @@ class TestDeliverPinsTheCheckedAddress:
 
     async def test_the_certificate_must_match_the_host_name(
         self,
-        tls_receiver: ReceiverServer,
+        tls_receiver: Receiver,
         resolver: StubResolver,
         tls_transport: httpx.AsyncHTTPTransport,
     ) -> None:
@@ -221,7 +216,7 @@ class TestDeliverPinsTheCheckedAddress:
 
     async def test_dns_rebinding_is_refused_at_connect(
         self,
-        tls_receiver: ReceiverServer,
+        tls_receiver: Receiver,
         resolver: StubResolver,
         tls_transport: httpx.AsyncHTTPTransport,
     ) -> None:

@@ -9,7 +9,7 @@ import time
 import pytest
 import standardwebhooks
 
-from kennel.ids import is_valid_id
+from kennel.core.ids import is_valid_id
 from kennel.webhooks import WebhookVerificationError, verify
 from kennel.webhooks.signing import new_event_id, new_token, signature_header, webhook_headers
 

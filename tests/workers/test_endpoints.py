@@ -7,7 +7,8 @@ import pytest
 from fastapi import FastAPI
 
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker_id, post_task
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker_id
 
 
 async def create(client: httpx.AsyncClient, member: Member, **body: object) -> httpx.Response:

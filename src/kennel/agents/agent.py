@@ -30,7 +30,6 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models import Model
 
-from kennel import runtime
 from kennel.agents.notices import TurnNotice
 from kennel.agents.tools import (
     TurnDeps,
@@ -41,6 +40,7 @@ from kennel.agents.tools import (
     web_search,
     write_file,
 )
+from kennel.core import runtime
 
 __all__ = ["EVENTS_STREAM", "MODEL_ID", "TurnNotice", "event_adapter", "turn_agent"]
 

@@ -19,8 +19,8 @@ from dbos import DBOS
 from pydantic_ai import ModelRetry, Tool
 from pydantic_ai.toolsets import FunctionToolset
 
-from kennel import runtime
 from kennel.agents.tools import TurnDeps
+from kennel.core import runtime
 from kennel.mcp_servers.service import call_server_tool, list_server_tools
 
 __all__ = ["MCP_RESULT_KEY", "mcp_toolset"]

@@ -17,7 +17,7 @@ from pydantic import GetCoreSchemaHandler
 from pydantic_ai import StructuredDict
 from pydantic_core import core_schema
 
-from kennel.http import json_depth
+from kennel.api.http import json_depth
 
 __all__ = [
     "MAX_SCHEMA_BYTES",

@@ -7,6 +7,7 @@ model's arguments.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +17,11 @@ from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.common_tools.web_fetch import WebFetchLocalTool
 from pydantic_ai.tools import ToolDefinition
 
-from kennel import runtime
-from kennel.tasks import repository as tasks
-from kennel.workspaces import WorkspaceError
+from kennel.core import runtime
+from kennel.core.workspaces import WorkspaceError
 
 __all__ = [
+    "FileRecorder",
     "TurnDeps",
     "list_files",
     "offer_web_search",
@@ -36,12 +37,18 @@ _MAX_RESULTS = 8
 _MAX_SNIPPET = 500
 
 
+# Records a file the turn wrote (path, media type, size) as published by the turn: the tasks
+# domain, which runs the turn, gives it; agents know nothing of tasks.
+FileRecorder = Callable[[str, str, int], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class TurnDeps:
     """What the tools of one turn may touch."""
 
     worker_id: str
     turn_id: str
+    record_file: FileRecorder
     output_schema: dict[str, Any] | None = None
     # Characters the response being streamed has said so far: a response cut off by the wall
     # time never reports its usage, so its tokens are estimated from these.
@@ -157,22 +164,22 @@ async def read_file(ctx: RunContext[TurnDeps], path: str) -> str:
 
 
 @DBOS.step()
-async def _write(worker_id: str, turn_id: str, path: str, content: str) -> dict[str, Any]:
-    rt = runtime.current()
+async def _write(
+    worker_id: str, record_file: FileRecorder, path: str, content: str
+) -> dict[str, Any]:
     try:
-        written = rt.workspace(worker_id).write(path, content.encode("utf-8"))
+        written = runtime.current().workspace(worker_id).write(path, content.encode("utf-8"))
     except (WorkspaceError, OSError, UnicodeEncodeError) as exc:
         # A name the workspace refuses, a folder in the way, a full disk: the model hears why
         # and may try another name, as with a page that cannot be fetched.
         return {"error": f"cannot write {path!r}: {_reason(exc)}"}
-    async with rt.db.write() as w:
-        await tasks.record_file(w, turn_id, written.path, written.media_type, written.size)
+    await record_file(written.path, written.media_type, written.size)
     return {"path": written.path, "size": written.size}
 
 
 async def write_file(ctx: RunContext[TurnDeps], path: str, content: str) -> str:
     """Write a text file into your workspace (replacing it if it exists); it is published."""
-    result = await _write(ctx.deps.worker_id, ctx.deps.turn_id, path, content)
+    result = await _write(ctx.deps.worker_id, ctx.deps.record_file, path, content)
     if "error" in result:
         raise ModelRetry(result["error"])
     return f"wrote {result['size']} bytes to {result['path']}"

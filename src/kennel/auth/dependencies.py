@@ -10,10 +10,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from kennel.api.errors import Unauthorized
 from kennel.auth.keys import hash_key, key_matches, looks_like_key
 from kennel.auth.repository import owner_of_key
+from kennel.core.runtime import of_request
 from kennel.db import Database
-from kennel.errors import Unauthorized
 
 __all__ = [
     "KEY_TRUST_SECONDS",
@@ -39,6 +40,12 @@ class Caller:
     organization_id: str
     role: str
     key_id: str
+
+    @classmethod
+    def acting_for(cls, user_id: str, organization_id: str, *, via: str) -> Caller:
+        """The caller a starter with no API key acts as (a schedule, a message): the user, as
+        a member, `via` saying through what."""
+        return cls(user_id, organization_id, "member", via)
 
 
 class VerifiedKeys:
@@ -89,8 +96,9 @@ class ApiKeyBearer(HTTPBearer):
         )
 
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]  # yields a Caller, not credentials
-        rt = request.app.state.runtime
-        caller = await caller_of(rt.db, request.headers.get("authorization"), rt.verified_keys)
+        verified: VerifiedKeys = request.app.state.verified_keys  # one cache per app
+        authorization = request.headers.get("authorization")
+        caller = await caller_of(of_request(request).db, authorization, verified)
         request.state.caller_user_id = caller.user_id  # for the access log
         return caller
 

@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 
+from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write, select_rows
 from kennel.models import api_keys, dashboard_sessions, organizations, server_secrets, users
-from kennel.timestamps import utcnow
 
 __all__ = [
     "KeyListing",

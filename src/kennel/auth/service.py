@@ -10,9 +10,9 @@ from typing import Literal
 from kennel.auth import repository as repo
 from kennel.auth.dependencies import KEY_TRUST_SECONDS
 from kennel.auth.keys import KEY_PREFIX, generate_key, hash_key
+from kennel.core.ids import new_id
+from kennel.core.timestamps import utcnow
 from kennel.db import Database
-from kennel.ids import new_id
-from kennel.timestamps import utcnow
 
 __all__ = ["DEFAULT_ORGANIZATION", "IssuedKey", "bootstrap", "issue_key", "revoke_key"]
 

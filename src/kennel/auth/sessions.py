@@ -22,8 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from kennel.auth import repository as repo
 from kennel.auth.dependencies import Caller
 from kennel.auth.keys import hash_key, key_matches, looks_like_key
+from kennel.core.timestamps import utcnow
 from kennel.db import Database
-from kennel.timestamps import utcnow
 
 __all__ = [
     "SESSION_MAX_SECONDS",

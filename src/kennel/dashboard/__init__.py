@@ -7,12 +7,12 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from kennel.api.http import add_routes
 from kennel.dashboard import panels_email, panels_schedules, panels_webhook
 from kennel.dashboard.headers import DashboardHeadersMiddleware
 from kennel.dashboard.panels import WORKER_PANELS
 from kennel.dashboard.routes import router as pages_router
 from kennel.dashboard.signin import router as signin_router
-from kennel.http import add_routes
 
 __all__ = ["DASHBOARD_PUBLIC_PATHS", "STATIC_PATH", "install_dashboard"]
 

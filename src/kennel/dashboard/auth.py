@@ -21,8 +21,8 @@ from kennel.auth.sessions import (
     server_secret,
     session_caller,
 )
-from kennel.runtime import Runtime
-from kennel.settings import Settings
+from kennel.core.runtime import Runtime, of_request
+from kennel.core.settings import Settings
 
 __all__ = [
     "CsrfRefused",
@@ -81,10 +81,6 @@ class CsrfRefused(Exception):
     """A form without the session's CSRF token: refused with 403, nothing changed."""
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
-
-
 def _secure(settings: Settings) -> bool:
     return settings.base_url.startswith("https://")
 
@@ -123,7 +119,7 @@ def _origin_of(url: str) -> str:
 
 async def signed_in(request: Request) -> SignedIn:
     """The dependency of every dashboard page: the signed-in user, or a redirect to sign in."""
-    rt = _runtime(request)
+    rt = of_request(request)
     session_id = request.cookies.get(session_cookie_name(rt.settings), "")
     caller = None
     if session_id:

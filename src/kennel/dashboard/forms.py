@@ -14,12 +14,12 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from kennel.api.errors import ApiError, BadRequest, validation_error
+from kennel.api.http import decode_json_body, read_form
+from kennel.core.runtime import of_request
 from kennel.dashboard.auth import SignedIn, require_csrf, require_same_origin
-from kennel.dashboard.routing import runtime
-from kennel.errors import ApiError, BadRequest, validation_error
-from kennel.http import decode_json_body, read_form
 from kennel.tasks.schemas import TaskCreate
-from kennel.tasks.service import Upload
+from kennel.tasks.starting import Upload
 from kennel.workers.repository import WorkerRow
 from kennel.workers.schemas import WorkerCreate, WorkerUpdate
 
@@ -56,7 +56,7 @@ async def read_signed_form(
 ) -> SubmittedForm:
     """The posted form, refused (403) unless it comes from this site's origin and carries the
     session's CSRF token."""
-    require_same_origin(request, runtime(request).settings)
+    require_same_origin(request, of_request(request).settings)
     form = await read_form(
         request, max_files=_MAX_FILES if files else 0, max_fields=_MAX_FIELDS + _MAX_FILES
     )

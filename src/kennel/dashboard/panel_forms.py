@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from kennel.api.errors import BadRequest, validation_error
+from kennel.core.parsers import parse_timezone
 from kennel.dashboard.forms import SubmittedForm
-from kennel.errors import BadRequest, validation_error
 from kennel.schedules.schemas import ScheduleCreate
-from kennel.schedules.timing import parse_timezone
 from kennel.webhooks.schemas import WebhookUpdate
 
 __all__ = ["KINDS", "allowed_senders", "schedule_create", "webhook_url"]

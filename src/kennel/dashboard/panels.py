@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kennel.auth import Caller
-from kennel.runtime import Runtime
+from kennel.core.runtime import Runtime
 from kennel.workers.repository import WorkerRow
 
 __all__ = ["PANEL_NAMES", "WORKER_PANELS", "PanelLoader", "load_worker_panels"]

@@ -8,14 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from kennel.api.errors import ApiError
 from kennel.auth import Caller
+from kennel.core.runtime import Runtime, of_request
 from kennel.dashboard import forms, panel_forms
 from kennel.dashboard.auth import SignedInDep
 from kennel.dashboard.routes import render_worker_page
-from kennel.dashboard.routing import DashboardRoute, redirect, runtime
-from kennel.errors import ApiError
+from kennel.dashboard.routing import DashboardRoute, redirect
 from kennel.mail import service
-from kennel.runtime import Runtime
 from kennel.workers.repository import WorkerRow
 
 __all__ = ["email_panel", "router"]
@@ -31,7 +31,7 @@ async def email_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dict[st
 @router.post("/workers/{worker_id}/email/senders")
 async def set_allowed_senders(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Replace the allow-list with the text area's lines."""
-    rt = runtime(request)
+    rt = of_request(request)
     form = await forms.read_signed_form(request, who)
     try:
         senders = panel_forms.allowed_senders(form)

@@ -10,17 +10,17 @@ from typing import Any, NamedTuple
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from kennel.api.errors import ApiError
 from kennel.auth import Caller
+from kennel.core.parsers import parse_timezone
+from kennel.core.runtime import Runtime, of_request
 from kennel.dashboard import forms, panel_forms
 from kennel.dashboard.auth import SignedIn, SignedInDep
 from kennel.dashboard.routes import render_worker_page
-from kennel.dashboard.routing import DashboardRoute, redirect, runtime
-from kennel.errors import ApiError
-from kennel.runtime import Runtime
+from kennel.dashboard.routing import DashboardRoute, redirect
 from kennel.schedules import service
 from kennel.schedules.repository import RunView, ScheduleRow
 from kennel.schedules.schemas import Cron
-from kennel.schedules.timing import parse_timezone
 from kennel.workers.repository import WorkerRow
 
 __all__ = ["router", "schedules_panel"]
@@ -52,7 +52,7 @@ async def schedules_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dic
     views = []
     for row in await service.list_schedules(rt, caller, worker.id):
         zone = service.zone_of(rt, row) if row.kind == "cron" else None
-        runs, _, total = await service.list_runs(rt, caller, worker.id, row.id, page=1)
+        runs, total = await service.list_runs(rt, caller, worker.id, row.id, page=1)
         upcoming = [due_text(due, zone) for due in service.upcoming_of(rt, row)]
         views.append(ScheduleView(row, zone, upcoming, runs, total))
     return {
@@ -80,7 +80,7 @@ def _errors(exc: ApiError) -> dict[str, str]:
 async def create_schedule(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Create a schedule from the New schedule form, or (`action=preview`) show the first five
     times it would be due, saving nothing."""
-    rt = runtime(request)
+    rt = of_request(request)
     form = await forms.read_signed_form(request, who)
     preview = form.text("action") == "preview"
     try:
@@ -117,7 +117,7 @@ async def _act(
     action: Callable[[Runtime, Caller], Awaitable[object]],
 ) -> Response:
     """One of a listed schedule's buttons; a refusal is shown next to that schedule."""
-    rt = runtime(request)
+    rt = of_request(request)
     await forms.read_signed_form(request, who)
     try:
         await action(rt, who.caller)

@@ -8,14 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from kennel.api.errors import ApiError, NotFound
 from kennel.auth import Caller
+from kennel.core.runtime import Runtime, of_request
+from kennel.core.timestamps import utcnow
 from kennel.dashboard import forms, panel_forms
 from kennel.dashboard.auth import SignedInDep
 from kennel.dashboard.routes import render_worker_page
-from kennel.dashboard.routing import DashboardRoute, redirect, runtime
-from kennel.errors import ApiError, NotFound
-from kennel.runtime import Runtime
-from kennel.timestamps import utcnow
+from kennel.dashboard.routing import DashboardRoute, redirect
 from kennel.webhooks import service
 from kennel.workers.repository import WorkerRow
 
@@ -27,7 +27,7 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 async def webhook_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dict[str, Any]:
     """The panel's context: the webhook (None when unset) and the newest delivery attempts."""
     webhook = await service.get_webhook(rt.db, caller, worker.id)
-    executions, _, total = await service.list_executions(rt.db, caller, worker.id, page=1)
+    executions, total = await service.list_executions(rt.db, caller, worker.id, page=1)
     previous_until = None
     if webhook and webhook.previous_token_until and webhook.previous_token_until > utcnow():
         previous_until = webhook.previous_token_until
@@ -46,7 +46,7 @@ def _back(worker_id: str) -> Response:
 @router.post("/workers/{worker_id}/webhook")
 async def set_webhook(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Point the webhook at the form's URL (its token is kept, or made when it is new)."""
-    rt = runtime(request)
+    rt = of_request(request)
     form = await forms.read_signed_form(request, who)
     try:
         url = panel_forms.webhook_url(form)
@@ -68,7 +68,7 @@ async def set_webhook(worker_id: str, request: Request, who: SignedInDep) -> Res
 @router.post("/workers/{worker_id}/webhook/remove")
 async def remove_webhook(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Remove the webhook and its token; retries of earlier events stop."""
-    rt = runtime(request)
+    rt = of_request(request)
     await forms.read_signed_form(request, who)
     await service.remove_webhook(rt.db, who.caller, worker_id)
     return _back(worker_id)
@@ -77,7 +77,7 @@ async def remove_webhook(worker_id: str, request: Request, who: SignedInDep) -> 
 @router.post("/workers/{worker_id}/webhook/token")
 async def regenerate_token(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """A new token; the old one still signs deliveries for the grace period."""
-    rt = runtime(request)
+    rt = of_request(request)
     await forms.read_signed_form(request, who)
     await service.regenerate_token(rt.db, rt.settings, who.caller, worker_id)
     return _back(worker_id)
@@ -88,7 +88,7 @@ async def redeliver(
     worker_id: str, execution_id: str, request: Request, who: SignedInDep
 ) -> Response:
     """Send that attempt's event again now, as a new attempt (it waits for the answer)."""
-    rt = runtime(request)
+    rt = of_request(request)
     await forms.read_signed_form(request, who)
     if await service.redeliver(rt.db, who.caller, worker_id, execution_id) is None:
         raise NotFound("execution", execution_id)

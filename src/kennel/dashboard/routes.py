@@ -15,17 +15,20 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
+from kennel.api.errors import ApiError
+from kennel.api.http import page_count
+from kennel.core.runtime import of_request
 from kennel.dashboard import forms
 from kennel.dashboard.auth import SignedIn, SignedInDep
 from kennel.dashboard.conversation import conversation
 from kennel.dashboard.panels import load_worker_panels
-from kennel.dashboard.routing import DashboardRoute, page_number, redirect, runtime
+from kennel.dashboard.routing import DashboardRoute, page_number, redirect
 from kennel.dashboard.templating import render
 from kennel.dashboard.usage import usage_chart
-from kennel.errors import ApiError
 from kennel.mcp_servers import service as mcp_servers_service
 from kennel.tasks import service as tasks_service
 from kennel.tasks.repository import TurnFileRow
+from kennel.tasks.starting import TurnRequest, run_task
 from kennel.tasks.streaming import sse_response
 from kennel.workers import service as workers_service
 from kennel.workers.render import worker_email
@@ -38,10 +41,6 @@ _BUDGETS = ("low", "standard", "high", "unlimited")
 # A downloaded file is never a page of this site: no script, no styles, no frames, even if a
 # browser were to show it instead of saving it.
 _FILE_CSP = "default-src 'none'; sandbox; frame-ancestors 'none'"
-
-
-def _page_count(total: int, size: int) -> int:
-    return max(1, -(-total // size))
 
 
 def _base(who: SignedIn) -> dict[str, Any]:
@@ -67,7 +66,7 @@ async def _workers_page(
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    rt = runtime(request)
+    rt = of_request(request)
     rows, total = await workers_service.list_workers(rt.db, who.caller, visibility=None, page=page)
     activity = await tasks_service.worker_activity(rt, who.caller, [w.id for w in rows])
     context = {
@@ -75,7 +74,7 @@ async def _workers_page(
         "workers": rows,
         "activity": activity,
         "page": page,
-        "page_count": _page_count(total, workers_service.PAGE_SIZE),
+        "page_count": page_count(total, workers_service.PAGE_SIZE),
         "total": total,
         "errors": errors or {},
         "values": values or {},
@@ -86,7 +85,7 @@ async def _workers_page(
 @router.post("/workers")
 async def create_worker(request: Request, who: SignedInDep) -> Response:
     """Create a worker from the New worker form."""
-    rt = runtime(request)
+    rt = of_request(request)
     form = await forms.read_signed_form(request, who)
     try:
         data = forms.worker_create(form)
@@ -134,9 +133,9 @@ async def render_worker_page(
 ) -> Response:
     """The worker's page; a refused form shows it again with its errors and what was typed
     (the panels' routes pass `panel_errors` and `panel_values`, which their templates read)."""
-    rt = runtime(request)
+    rt = of_request(request)
     caller = who.caller
-    state = await workers_service.worker_state(rt.db, rt.settings, caller, worker_id)
+    state = await tasks_service.worker_state(rt, caller, worker_id)
     worker = await workers_service.get_worker(rt.db, caller, worker_id)
     history, total = await tasks_service.list_tasks(
         rt, caller, worker_id=worker.id, status=None, page=page
@@ -161,7 +160,7 @@ async def render_worker_page(
         "conversation": conversation(state.messages),
         "history": history,
         "page": page,
-        "page_count": _page_count(total, tasks_service.PAGE_SIZE),
+        "page_count": page_count(total, tasks_service.PAGE_SIZE),
         "usage": usage,
         "budgets": _BUDGETS,
         "template_form": template_form,
@@ -183,7 +182,7 @@ def _schema_text(schema: dict[str, Any] | None) -> str:
 @router.post("/workers/{worker_id}/template")
 async def save_template(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Save the template form (only what changed: the same instructions are no new version)."""
-    rt = runtime(request)
+    rt = of_request(request)
     form = await forms.read_signed_form(request, who)
     worker = await workers_service.get_worker(rt.db, who.caller, worker_id)
     try:
@@ -207,13 +206,12 @@ async def save_template(worker_id: str, request: Request, who: SignedInDep) -> R
 async def run(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Start a task turn from the Run form (input, budget, files); back to the worker's page,
     which follows the turn as it runs."""
-    rt = runtime(request)
+    rt = of_request(request)
     form = await forms.read_signed_form(request, who, files=True)
     try:
         data = forms.task_create(form, worker_id)
-        started = await tasks_service.run_task(
-            rt, who.caller, data, uploads=form.uploads, triggered_by="ui"
-        )
+        turn = TurnRequest.from_create(data, who.caller, origin="ui", uploads=form.uploads)
+        started = await run_task(rt, turn)
     except ApiError as exc:
         if exc.status not in (400, 409):
             raise
@@ -231,7 +229,7 @@ async def run(worker_id: str, request: Request, who: SignedInDep) -> Response:
 @router.get("/workers/{worker_id}/events")
 async def worker_events(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """The worker's event stream, as `GET /api/workers/{id}?stream=true`, for the page's script."""
-    rt = runtime(request)
+    rt = of_request(request)
     events, ids = await tasks_service.worker_events(rt, who.caller, worker_id)
     return sse_response(events, ids=ids)
 
@@ -239,7 +237,7 @@ async def worker_events(worker_id: str, request: Request, who: SignedInDep) -> R
 @router.get("/workers/{worker_id}/files/{path:path}")
 async def download_file(worker_id: str, path: str, request: Request, who: SignedInDep) -> Response:
     """Download a file of the worker's workspace (the API's checks, the session's user)."""
-    rt = runtime(request)
+    rt = of_request(request)
     worker = await workers_service.get_worker(rt.db, who.caller, worker_id)
     found = rt.workspace(worker.id).file(path)
     if found is None:
@@ -259,7 +257,7 @@ async def download_file(worker_id: str, path: str, request: Request, who: Signed
 @router.get("/tasks/{task_id}")
 async def task_page(task_id: str, request: Request, who: SignedInDep) -> Response:
     """A task: its turns (input, answer, tokens, credits, duration, files) and Archive."""
-    rt = runtime(request)
+    rt = of_request(request)
     task, turns, files = await tasks_service.get_task(rt, who.caller, task_id)
     worker = await workers_service.get_worker(rt.db, who.caller, task.worker_id)
     by_turn: dict[str, list[TurnFileRow]] = defaultdict(list)
@@ -279,7 +277,7 @@ async def task_page(task_id: str, request: Request, who: SignedInDep) -> Respons
 @router.post("/tasks/{task_id}/archive")
 async def archive_task(task_id: str, request: Request, who: SignedInDep) -> Response:
     """Archive the task (the worker's creator only), aborting its turn in flight."""
-    rt = runtime(request)
+    rt = of_request(request)
     await forms.read_signed_form(request, who)
     task, _, _ = await tasks_service.get_task(rt, who.caller, task_id)
     await tasks_service.archive_task(rt, who.caller, task.public_id)

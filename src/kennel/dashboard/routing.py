@@ -9,12 +9,11 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from starlette.responses import RedirectResponse, Response
 
+from kennel.api.errors import ApiError
 from kennel.dashboard.auth import CsrfRefused, SignInRequired, login_url
 from kennel.dashboard.templating import render
-from kennel.errors import ApiError
-from kennel.runtime import Runtime
 
-__all__ = ["DashboardRoute", "error_page", "page_number", "redirect", "runtime"]
+__all__ = ["DashboardRoute", "error_page", "page_number", "redirect"]
 
 _TITLES = {
     400: "That did not work",
@@ -54,10 +53,6 @@ class DashboardRoute(APIRoute):
 def error_page(status: int, message: str) -> Response:
     title = _TITLES.get(status, "Something went wrong")
     return render("error.html", {"title": title, "message": message}, status_code=status)
-
-
-def runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
 
 
 def redirect(path: str) -> RedirectResponse:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from kennel.api.http import read_form
 from kennel.auth.sessions import end_session, session_caller, start_session
+from kennel.core.runtime import of_request
 from kennel.dashboard.auth import (
     SignedInDep,
     clear_session_cookie,
@@ -17,9 +19,8 @@ from kennel.dashboard.auth import (
     set_session_cookie,
 )
 from kennel.dashboard.forms import read_signed_form
-from kennel.dashboard.routing import DashboardRoute, redirect, runtime
+from kennel.dashboard.routing import DashboardRoute, redirect
 from kennel.dashboard.templating import render
-from kennel.http import read_form
 
 __all__ = ["router"]
 
@@ -31,20 +32,20 @@ _MAX_KEY_FIELD = 512
 async def _login_page(
     request: Request, next_path: str, *, error: str = "", status: int = 200
 ) -> Response:
-    token = await new_login_token(runtime(request))
+    token = await new_login_token(of_request(request))
     response = render(
         "login.html",
         {"next": next_path, "csrf": token, "error": error, "signed_in": None},
         status_code=status,
     )
-    set_login_cookie(response, runtime(request).settings, token)
+    set_login_cookie(response, of_request(request).settings, token)
     return response
 
 
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None) -> Response:
     """The sign-in form (or straight on, for a browser signed in already)."""
-    rt = runtime(request)
+    rt = of_request(request)
     target = safe_next(next)
     session_id = request.cookies.get(session_cookie_name(rt.settings))
     if session_id:
@@ -59,7 +60,7 @@ async def login_form(request: Request, next: str | None = None) -> Response:
 @router.post("/login")
 async def login(request: Request) -> Response:
     """Sign in: a valid API key opens a session; the key itself stays out of the browser."""
-    rt = runtime(request)
+    rt = of_request(request)
     form = await read_form(request, max_files=0, max_fields=10)
     try:
         key = str(form.get("api_key") or "").strip()[:_MAX_KEY_FIELD]
@@ -82,7 +83,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request, who: SignedInDep) -> Response:
     """Sign out: the session ends on the server, not only in this browser."""
-    rt = runtime(request)
+    rt = of_request(request)
     await read_signed_form(request, who)
     await end_session(rt.db, who.session_id)
     response = redirect("/login")

@@ -33,7 +33,7 @@ from alembic.config import Config
 from sqlalchemy import Executable, FromClause, Select, select
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from kennel.settings import Settings
+from kennel.core.settings import Settings
 
 __all__ = [
     "Database",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from kennel.settings import Settings
+from kennel.core.settings import Settings
 
 __all__ = ["DatabaseSetupError", "describe_database", "ensure_database"]
 

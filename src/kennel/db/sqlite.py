@@ -40,7 +40,7 @@ _BUSY_TIMEOUT_SECONDS = 30.0
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _FIRST_PAUSE = 0.001
 _LONGEST_PAUSE = 0.05
-# Every connection to the file, DBOS's too (`kennel.durable`): in WAL mode a commit survives a
+# Every connection to the file, DBOS's too (`kennel.core.durable`): in WAL mode a commit survives a
 # crash of the process without an fsync of its own; a power cut may lose the last few.
 SYNCHRONOUS = "PRAGMA synchronous=NORMAL"
 _PRAGMAS = (SYNCHRONOUS, "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=0")

@@ -20,10 +20,10 @@ from typing import Annotated, Any
 
 from fastapi import Header
 
+from kennel.api.errors import Conflict
+from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write
-from kennel.errors import Conflict
 from kennel.idempotency import repository as repo
-from kennel.timestamps import utcnow
 
 __all__ = [
     "HEADER",

@@ -16,7 +16,8 @@ from typing import Any
 
 from dbos import DBOS
 
-from kennel import runtime
+from kennel.core import runtime
+from kennel.core.settings import Settings
 from kennel.mail import repository as repo
 from kennel.mail.message import thread_headers
 from kennel.mail.replies import (
@@ -28,10 +29,9 @@ from kennel.mail.replies import (
     new_message_id,
     send,
 )
-from kennel.settings import Settings
-from kennel.tasks import repository as tasks
+from kennel.tasks import repository as tasks_repo
 from kennel.tasks.listeners import register_turn_listener
-from kennel.workers import repository as workers
+from kennel.workers import repository as workers_repo
 from kennel.workers.render import worker_email
 
 __all__ = ["answer_mail", "relay_of"]
@@ -80,10 +80,10 @@ async def _compose(turn_id: str) -> bytes | str | None:
         row = await repo.message_of_turn(r, turn_id)
         if row is None:
             return None
-        turn = await tasks.turn(r, turn_id)
-        worker = await workers.by_id(r, row.worker_id)
+        turn = await tasks_repo.turn(r, turn_id)
+        worker = await workers_repo.by_id(r, row.worker_id)
         files = (
-            [f for f in await tasks.files_of_task(r, turn.task_id) if f.turn_id == turn_id]
+            [f for f in await tasks_repo.files_of_task(r, turn.task_id) if f.turn_id == turn_id]
             if turn
             else []
         )
@@ -150,7 +150,7 @@ async def _note(turn_id: str, status: str, *, error: str | None = None) -> None:
         await repo.set_reply(w, row.id, status, error=error)
         if row.task_id:
             reply: dict[str, Any] = {"status": status, **({"error": error} if error else {})}
-            await tasks.merge_trigger(w, row.task_id, {"reply": reply})
+            await tasks_repo.merge_trigger(w, row.task_id, {"reply": reply})
 
 
 register_turn_listener("mail", answer_mail, repo.is_mail_turn)

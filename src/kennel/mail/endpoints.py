@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from kennel.api.http import KennelRoute
 from kennel.auth import CallerDep
-from kennel.http import KennelRoute
+from kennel.core.runtime import RuntimeDep
 from kennel.mail import service
 
 __all__ = ["AllowedSenders", "router"]
@@ -41,19 +42,15 @@ class AllowedSenders(BaseModel):
 
 
 @router.get("", response_model=AllowedSenders)
-async def list_allowed_senders(
-    workerId: str, request: Request, caller: CallerDep
-) -> AllowedSenders:
+async def list_allowed_senders(workerId: str, rt: RuntimeDep, caller: CallerDep) -> AllowedSenders:
     """Who besides the organization may mail a worker (a Kennel extension)."""
-    db = request.app.state.runtime.db
-    return AllowedSenders(senders=await service.get_allowed_senders(db, caller, workerId))
+    return AllowedSenders(senders=await service.get_allowed_senders(rt.db, caller, workerId))
 
 
 @router.put("", response_model=AllowedSenders)
 async def set_allowed_senders(
-    workerId: str, body: AllowedSenders, request: Request, caller: CallerDep
+    workerId: str, body: AllowedSenders, rt: RuntimeDep, caller: CallerDep
 ) -> AllowedSenders:
     """Replace who besides the organization may mail a worker (a Kennel extension)."""
-    db = request.app.state.runtime.db
-    saved = await service.set_allowed_senders(db, caller, workerId, body.senders)
+    saved = await service.set_allowed_senders(rt.db, caller, workerId, body.senders)
     return AllowedSenders(senders=saved)

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiosmtplib
 
+from kennel.core.parsers import parse_host_port
 from kennel.mail.message import one_line
 
 __all__ = [
@@ -60,17 +61,8 @@ class RelaySettings:
     @classmethod
     def from_address(cls, address: str, **options: Any) -> RelaySettings:
         """From `host:port`, `host` (port 25) or `[IPv6]:port`."""
-        address = address.strip()
-        if address.startswith("["):
-            host, _, rest = address[1:].partition("]")
-            port = rest.removeprefix(":")
-        elif address.count(":") > 1:
-            raise ValueError(f"put an IPv6 relay address in brackets: {address!r}")
-        else:
-            host, _, port = address.partition(":")
-        if not host or (port and not port.isdigit()):
-            raise ValueError(f"not a relay address (host:port): {address!r}")
-        return cls(host, int(port) if port else 25, **options)
+        host, port = parse_host_port(address, 25)
+        return cls(host, port, **options)
 
 
 @dataclass(frozen=True, slots=True)

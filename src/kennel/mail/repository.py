@@ -8,9 +8,9 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy import bindparam, func, select
 
+from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write, select_rows
 from kennel.models import mail_messages, mail_threads, users, worker_mail_senders, workers
-from kennel.timestamps import utcnow
 from kennel.workers.repository import VISIBLE_TO_CALLER, WorkerRow
 
 __all__ = [

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
+from kennel.api.errors import BadRequest
 from kennel.auth import Caller
 from kennel.db import Database
-from kennel.errors import BadRequest
 from kennel.mail import repository as repo
 from kennel.mail.addresses import normalize_address
-from kennel.workers import service as workers
+from kennel.workers import service as workers_service
 
 __all__ = [
     "MAX_ALLOWED_SENDERS",
@@ -29,7 +29,7 @@ _SENDER = re.compile(SENDER_PATTERN)
 
 async def get_allowed_senders(db: Database, caller: Caller, worker_id: str) -> list[str]:
     async with db.read() as r:
-        worker = await workers.visible_worker(r, caller, worker_id)
+        worker = await workers_service.visible_worker(r, caller, worker_id)
         return await repo.allowed_senders(r, worker.id)
 
 
@@ -52,6 +52,6 @@ async def set_allowed_senders(
     if len(patterns) > MAX_ALLOWED_SENDERS:
         raise BadRequest(f"senders: at most {MAX_ALLOWED_SENDERS} entries.", param="senders")
     async with db.write() as w:
-        worker = await workers.visible_worker(w, caller, worker_id)
+        worker = await workers_service.visible_worker(w, caller, worker_id)
         await repo.set_allowed_senders(w, worker.id, patterns)
     return patterns

@@ -16,8 +16,9 @@ from typing import Any
 import mcp_types as types
 from pydantic import BaseModel, ValidationError
 
+from kennel.api.errors import ApiError, validation_error
 from kennel.auth import Caller
-from kennel.errors import ApiError, validation_error
+from kennel.core.runtime import Runtime
 from kennel.idempotency import from_header
 from kennel.mcp.progress import Progress, follow_turn
 from kennel.mcp.tools import (
@@ -36,7 +37,6 @@ from kennel.mcp.tools import (
     tool_names,
     worker_tool,
 )
-from kennel.runtime import Runtime
 from kennel.schedules import service as schedules
 from kennel.schedules.render import schedule_out
 from kennel.schedules.schemas import ScheduleCreate, ScheduleList
@@ -44,6 +44,7 @@ from kennel.tasks import service as tasks
 from kennel.tasks.render import task_out, turn_out
 from kennel.tasks.repository import IN_FLIGHT, TaskRow, TurnRow
 from kennel.tasks.schemas import TaskCreate, TaskWithTurns
+from kennel.tasks.starting import StartedTurn, TurnRequest, run_task
 from kennel.workers import repository as workers_repo
 from kennel.workers.render import worker_url
 from kennel.workers.repository import WorkerRow
@@ -117,8 +118,8 @@ def _structured(model: BaseModel) -> types.CallToolResult:
 
 async def start_turn(
     rt: Runtime, caller: Caller, worker_id: str, args: RunArguments
-) -> tasks.StartedTurn:
-    """Start a turn on the worker as `POST /api/tasks` does, through the same service call and
+) -> StartedTurn:
+    """Start a turn on the worker as `POST /api/tasks` does, through the same `TurnRequest` and
     the same `Idempotency-Key` records: `idempotencyKey` is that header's value, and a key sent
     to both doors with the same request names the same turn."""
     fields = args.model_dump(by_alias=True, exclude_unset=True, exclude={"idempotency_key"})
@@ -128,7 +129,7 @@ async def start_turn(
         "create_task",
         lambda: {**data.model_dump(mode="json", by_alias=True, exclude_unset=True), "files": []},
     )
-    return await tasks.run_task(rt, caller, data, idempotency=idempotency)
+    return await run_task(rt, TurnRequest.from_create(data, caller), idempotency=idempotency)
 
 
 async def _run(

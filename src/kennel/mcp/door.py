@@ -21,12 +21,12 @@ from mcp.server.streamable_http_manager import (
     StreamableHTTPSessionManager,
 )
 
+from kennel.api.errors import Unauthorized, error_body
 from kennel.auth.dependencies import caller_of
-from kennel.errors import Unauthorized, error_body
+from kennel.core.runtime import Runtime
 from kennel.mcp import calls
 from kennel.mcp.server import CALLER_SCOPE_KEY, build_server
 from kennel.mcp.watch import ToolWatch
-from kennel.runtime import Runtime
 
 __all__ = ["MCP_METHODS", "MCP_PATH", "McpDoor"]
 
@@ -89,9 +89,9 @@ class McpDoor:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            caller = await caller_of(
-                self.rt.db, headers.get("authorization"), self.rt.verified_keys
-            )
+            # The app's cache of recently verified keys, shared with `/api`.
+            verified = scope["app"].state.verified_keys
+            caller = await caller_of(self.rt.db, headers.get("authorization"), verified)
         except Unauthorized as exc:
             await _send_error(send, 401, exc.message, {"www-authenticate": "Bearer"})
             return

@@ -15,7 +15,7 @@ from pydantic_ai.messages import (
     TextPartDelta,
 )
 
-from kennel.runtime import Runtime
+from kennel.core.runtime import Runtime
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks import service as tasks
 from kennel.tasks.streaming import TurnFailed

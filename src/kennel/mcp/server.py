@@ -12,10 +12,10 @@ from mcp.server.models import InitializationOptions
 
 from kennel import __version__
 from kennel.auth import Caller
+from kennel.core.runtime import Runtime
 from kennel.mcp import calls
 from kennel.mcp.progress import Progress
 from kennel.mcp.watch import ToolWatch
-from kennel.runtime import Runtime
 
 __all__ = ["CALLER_SCOPE_KEY", "build_server"]
 

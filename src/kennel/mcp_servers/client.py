@@ -1,7 +1,7 @@
 """Talking to a registered MCP server: list its tools, call one.
 
 The official `mcp` SDK's client over Streamable HTTP, on an HTTP client that dials only
-addresses the webhook rules allow (see `kennel.webhooks.addresses`): each request resolves
+addresses the webhook rules allow (see `kennel.core.addresses`): each request resolves
 the host, refuses it if any answer is blocked, and connects to the checked address itself,
 with the original Host header and TLS server name, so a DNS answer that changes between the
 check and the connection (rebinding) changes nothing. Redirects are the SDK's: same origin only.
@@ -23,16 +23,16 @@ from typing import Any
 
 import httpx2
 import mcp_types
-from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from kennel.webhooks.addresses import (
+from kennel.core.addresses import (
     BlockedAddressError,
     IPNetwork,
     WebhookUrlError,
     parse_target,
     resolve_allowed,
 )
+from mcp import Client
 
 __all__ = ["Called", "Listed", "RemoteTool", "call_tool", "list_tools"]
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from kennel.api.http import KennelRoute
 from kennel.auth import CallerDep
-from kennel.http import KennelRoute
+from kennel.core.runtime import Runtime
+from kennel.core.timestamps import iso_z
 from kennel.mcp_servers import service
 from kennel.mcp_servers.repository import ServerRow
 from kennel.mcp_servers.schemas import McpServer, McpServerCreate, McpServerList
-from kennel.runtime import Runtime
-from kennel.timestamps import iso_z
 
 __all__ = ["router"]
 

@@ -13,8 +13,8 @@ import json
 from cryptography.fernet import Fernet, InvalidToken
 
 from kennel.auth.sessions import server_secret
+from kennel.core.settings import Settings
 from kennel.db import Database
-from kennel.settings import Settings
 
 __all__ = ["SealError", "open_headers", "seal_headers", "sealing_key"]
 

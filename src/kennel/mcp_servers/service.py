@@ -7,17 +7,17 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
+from kennel.api.errors import ApiError, BadRequest, Conflict
 from kennel.auth import Caller
+from kennel.core.addresses import WebhookUrlError, check_url_resolving
+from kennel.core.ids import new_id
+from kennel.core.settings import Settings
+from kennel.core.timestamps import utcnow
 from kennel.db import Database, Read
-from kennel.errors import ApiError, BadRequest, Conflict
-from kennel.ids import new_id
 from kennel.mcp_servers import repository as repo
 from kennel.mcp_servers.client import Called, Dialing, Listed, call_tool, list_tools
 from kennel.mcp_servers.repository import ServerRow
 from kennel.mcp_servers.sealing import SealError, open_headers, seal_headers, sealing_key
-from kennel.settings import Settings
-from kennel.timestamps import utcnow
-from kennel.webhooks.addresses import WebhookUrlError, check_url_resolving
 
 __all__ = [
     "MAX_SERVERS",

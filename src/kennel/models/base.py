@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 
-from kennel.timestamps import utcnow
+from kennel.core.timestamps import utcnow
 
 __all__ = ["JsonValue", "UTCDateTime", "metadata", "utcnow"]
 
@@ -33,7 +33,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime; use kennel.timestamps.utcnow()")
+            raise ValueError("naive datetime; use kennel.core.timestamps.utcnow()")
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:

@@ -22,18 +22,17 @@ import hashlib
 import logging
 from datetime import datetime
 
+from kennel.api.errors import ApiError
 from kennel.auth import Caller
+from kennel.core.runtime import Runtime
+from kennel.core.timestamps import iso_z, utcnow
 from kennel.db import Write
-from kennel.errors import ApiError
-from kennel.runtime import Runtime
 from kennel.schedules import repository as repo
 from kennel.schedules.repository import RunRow, ScheduleRow
-from kennel.schedules.timing import CATCH_UP_SECONDS, next_due, parse_timezone
+from kennel.schedules.schemas import RunOutcome
+from kennel.schedules.timing import CATCH_UP_SECONDS, due_after
 from kennel.tasks import repository as tasks_repo
-from kennel.tasks import service as tasks
-from kennel.tasks.schemas import TaskCreate
-from kennel.timestamps import iso_z, utcnow
-from kennel.workers import service as workers
+from kennel.tasks.starting import TaskExists, TurnRequest, enqueue_turn, record_turn
 
 __all__ = ["BATCH", "Dispatcher", "fire_due", "firing_task_id", "firing_turn_id", "wake"]
 
@@ -59,17 +58,19 @@ def firing_turn_id(schedule_id: str, due: datetime) -> str:
     return f"trn_{body}"
 
 
-# Base32 in Kennel's alphabet (kennel.ids): digits and letters without i, l, o and u.
+# Base32 in Kennel's alphabet (kennel.core.ids): digits and letters without i, l, o and u.
 _CROCKFORD = str.maketrans("abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdefghjkmnpqrstvwxyz")
 
 
 class Dispatcher:
+    """A `BackgroundService`: the loop that fires due schedules."""
+
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._woken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         global _running
         _running = self
         self._task = asyncio.create_task(self._run(), name="kennel-schedule-dispatcher")
@@ -128,7 +129,7 @@ _queueing: set[asyncio.Task[None]] = set()
 async def _enqueue(rt: Runtime, turn_ids: list[str]) -> None:
     for turn_id in turn_ids:
         try:
-            await tasks.enqueue_turn(rt, turn_id)
+            await enqueue_turn(rt, turn_id)
         except Exception:  # the turn is pending in the database: the next start-up queues it
             log.exception("queueing the turn %s of a schedule failed", turn_id)
 
@@ -137,16 +138,7 @@ async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> 
     """Record one firing in `w` and move the schedule on; the turn to queue, if any."""
     due = schedule.next_run_at
     assert due is not None
-    later = next_due(
-        schedule.kind,
-        after=now,
-        cron=schedule.cron,
-        zone=parse_timezone(schedule.timezone or rt.settings.schedule_timezone)
-        if schedule.kind == "cron"
-        else None,
-        anchor=schedule.anchor,
-        interval_seconds=schedule.interval_seconds,
-    )
+    later = due_after(schedule, now, default_zone=rt.settings.schedule_timezone)
     await repo.set_next(w, schedule.id, later, now)
     run_id = f"run_{firing_turn_id(schedule.id, due)[4:]}"
     if (
@@ -158,39 +150,28 @@ async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> 
         )
         log.info("schedule %s: skipped %s, its previous task still runs", schedule.id, iso_z(due))
         return None
-    caller = Caller(
-        schedule.created_by_user_id, schedule.organization_id, "member", f"schedule:{schedule.id}"
+    turn = TurnRequest(
+        origin="schedule",
+        caller=Caller.acting_for(
+            schedule.created_by_user_id, schedule.organization_id, via=f"schedule:{schedule.id}"
+        ),
+        input=schedule.input,
+        worker_id=schedule.worker_id,
+        task_id=firing_task_id(schedule.id, due),
+        budget=schedule.budget,
+        trigger={"scheduleId": schedule.id, "dueAt": iso_z(due)},
+        turn_id=firing_turn_id(schedule.id, due),
+        new_task_only=True,
     )
-    public_id = firing_task_id(schedule.id, due)
     try:
-        # Checked first, so that a refusal comes before anything of this firing is written.
-        await workers.visible_worker(w, caller, schedule.worker_id)
-        if await tasks_repo.by_public_id(w, schedule.organization_id, public_id) is not None:
-            raise ApiError(409, "This due time has been fired already.")
-        data = TaskCreate.model_validate(
-            {
-                "input": schedule.input,
-                "workerId": schedule.worker_id,
-                "taskId": public_id,
-                "budget": schedule.budget,
-            }
-        )
-        trigger = {"scheduleId": schedule.id, "dueAt": iso_z(due)}
-        started = await tasks.record_turn(
-            w,
-            rt,
-            caller,
-            data,
-            {},
-            triggered_by="schedule",
-            trigger=trigger,
-            turn_id=firing_turn_id(schedule.id, due),
-        )
+        started = await record_turn(w, rt, turn)
     except ApiError as exc:  # the worker is gone, or its creator may no longer use it
-        await repo.insert_run(w, RunRow(run_id, schedule.id, due, now, "failed", None, exc.message))
-        log.warning("schedule %s: firing %s failed: %s", schedule.id, iso_z(due), exc.message)
+        reason = "This due time has been fired already." if isinstance(exc, TaskExists) else None
+        message = reason or exc.message
+        await repo.insert_run(w, RunRow(run_id, schedule.id, due, now, "failed", None, message))
+        log.warning("schedule %s: firing %s failed: %s", schedule.id, iso_z(due), message)
         return None
     late = (now - due).total_seconds()
-    outcome = "caught_up" if late > CATCH_UP_SECONDS else "started"
+    outcome: RunOutcome = "caught_up" if late > CATCH_UP_SECONDS else "started"
     await repo.insert_run(w, RunRow(run_id, schedule.id, due, now, outcome, started.task.id, None))
     return started.turn.id

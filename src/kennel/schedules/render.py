@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from kennel.runtime import Runtime
+from kennel.core.runtime import Runtime
+from kennel.core.timestamps import iso_z
 from kennel.schedules.repository import ScheduleRow
 from kennel.schedules.schemas import ScheduleOut
 from kennel.schedules.service import zone_of
-from kennel.timestamps import iso_z
 
 __all__ = ["schedule_out"]
 
@@ -15,9 +15,9 @@ def schedule_out(rt: Runtime, row: ScheduleRow) -> ScheduleOut:
     assert row.next_run_at is not None
     return ScheduleOut(
         id=row.id,
-        type=row.kind,  # type: ignore[arg-type]  # the column holds the four kinds
+        type=row.kind,
         input=row.input,
-        budget=row.budget,  # type: ignore[arg-type]  # and Budget values
+        budget=row.budget,
         next_run_at=iso_z(row.next_run_at),
         delay_in_seconds=row.delay_seconds,
         cron=row.cron,

@@ -8,9 +8,11 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy import bindparam, func, select
 
+from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write, row_columns, select_rows
 from kennel.models import schedule_runs, schedules, tasks
-from kennel.timestamps import utcnow
+from kennel.schedules.schemas import RunOutcome, ScheduleKind
+from kennel.tasks.schemas import Budget, TaskStatus
 
 __all__ = [
     "RunRow",
@@ -37,9 +39,9 @@ class ScheduleRow(NamedTuple):
     worker_id: str
     organization_id: str
     created_by_user_id: str
-    kind: str
+    kind: ScheduleKind
     input: str
-    budget: str
+    budget: Budget
     delay_seconds: int | None
     cron: str | None
     timezone: str | None
@@ -57,7 +59,7 @@ class RunRow(NamedTuple):
     schedule_id: str
     due_at: datetime
     fired_at: datetime
-    outcome: str
+    outcome: RunOutcome
     task_id: str | None
     error: str | None
 
@@ -69,11 +71,11 @@ class RunView(NamedTuple):
     schedule_id: str
     due_at: datetime
     fired_at: datetime
-    outcome: str
+    outcome: RunOutcome
     task_id: str | None
     error: str | None
     task_public_id: str | None
-    task_status: str | None
+    task_status: TaskStatus | None
 
 
 _SELECT = select_rows(ScheduleRow, schedules)

@@ -25,6 +25,9 @@ __all__ = [
     "When",
 ]
 
+ScheduleKind = Literal["scheduled", "delayed", "cron", "interval"]
+RunOutcome = Literal["started", "caught_up", "manual", "skipped_overlap", "failed"]
+
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -84,7 +87,7 @@ class ScheduleOut(_Response):
     """`WorkerSchedule`: the reference page's four shapes in one, by `type`."""
 
     id: str
-    type: Literal["scheduled", "delayed", "cron", "interval"]
+    type: ScheduleKind
     input: str
     budget: Budget
     next_run_at: str = Field(alias="nextRunAt", description="The next due time, in UTC.")
@@ -116,7 +119,7 @@ class ScheduleRun(_Response):
     schedule_id: str = Field(alias="scheduleId")
     due_at: str = Field(alias="dueAt")
     fired_at: str = Field(alias="firedAt")
-    outcome: Literal["started", "caught_up", "manual", "skipped_overlap", "failed"]
+    outcome: RunOutcome
     task_id: str | None = Field(None, alias="taskId")
     task_status: TaskStatus | None = Field(None, alias="taskStatus")
     error: str | None = None

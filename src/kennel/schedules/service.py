@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from typing import Any
 
+from kennel.api.errors import BadRequest, Conflict, NotFound
 from kennel.auth import Caller
-from kennel.errors import BadRequest, Conflict, NotFound
-from kennel.ids import new_id
-from kennel.runtime import Runtime
+from kennel.core.ids import new_id
+from kennel.core.parsers import parse_timezone
+from kennel.core.runtime import Runtime
+from kennel.core.timestamps import iso_z, utcnow
+from kennel.db import Write
 from kennel.schedules import repository as repo
+from kennel.schedules import timing
 from kennel.schedules.dispatcher import wake
 from kennel.schedules.repository import RunRow, RunView, ScheduleRow
 from kennel.schedules.schemas import Cron, Delayed, Interval, ScheduleCreate, Scheduled
-from kennel.schedules.timing import next_due, parse_cron, parse_timezone, upcoming
-from kennel.tasks import service as tasks
-from kennel.tasks.schemas import TaskCreate
-from kennel.timestamps import iso_z, utcnow
-from kennel.workers import service as workers
+from kennel.schedules.timing import due_after, next_due, parse_cron
+from kennel.tasks.starting import StartedTurn, TurnRequest, enqueue_turn, record_turn
+from kennel.workers import service as workers_service
+from kennel.workers.events import on_worker_deleted
 
 __all__ = [
     "RUNS_PAGE_SIZE",
@@ -43,15 +45,7 @@ def zone_of(rt: Runtime, row: ScheduleRow) -> str:
 
 def upcoming_of(rt: Runtime, row: ScheduleRow, count: int = 5) -> list[datetime]:
     """The schedule's next `count` due times."""
-    return upcoming(
-        row.kind,
-        row.next_run_at,
-        count=count,
-        cron=row.cron,
-        zone=parse_timezone(zone_of(rt, row)) if row.kind == "cron" else None,
-        anchor=row.anchor,
-        interval_seconds=row.interval_seconds,
-    )
+    return timing.upcoming_of(row, default_zone=rt.settings.schedule_timezone, count=count)
 
 
 def _first_due(rt: Runtime, data: ScheduleCreate, now: datetime) -> tuple[datetime, dict[str, Any]]:
@@ -120,7 +114,7 @@ async def create_schedule(
 ) -> ScheduleRow:
     row = _new_row(rt, caller, worker_id, data, utcnow())
     async with rt.db.write() as w:
-        worker = await workers.visible_worker(w, caller, worker_id)
+        worker = await workers_service.visible_worker(w, caller, worker_id)
         limit = rt.settings.max_schedules_per_worker
         if await repo.count_active(w, worker.id) >= limit:
             raise Conflict(
@@ -137,13 +131,13 @@ async def preview_schedule(
 ) -> list[datetime]:
     """The first `count` due times `data` would have if it were created now; nothing is saved."""
     async with rt.db.read() as r:
-        await workers.visible_worker(r, caller, worker_id)
+        await workers_service.visible_worker(r, caller, worker_id)
     return upcoming_of(rt, _new_row(rt, caller, worker_id, data, utcnow()), count)
 
 
 async def list_schedules(rt: Runtime, caller: Caller, worker_id: str) -> list[ScheduleRow]:
     async with rt.db.read() as r:
-        worker = await workers.visible_worker(r, caller, worker_id)
+        worker = await workers_service.visible_worker(r, caller, worker_id)
         return await repo.active_of_worker(r, worker.id)
 
 
@@ -157,7 +151,7 @@ async def get_schedule(
 async def _visible(
     r: Any, caller: Caller, worker_id: str, schedule_id: str, *, finished: bool = False
 ) -> ScheduleRow:
-    worker = await workers.visible_worker(r, caller, worker_id)
+    worker = await workers_service.visible_worker(r, caller, worker_id)
     found = await repo.schedule(r, worker.id, schedule_id, finished=finished)
     if found is None:
         raise NotFound("schedule", schedule_id)
@@ -183,14 +177,7 @@ async def set_paused(
         assert found.next_run_at is not None
         next_run_at = found.next_run_at
         if not paused and found.paused and next_run_at <= now:
-            later = next_due(
-                found.kind,
-                after=now,
-                cron=found.cron,
-                zone=parse_timezone(zone_of(rt, found)) if found.kind == "cron" else None,
-                anchor=found.anchor,
-                interval_seconds=found.interval_seconds,
-            )
+            later = due_after(found, now, default_zone=rt.settings.schedule_timezone)
             next_run_at = later or now
         await repo.set_paused(w, found.id, paused, next_run_at)
     wake()
@@ -199,29 +186,38 @@ async def set_paused(
 
 async def run_now(
     rt: Runtime, caller: Caller, worker_id: str, schedule_id: str
-) -> tuple[RunRow, tasks.StartedTurn]:
+) -> tuple[RunRow, StartedTurn]:
     """Fire once now, through the same path as `POST /api/tasks`, recorded as `manual`."""
     now = utcnow()
     async with rt.db.read() as r:
         found = await _visible(r, caller, worker_id, schedule_id)
-    trigger = {"scheduleId": found.id, "dueAt": iso_z(now), "manual": True}
-    data = TaskCreate.model_validate(
-        {"input": found.input, "workerId": found.worker_id, "budget": found.budget}
+    turn = TurnRequest(
+        origin="schedule",
+        caller=caller,
+        input=found.input,
+        worker_id=found.worker_id,
+        budget=found.budget,
+        trigger={"scheduleId": found.id, "dueAt": iso_z(now), "manual": True},
     )
     async with rt.db.write() as w:
-        started = await tasks.record_turn(
-            w, rt, caller, data, {}, triggered_by="schedule", trigger=trigger
-        )
+        started = await record_turn(w, rt, turn)
         run = RunRow(new_id("run"), found.id, now, now, "manual", started.task.id, None)
         await repo.insert_run(w, run)
-    await tasks.enqueue_turn(rt, started.turn.id)
+    await enqueue_turn(rt, started.turn.id)
     return run, started
 
 
 async def list_runs(
     rt: Runtime, caller: Caller, worker_id: str, schedule_id: str, *, page: int
-) -> tuple[list[RunView], int, int]:
+) -> tuple[list[RunView], int]:
     async with rt.db.read() as r:
         found = await _visible(r, caller, worker_id, schedule_id, finished=True)
         rows, total = await repo.page_of_runs(r, found.id, page=page, size=RUNS_PAGE_SIZE)
-    return rows, max(1, math.ceil(total / RUNS_PAGE_SIZE)), total
+    return rows, total
+
+
+async def _cancel_schedules_of_deleted(w: Write, worker_id: str) -> None:
+    await repo.cancel_all_of_worker(w, worker_id)
+
+
+on_worker_deleted("schedules", _cancel_schedules_of_deleted)

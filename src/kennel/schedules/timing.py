@@ -20,20 +20,25 @@ tick it missed, then keeps its cadence (never once per missed tick). A firing mo
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from itertools import islice
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
+
+from kennel.core.parsers import parse_timezone
+
+if TYPE_CHECKING:
+    from kennel.schedules.repository import ScheduleRow
 
 __all__ = [
     "CATCH_UP_SECONDS",
     "MAX_SECONDS",
+    "due_after",
     "next_cron",
     "next_due",
     "next_interval",
     "parse_cron",
-    "parse_timezone",
-    "upcoming",
+    "upcoming_of",
 ]
 
 CATCH_UP_SECONDS = 5.0
@@ -70,26 +75,6 @@ def parse_cron(expression: str) -> str:
     except (CronSimError, StopIteration, ValueError) as exc:
         raise ValueError(f"is not valid: {exc}") from None
     return text
-
-
-def parse_timezone(name: str) -> ZoneInfo:
-    """The IANA zone of that name; ValueError for anything else."""
-    if not name or len(name) > 64 or name not in _zones():
-        raise ValueError(f"{name[:64]!r} is not an IANA time zone (such as Europe/Berlin)")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{name!r} is not an IANA time zone (such as Europe/Berlin)") from None
-
-
-def _zones() -> set[str]:
-    global _ZONES
-    if _ZONES is None:
-        _ZONES = available_timezones() | {"UTC"}
-    return _ZONES
-
-
-_ZONES: set[str] | None = None
 
 
 def next_cron(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
@@ -157,34 +142,31 @@ def next_due(
     return None
 
 
-def upcoming(
-    kind: str,
-    first: datetime | None,
-    *,
-    count: int = 5,
-    cron: str | None = None,
-    zone: ZoneInfo | None = None,
-    anchor: datetime | None = None,
-    interval_seconds: int | None = None,
-) -> list[datetime]:
-    """The next `count` due times from `first` (the schedule's next run) on."""
-    if first is None:
+def due_after(schedule: ScheduleRow, after: datetime, *, default_zone: str) -> datetime | None:
+    """The schedule's next due time strictly after `after`; None for one-shots. A cron
+    expression is read in the schedule's zone, else in `default_zone`."""
+    return next_due(
+        schedule.kind,
+        after=after,
+        cron=schedule.cron,
+        zone=_zone(schedule, default_zone),
+        anchor=schedule.anchor,
+        interval_seconds=schedule.interval_seconds,
+    )
+
+
+def upcoming_of(schedule: ScheduleRow, *, default_zone: str, count: int = 5) -> list[datetime]:
+    """The schedule's next `count` due times, from its next run on (one for a one-shot)."""
+    if schedule.next_run_at is None:
         return []
-    if kind not in ("cron", "interval"):
-        return [first]
+    found = [schedule.next_run_at]
+    while len(found) < count:
+        later = due_after(schedule, found[-1], default_zone=default_zone)
+        if later is None:
+            break
+        found.append(later)
+    return found
 
-    def times() -> list[datetime]:
-        found, current = [first], first
-        for _ in range(count - 1):
-            current = next_due(
-                kind,
-                after=current,
-                cron=cron,
-                zone=zone,
-                anchor=anchor,
-                interval_seconds=interval_seconds,
-            )  # type: ignore[assignment]  # recurring kinds always have a next
-            found.append(current)
-        return found
 
-    return list(islice(times(), count))
+def _zone(schedule: ScheduleRow, default_zone: str) -> ZoneInfo | None:
+    return parse_timezone(schedule.timezone or default_zone) if schedule.kind == "cron" else None

@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic_ai import UsageLimits
 from pydantic_ai.settings import ModelSettings
 
-from kennel.settings import BudgetCaps, Settings
+from kennel.core.settings import BudgetCaps, Settings
 
 __all__ = [
     "BUDGETS",

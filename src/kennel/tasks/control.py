@@ -9,6 +9,7 @@ from dbos import DBOS
 from kennel.db import Write
 from kennel.tasks import listeners, waiters
 from kennel.tasks import repository as repo
+from kennel.workers.events import AfterCommit, on_worker_deleted
 
 __all__ = ["abort_turn", "abort_worker_turns", "cancel_turn_workflows", "end_turn"]
 
@@ -50,3 +51,11 @@ async def cancel_turn_workflows(aborted: dict[str, list[str]]) -> None:
         await DBOS.cancel_workflow_async(turn_id)
         waiters.notify(turn_id)
         await listeners.start_listeners(turn_id, concerned)
+
+
+async def _abort_turns_of_deleted(w: Write, worker_id: str) -> AfterCommit:
+    aborted = await abort_worker_turns(w, worker_id, "The worker was deleted.")
+    return lambda: cancel_turn_workflows(aborted)
+
+
+on_worker_deleted("tasks", _abort_turns_of_deleted)

@@ -11,11 +11,11 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from kennel.auth import CallerDep
-from kennel.errors import ApiError, BadRequest, validation_error
-from kennel.http import KennelRoute, decode_json_body, read_form
+from kennel.api.errors import ApiError, BadRequest, validation_error
+from kennel.api.http import KennelRoute, decode_json_body, json_response, page_count, read_form
+from kennel.auth import Caller, CallerDep
+from kennel.core.runtime import Runtime, RuntimeDep
 from kennel.idempotency import IdempotencyKeyHeader, from_header
-from kennel.runtime import Runtime
 from kennel.tasks import service
 from kennel.tasks.render import task_out, turn_out
 from kennel.tasks.schemas import (
@@ -27,12 +27,15 @@ from kennel.tasks.schemas import (
     TurnList,
     TurnOut,
 )
+from kennel.tasks.starting import TurnRequest, Upload, run_task
 from kennel.tasks.streaming import SSE_RESPONSE, id_headers, sse_response
 from kennel.workers.schemas import WorkerState
 
-__all__ = ["router"]
+__all__ = ["router", "worker_router"]
 
 router = APIRouter(prefix="/api/tasks", tags=["Tasks"], route_class=KennelRoute)
+# A worker's live state is its latest task's: it is served from here, under the workers' path.
+worker_router = APIRouter(prefix="/api/workers", tags=["Workers"], route_class=KennelRoute)
 
 _TASK_CREATE_SCHEMA = TaskCreate.model_json_schema(by_alias=True)
 _MULTIPART_SCHEMA = {
@@ -49,10 +52,6 @@ _MULTIPART_SCHEMA = {
 _FORM_BOOLEANS = {"true": True, "false": False}
 
 
-def _rt(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
-
-
 def _media_type(request: Request) -> str:
     header = request.headers.get("content-type")
     if not header:
@@ -62,9 +61,9 @@ def _media_type(request: Request) -> str:
     return message.get_content_type()
 
 
-async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
+async def _parse(request: Request) -> tuple[TaskCreate, list[Upload]]:
     media_type = _media_type(request)
-    uploads: list[service.Upload] = []
+    uploads: list[Upload] = []
     raw: Any
     if media_type == "multipart/form-data":
         form = await read_form(request, max_files=100, max_fields=20)
@@ -74,7 +73,7 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
                 if isinstance(value, UploadFile):
                     if name != "files":
                         raise BadRequest("Files go in parts named 'files'.", param=name)
-                    uploads.append(service.Upload(value.filename or "upload", await value.read()))
+                    uploads.append(Upload(value.filename or "upload", await value.read()))
                 elif name == "files":
                     raise BadRequest("A 'files' part must be a file.", param="files")
                 else:
@@ -113,11 +112,13 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[service.Upload]]:
     },
 )
 async def create_task(
-    request: Request, caller: CallerDep, idempotency_key: IdempotencyKeyHeader = None
+    request: Request,
+    rt: RuntimeDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     """Run a task turn on a worker: wait for it, or stream it with `stream: true`."""
     data, uploads = await _parse(request)
-    rt = _rt(request)
     idempotency = from_header(
         idempotency_key,
         "create_task",
@@ -126,7 +127,8 @@ async def create_task(
             "files": [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads],
         },
     )
-    started = await service.run_task(rt, caller, data, uploads=uploads, idempotency=idempotency)
+    turn = TurnRequest.from_create(data, caller, uploads=uploads)
+    started = await run_task(rt, turn, idempotency=idempotency)
     ids = {
         "taskId": started.task.public_id,
         "turnId": started.turn.id,
@@ -142,27 +144,25 @@ async def create_task(
 
 @router.get("", response_model=TaskList)
 async def list_tasks(
-    request: Request,
+    rt: RuntimeDep,
     caller: CallerDep,
     worker_id: Annotated[str | None, Query(alias="workerId", max_length=128)] = None,
     status: Annotated[TaskStatus | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> TaskList:
     """List tasks, newest first, 20 a page."""
-    rt = _rt(request)
     rows, total = await service.list_tasks(
         rt, caller, worker_id=worker_id, status=status, page=page
     )
     return TaskList(
         tasks=[task_out(rt.settings, t) for t in rows],
         page=page,
-        page_count=service.page_count(total),
+        page_count=page_count(total, service.PAGE_SIZE),
         total_count=total,
     )
 
 
-async def _turns(request: Request, caller: Any, public_id: str) -> tuple[Any, list[TurnOut]]:
-    rt = _rt(request)
+async def _turns(rt: Runtime, caller: Caller, public_id: str) -> tuple[Any, list[TurnOut]]:
     task, turns, files = await service.get_task(rt, caller, public_id)
     by_turn: dict[str, list[Any]] = {}
     for row in files:
@@ -171,21 +171,43 @@ async def _turns(request: Request, caller: Any, public_id: str) -> tuple[Any, li
 
 
 @router.get("/{taskId}", response_model=TaskWithTurns)
-async def retrieve_task(taskId: str, request: Request, caller: CallerDep) -> TaskWithTurns:
+async def retrieve_task(taskId: str, rt: RuntimeDep, caller: CallerDep) -> TaskWithTurns:
     """Retrieve a task and its turns."""
-    task, turns = await _turns(request, caller, taskId)
-    return TaskWithTurns(task=task_out(_rt(request).settings, task), turns=turns)
+    task, turns = await _turns(rt, caller, taskId)
+    return TaskWithTurns(task=task_out(rt.settings, task), turns=turns)
 
 
 @router.get("/{taskId}/turns", response_model=TurnList)
-async def list_turns(taskId: str, request: Request, caller: CallerDep) -> TurnList:
+async def list_turns(taskId: str, rt: RuntimeDep, caller: CallerDep) -> TurnList:
     """List a task's turns in order, each with the files it published."""
-    task, turns = await _turns(request, caller, taskId)
+    task, turns = await _turns(rt, caller, taskId)
     return TurnList(task_id=task.public_id, items=turns)
 
 
 @router.delete("/{taskId}", response_model=ArchiveTaskResponse)
-async def archive_task(taskId: str, request: Request, caller: CallerDep) -> ArchiveTaskResponse:
+async def archive_task(taskId: str, rt: RuntimeDep, caller: CallerDep) -> ArchiveTaskResponse:
     """Archive a task, aborting its turn in flight."""
-    await service.archive_task(_rt(request), caller, taskId)
+    await service.archive_task(rt, caller, taskId)
     return ArchiveTaskResponse(archived=True)
+
+
+@worker_router.get("/{workerId}", response_model=WorkerState, responses={200: SSE_RESPONSE})
+async def retrieve_worker(
+    workerId: str,
+    rt: RuntimeDep,
+    caller: CallerDep,
+    stream: Annotated[bool, Query(description="Answer with an SSE stream instead.")] = False,
+    task_id: Annotated[
+        str | None,
+        Query(
+            alias="taskId",
+            max_length=128,
+            description="As of this task of the worker, not its most recent one.",
+        ),
+    ] = None,
+) -> Any:
+    """Retrieve a worker: its live state as of its most recent task (or of `taskId`)."""
+    if not stream:
+        return json_response(await service.worker_state(rt, caller, workerId, task_id=task_id))
+    events, ids = await service.worker_events(rt, caller, workerId, task_id=task_id)
+    return sse_response(events, ids=ids)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from kennel.settings import Settings
+from kennel.core.settings import Settings
+from kennel.core.timestamps import iso_z
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import TaskOut, TaskTotals, TurnError, TurnOut
-from kennel.timestamps import iso_z
 from kennel.workers.render import file_url
 from kennel.workers.schemas import WorkerFile
 
@@ -26,8 +26,8 @@ def task_out(settings: Settings, task: TaskRow) -> TaskOut:
         worker_id=task.worker_id,
         created_by_user_id=task.created_by_user_id,
         title=task.title,
-        status=task.status,  # type: ignore[arg-type]  # the column holds TaskStatus values
-        triggered_by=task.triggered_by,  # type: ignore[arg-type]  # and TriggeredBy values
+        status=task.status,
+        triggered_by=task.triggered_by,
         totals=TaskTotals(
             credits=task.credits, duration_ms=task.duration_ms, turn_count=task.turn_count
         ),
@@ -50,8 +50,8 @@ def turn_out(
         task_id=task.public_id,
         seq=turn.seq,
         input=turn.input,
-        budget=turn.budget,  # type: ignore[arg-type]  # the column holds Budget values
-        status=turn.status,  # type: ignore[arg-type]  # and TaskStatus values
+        budget=turn.budget,
+        status=turn.status,
         output_text=turn.output_text,
         structured_output=turn.structured_output,
         input_tokens=turn.input_tokens,

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam, func, select
 
 from kennel.auth import Caller
+from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write, row_columns, select_rows
 from kennel.models import tasks, turn_files, turns, workers
-from kennel.timestamps import utcnow
+from kennel.tasks.schemas import Budget, TaskStatus, TriggeredBy
 from kennel.workers.repository import VISIBLE_TO_CALLER, WorkerRow, caller_params
 
 __all__ = [
@@ -57,8 +58,8 @@ class TaskRow(NamedTuple):
     worker_id: str
     created_by_user_id: str | None
     title: str
-    status: str
-    triggered_by: str
+    status: TaskStatus
+    triggered_by: TriggeredBy
     instructions_version: int
     active_turn_id: str | None
     turn_count: int
@@ -76,8 +77,8 @@ class TurnRow(NamedTuple):
     task_id: str
     seq: int
     input: str
-    budget: str
-    status: str
+    budget: Budget
+    status: TaskStatus
     instructions_version: int
     output_text: str
     structured_output: dict[str, Any] | None
@@ -97,7 +98,7 @@ class TurnRow(NamedTuple):
 
 
 class TurnEnd(NamedTuple):
-    status: str
+    status: TaskStatus
     listeners: list[str]  # empty until it ended
 
 

@@ -7,12 +7,13 @@ once, and a server killed mid-turn resumes it on restart without repeating finis
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 from dbos import DBOS
 from pydantic_ai import NativeOutput, capture_run_messages
@@ -25,27 +26,77 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.toolsets import AbstractToolset
 
-from kennel import runtime
 from kennel.agents.agent import EVENTS_STREAM, MODEL_ID, event_adapter, turn_agent
 from kennel.agents.failures import failure_of
 from kennel.agents.mcp_tools import MCP_RESULT_KEY, mcp_toolset
 from kennel.agents.notices import TurnNotice, cut_off_notices, unused_tool_notices
 from kennel.agents.output import OutputSchemaError, schema_output_type
 from kennel.agents.tools import TurnDeps
+from kennel.core import runtime
+from kennel.core.durable import Queue
+from kennel.core.runtime import Runtime
+from kennel.core.settings import BudgetCaps, Settings
 from kennel.db import Read
-from kennel.runtime import Runtime
-from kennel.settings import BudgetCaps, Settings
 from kennel.tasks import control, listeners, waiters
 from kennel.tasks import repository as repo
 from kennel.tasks.budgets import caps_for, credits_for, model_settings, usage_limits
-from kennel.workers import repository as workers
+from kennel.workers import repository as workers_repo
 
-__all__ = ["finish_abandoned_turns", "run_turn", "turn_context"]
+__all__ = [
+    "TURN_QUEUE",
+    "TurnContext",
+    "TurnOutcome",
+    "finish_abandoned_turns",
+    "run_turn",
+    "turn_context",
+    "turn_queue",
+]
 
 log = logging.getLogger("kennel.tasks")
 
+TURN_QUEUE = "kennel_turns"
 
-async def turn_context(r: Read, settings: Settings, turn_id: str) -> dict[str, Any] | None:
+
+class TurnContext(TypedDict):
+    """The turn's workflow input: what the agent needs, as of when the turn was queued."""
+
+    turn_id: str
+    task_id: str
+    worker_id: str
+    input: str
+    budget: str
+    caps: dict[str, Any]  # BudgetCaps, dumped
+    instructions: str
+    output_schema: dict[str, Any] | None
+    history: list[Any]  # the task's earlier completed turns' messages, dumped
+    # Queued by an older version: absent (NotRequired), read with .get().
+    organization_id: NotRequired[str]
+    mcp_servers: NotRequired[list[str]]  # the worker's MCP servers, by name
+
+
+class TurnOutcome(TypedDict):
+    """How a turn ended: the columns its end records, and its status."""
+
+    status: Literal["completed", "error"]
+    output_text: str
+    structured_output: dict[str, Any] | None
+    messages: list[Any]
+    sources: list[dict[str, str]]
+    input_tokens: int
+    output_tokens: int
+    requests: int
+    credits: int
+    error_code: str | None
+    error_message: str | None
+    notices: list[dict[str, str]]  # see kennel.agents.notices
+
+
+def turn_queue(settings: Settings) -> Queue:
+    """The queue turns wait in, polled every `queue_polling_seconds` for their start latency."""
+    return Queue(TURN_QUEUE, settings.turn_concurrency, settings.queue_polling_seconds)
+
+
+async def turn_context(r: Read, settings: Settings, turn_id: str) -> TurnContext | None:
     """What the agent needs for a pending turn, as of when it is queued; None when the turn
     is gone or no longer pending.
 
@@ -55,8 +106,8 @@ async def turn_context(r: Read, settings: Settings, turn_id: str) -> dict[str, A
     task = await repo.by_id(r, turn.task_id) if turn else None
     if turn is None or task is None or turn.status != "pending":
         return None
-    worker = await workers.by_id(r, task.worker_id)
-    instructions = await workers.instructions_of(r, task.worker_id, task.instructions_version)
+    worker = await workers_repo.by_id(r, task.worker_id)
+    instructions = await workers_repo.instructions_of(r, task.worker_id, task.instructions_version)
     history: list[Any] = []
     for earlier in await repo.turns_of(r, task.id):
         if earlier.seq < turn.seq and earlier.status == "completed":
@@ -77,7 +128,7 @@ async def turn_context(r: Read, settings: Settings, turn_id: str) -> dict[str, A
 
 
 @DBOS.workflow()
-async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
+async def run_turn(turn_id: str, context: TurnContext) -> str:
     """Run one turn; whatever goes wrong inside it, the turn ends (`error` at worst)."""
     # Marking the turn running and recording its outcome are plain workflow code, not steps:
     # both are idempotent, so a recovered workflow may run them again, and a step costs four
@@ -113,7 +164,7 @@ async def run_turn(turn_id: str, context: dict[str, Any]) -> str:
     return str(outcome["status"])
 
 
-def _log_end(turn_id: str, outcome: dict[str, Any], seconds: float) -> None:
+def _log_end(turn_id: str, outcome: TurnOutcome, seconds: float) -> None:
     """One line per turn for operators: errors at WARNING, with their code and message."""
     fields = {
         "turnId": turn_id,
@@ -137,7 +188,7 @@ async def _mark_running(rt: Runtime, turn_id: str) -> bool:
         return await repo.start_turn(w, turn_id)
 
 
-async def _record_outcome(rt: Runtime, turn_id: str, outcome: dict[str, Any]) -> list[str] | None:
+async def _record_outcome(rt: Runtime, turn_id: str, outcome: TurnOutcome) -> list[str] | None:
     """Record the turn's end; the listeners it concerns, or None when it had ended already."""
     values = {k: v for k, v in outcome.items() if k != "status"}
     async with rt.db.write() as w:
@@ -150,7 +201,7 @@ async def _record_outcome(rt: Runtime, turn_id: str, outcome: dict[str, Any]) ->
     return concerned
 
 
-def _internal_error(turn_id: str) -> dict[str, Any]:
+def _internal_error(turn_id: str) -> TurnOutcome:
     message = (
         f"Kennel failed while running this turn; this is a bug. The server's log has the details"
         f" under turn id {turn_id}."
@@ -188,13 +239,16 @@ async def finish_abandoned_turns(rt: Runtime) -> int:
 _ENDED_WITHOUT_RESULT = frozenset({"ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 
 
-async def _run_agent(context: dict[str, Any]) -> dict[str, Any]:
+async def _run_agent(context: TurnContext) -> TurnOutcome:
     """Run the agent for one turn and describe how it ended, errors included."""
     caps = BudgetCaps(**context["caps"])
     history = ModelMessagesTypeAdapter.validate_python(context["history"])
     schema = context["output_schema"]
     deps = TurnDeps(
-        worker_id=context["worker_id"], turn_id=context["turn_id"], output_schema=schema
+        worker_id=context["worker_id"],
+        turn_id=context["turn_id"],
+        record_file=functools.partial(_record_file, context["turn_id"]),
+        output_schema=schema,
     )
     try:
         output_type: Any = _structured(schema) if schema else str
@@ -275,6 +329,12 @@ def _structured(schema: dict[str, Any]) -> Any:
     return checked
 
 
+async def _record_file(turn_id: str, path: str, media_type: str, size: int) -> None:
+    """A file the turn's agent wrote, published by the turn (the agent's `FileRecorder`)."""
+    async with runtime.current().db.write() as w:
+        await repo.record_file(w, turn_id, path, media_type, size)
+
+
 def _response_cut_off(messages: list[ModelMessage]) -> bool:
     """Whether the last request's response was cut off while streaming: none, or the part of
     one pydantic-ai keeps, with no usage reported."""
@@ -292,7 +352,7 @@ def _outcome(
     *,
     extra_output_tokens: int = 0,
     notices: list[dict[str, str]] | None = None,
-) -> dict[str, Any]:
+) -> TurnOutcome:
     input_tokens = requests = 0
     output_tokens = extra_output_tokens
     for message in messages:

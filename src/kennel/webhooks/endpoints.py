@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
+from kennel.api.errors import NotFound
+from kennel.api.http import KennelRoute, page_count
 from kennel.auth import CallerDep
-from kennel.errors import NotFound
-from kennel.http import KennelRoute
-from kennel.runtime import Runtime
-from kennel.timestamps import iso_z
+from kennel.core.runtime import RuntimeDep
+from kennel.core.timestamps import iso_z
 from kennel.webhooks import service
 from kennel.webhooks.repository import ExecutionRow, WebhookRow
 from kennel.webhooks.schemas import Webhook, WebhookExecution, WebhookExecutionList, WebhookUpdate
@@ -20,10 +20,6 @@ __all__ = ["router"]
 router = APIRouter(
     prefix="/api/workers/{workerId}/webhook", tags=["Webhooks"], route_class=KennelRoute
 )
-
-
-def _rt(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
 
 
 def _webhook(row: WebhookRow | None) -> Webhook:
@@ -49,44 +45,43 @@ def _execution(row: ExecutionRow) -> WebhookExecution:
 
 
 @router.get("", response_model=Webhook)
-async def retrieve_webhook(workerId: str, request: Request, caller: CallerDep) -> Webhook:
+async def retrieve_webhook(workerId: str, rt: RuntimeDep, caller: CallerDep) -> Webhook:
     """Retrieve a worker's webhook (`url` and `token` are null when none is set)."""
-    return _webhook(await service.get_webhook(_rt(request).db, caller, workerId))
+    return _webhook(await service.get_webhook(rt.db, caller, workerId))
 
 
 @router.put("", response_model=Webhook)
 async def update_webhook(
-    workerId: str, body: WebhookUpdate, request: Request, caller: CallerDep
+    workerId: str, body: WebhookUpdate, rt: RuntimeDep, caller: CallerDep
 ) -> Webhook:
     """Set a worker's webhook URL (keeping its token); `url: null` removes it."""
-    rt = _rt(request)
     return _webhook(await service.set_webhook(rt.db, rt.settings, caller, workerId, body.url))
 
 
 @router.delete("", response_model=Webhook)
-async def delete_webhook(workerId: str, request: Request, caller: CallerDep) -> Webhook:
+async def delete_webhook(workerId: str, rt: RuntimeDep, caller: CallerDep) -> Webhook:
     """Remove a worker's webhook and clear its token."""
-    await service.remove_webhook(_rt(request).db, caller, workerId)
+    await service.remove_webhook(rt.db, caller, workerId)
     return Webhook(url=None, token=None)
 
 
 @router.post("/regenerate-token", response_model=Webhook)
-async def regenerate_webhook_token(workerId: str, request: Request, caller: CallerDep) -> Webhook:
+async def regenerate_webhook_token(workerId: str, rt: RuntimeDep, caller: CallerDep) -> Webhook:
     """Give a worker's webhook a new token (404 when none is set); the old one still signs
     deliveries for the grace period."""
-    rt = _rt(request)
     return _webhook(await service.regenerate_token(rt.db, rt.settings, caller, workerId))
 
 
 @router.get("/executions", response_model=WebhookExecutionList)
 async def list_webhook_executions(
     workerId: str,
-    request: Request,
+    rt: RuntimeDep,
     caller: CallerDep,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> WebhookExecutionList:
     """List a worker's webhook delivery attempts, newest first, 50 a page."""
-    rows, pages, total = await service.list_executions(_rt(request).db, caller, workerId, page=page)
+    rows, total = await service.list_executions(rt.db, caller, workerId, page=page)
+    pages = page_count(total, service.EXECUTIONS_PAGE_SIZE)
     return WebhookExecutionList(
         logs=[_execution(row) for row in rows], page=page, page_count=pages, total_count=total
     )
@@ -94,10 +89,10 @@ async def list_webhook_executions(
 
 @router.post("/executions/{executionId}/redeliver", response_model=WebhookExecution)
 async def redeliver_webhook_execution(
-    workerId: str, executionId: str, request: Request, caller: CallerDep
+    workerId: str, executionId: str, rt: RuntimeDep, caller: CallerDep
 ) -> WebhookExecution:
     """Send that attempt's event again now, with the same `webhook-id`, as a new attempt."""
-    row = await service.redeliver(_rt(request).db, caller, workerId, executionId)
+    row = await service.redeliver(rt.db, caller, workerId, executionId)
     if row is None:
         raise NotFound("execution", executionId)
     return _execution(row)

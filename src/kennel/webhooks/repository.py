@@ -8,9 +8,9 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy import bindparam, func, select
 
+from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write, select_rows
 from kennel.models import tasks, turns, webhook_events, webhook_executions, webhooks
-from kennel.timestamps import utcnow
 
 __all__ = [
     "EventRow",

@@ -14,43 +14,19 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 __all__ = [
     "DEFAULT_RETRY_AFTER_CAP_SECONDS",
-    "DEFAULT_SCHEDULE",
     "JITTER",
     "next_delay",
     "parse_retry_after",
-    "parse_schedule",
 ]
 
-DEFAULT_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 DEFAULT_RETRY_AFTER_CAP_SECONDS = 3600.0
 JITTER = 0.10
-
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_ENTRY = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)", re.IGNORECASE)
-
-
-def parse_schedule(text: str) -> tuple[float, ...]:
-    """Delays from a setting: "0,5,300" or "0, 5s, 5m, 30m, 2h" (seconds unless a unit is given)."""
-    entries = [part.strip() for part in text.split(",")]
-    if entries == [""]:
-        raise ValueError("the retry schedule is empty; give at least one delay, like 0,5,300")
-    delays = []
-    for entry in entries:
-        match = _ENTRY.fullmatch(entry)
-        if match is None:
-            raise ValueError(
-                f"retry schedule entry {entry!r} is not a delay: write seconds (300) "
-                "or a number with s, m, h or d (5m), separated by commas"
-            )
-        delays.append(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    return tuple(delays)
 
 
 def next_delay(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from kennel.webhooks.addresses import (
+from kennel.core.addresses import (
     BlockedAddressError,
     IPNetwork,
     Resolver,

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
+from kennel.api.errors import BadRequest, NotFound
 from kennel.auth import Caller
-from kennel.db import Database
-from kennel.errors import BadRequest, NotFound
-from kennel.settings import Settings
-from kennel.timestamps import utcnow
+from kennel.core.addresses import WebhookUrlError, check_url_resolving
+from kennel.core.settings import Settings
+from kennel.core.timestamps import utcnow
+from kennel.db import Database, Write
 from kennel.webhooks import repository as repo
-from kennel.webhooks.addresses import WebhookUrlError, check_url_resolving
 from kennel.webhooks.repository import ExecutionRow, WebhookRow
 from kennel.webhooks.signing import new_token
 from kennel.webhooks.workflows import redeliver as send_again
-from kennel.workers import service as workers
+from kennel.workers import service as workers_service
+from kennel.workers.events import on_worker_deleted
 
 __all__ = [
     "EXECUTIONS_PAGE_SIZE",
@@ -32,7 +32,7 @@ EXECUTIONS_PAGE_SIZE = 50  # as the official docs page them
 
 async def get_webhook(db: Database, caller: Caller, worker_id: str) -> WebhookRow | None:
     async with db.read() as r:
-        worker = await workers.visible_worker(r, caller, worker_id)
+        worker = await workers_service.visible_worker(r, caller, worker_id)
         return await repo.by_worker(r, worker.id)
 
 
@@ -43,7 +43,7 @@ async def set_webhook(
     if url is None:
         await remove_webhook(db, caller, worker_id)
         return None
-    await workers.get_worker(db, caller, worker_id)  # 404 before any DNS work
+    await workers_service.get_worker(db, caller, worker_id)  # 404 before any DNS work
     try:
         # Outside the transaction: a slow resolver holds no lock.
         checked = await check_url_resolving(
@@ -54,14 +54,14 @@ async def set_webhook(
     except WebhookUrlError as exc:
         raise BadRequest(f"url: {exc}", param="url") from None
     async with db.write() as w:
-        worker = await workers.visible_worker(w, caller, worker_id)
+        worker = await workers_service.visible_worker(w, caller, worker_id)
         return await repo.set_url(w, worker.id, checked, new_token())
 
 
 async def remove_webhook(db: Database, caller: Caller, worker_id: str) -> None:
     """Remove the webhook and its token; retries of earlier events stop."""
     async with db.write() as w:
-        worker = await workers.visible_worker(w, caller, worker_id)
+        worker = await workers_service.visible_worker(w, caller, worker_id)
         await repo.remove(w, worker.id)
 
 
@@ -71,7 +71,7 @@ async def regenerate_token(
     """A new token; for the grace period deliveries are signed with the old one too."""
     grace = utcnow() + timedelta(seconds=settings.webhook_rotation_grace_seconds)
     async with db.write() as w:
-        worker = await workers.visible_worker(w, caller, worker_id)
+        worker = await workers_service.visible_worker(w, caller, worker_id)
         rotated = await repo.rotate_token(w, worker.id, new_token(), grace)
     if rotated is None:
         raise NotFound("webhook of worker", worker_id)
@@ -80,14 +80,14 @@ async def regenerate_token(
 
 async def list_executions(
     db: Database, caller: Caller, worker_id: str, *, page: int
-) -> tuple[list[ExecutionRow], int, int]:
+) -> tuple[list[ExecutionRow], int]:
     """A page of delivery attempts, newest first; the page count and the total."""
     async with db.read() as r:
-        worker = await workers.visible_worker(r, caller, worker_id)
+        worker = await workers_service.visible_worker(r, caller, worker_id)
         rows, total = await repo.page_of_executions(
             r, worker.id, page=page, size=EXECUTIONS_PAGE_SIZE
         )
-    return rows, max(1, math.ceil(total / EXECUTIONS_PAGE_SIZE)), total
+    return rows, total
 
 
 async def redeliver(
@@ -95,7 +95,7 @@ async def redeliver(
 ) -> ExecutionRow | None:
     """Send an attempt's event once more, now; the new attempt (None: no such execution)."""
     async with db.read() as r:
-        worker = await workers.visible_worker(r, caller, worker_id)
+        worker = await workers_service.visible_worker(r, caller, worker_id)
         found = await repo.execution(r, worker.id, execution_id)
     if found is None:
         return None
@@ -104,3 +104,10 @@ async def redeliver(
     new_id = await send_again(found.event_id)
     async with db.read() as r:
         return await repo.execution(r, worker_id, new_id)
+
+
+async def _remove_webhook_of_deleted(w: Write, worker_id: str) -> None:
+    await repo.remove(w, worker_id)
+
+
+on_worker_deleted("webhooks", _remove_webhook_of_deleted)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from standardwebhooks import Webhook
 
-from kennel.ids import new_id
+from kennel.core.ids import new_id
 
 __all__ = [
     "TOKEN_PREFIX",

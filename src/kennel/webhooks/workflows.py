@@ -17,19 +17,20 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from kennel import __version__, runtime
-from kennel.ids import new_id
-from kennel.tasks import repository as tasks
+from kennel import __version__
+from kennel.core import runtime
+from kennel.core.ids import new_id
+from kennel.core.timestamps import iso_z, utcnow
+from kennel.tasks import repository as tasks_repo
 from kennel.tasks.listeners import register_turn_listener
 from kennel.tasks.render import task_out, turn_out
-from kennel.timestamps import iso_z, utcnow
+from kennel.tasks.state import load_worker_state
 from kennel.webhooks import repository as repo
 from kennel.webhooks.repository import EventRow, ExecutionRow
 from kennel.webhooks.retries import next_delay
 from kennel.webhooks.send import deliver
 from kennel.webhooks.signing import new_event_id, webhook_headers
-from kennel.workers import repository as workers
-from kennel.workers.state import load_worker_state
+from kennel.workers import repository as workers_repo
 
 __all__ = ["EVENT_TYPES", "deliver_turn_event", "redeliver"]
 
@@ -70,8 +71,8 @@ async def redeliver(event_id: str) -> str:
 async def _make_event(turn_id: str) -> str | None:
     rt = runtime.current()
     async with rt.db.write() as w:
-        turn = await tasks.turn(w, turn_id)
-        task = await tasks.by_id(w, turn.task_id) if turn is not None else None
+        turn = await tasks_repo.turn(w, turn_id)
+        task = await tasks_repo.by_id(w, turn.task_id) if turn is not None else None
         if turn is None or task is None or turn.status not in EVENT_TYPES:
             return None
         webhook = await repo.by_worker(w, task.worker_id)
@@ -80,9 +81,9 @@ async def _make_event(turn_id: str) -> str | None:
         found = await repo.event_of_turn(w, task.worker_id, turn_id)
         if found is not None:  # a step run again after a crash: the event is made already
             return found.id
-        worker = await workers.by_id(w, task.worker_id)
+        worker = await workers_repo.by_id(w, task.worker_id)
         assert worker is not None
-        files = [f for f in await tasks.files_of_task(w, task.id) if f.turn_id == turn.id]
+        files = [f for f in await tasks_repo.files_of_task(w, task.id) if f.turn_id == turn.id]
         state = await load_worker_state(w, rt.settings, worker, task_id=task.id)
         event_id = new_event_id()
         created = utcnow()

@@ -5,17 +5,15 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
+from kennel.api.errors import ApiError
+from kennel.api.http import KennelRoute, json_response, page_count
 from kennel.auth import CallerDep
-from kennel.errors import ApiError
-from kennel.http import KennelRoute, json_response
+from kennel.core.runtime import RuntimeDep
+from kennel.core.timestamps import iso_z
 from kennel.idempotency import IdempotencyKeyHeader, from_header
-from kennel.runtime import Runtime
-from kennel.tasks import service as tasks_service
-from kennel.tasks.streaming import SSE_RESPONSE, sse_response
-from kennel.timestamps import iso_z
 from kennel.workers import service
 from kennel.workers.render import worker_email, worker_template
 from kennel.workers.schemas import (
@@ -27,7 +25,6 @@ from kennel.workers.schemas import (
     WorkerEmail,
     WorkerList,
     WorkerMemberOut,
-    WorkerState,
     WorkerTemplate,
     WorkerUpdate,
 )
@@ -37,19 +34,14 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/workers", tags=["Workers"], route_class=KennelRoute)
 
 
-def _rt(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
-
-
 @router.post("", status_code=201, response_model=WorkerTemplate)
 async def create_worker(
     body: WorkerCreate,
-    request: Request,
+    rt: RuntimeDep,
     caller: CallerDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Create a worker template."""
-    rt = _rt(request)
     worker = await service.create_worker(
         rt.db,
         caller,
@@ -67,52 +59,26 @@ async def create_worker(
 
 @router.get("", response_model=WorkerList)
 async def list_workers(
-    request: Request,
+    rt: RuntimeDep,
     caller: CallerDep,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     visibility: Annotated[Visibility | None, Query()] = None,
 ) -> WorkerList:
     """List the workers you can see, newest first, 20 a page (a Kennel extension)."""
-    rt = _rt(request)
     rows, total = await service.list_workers(rt.db, caller, visibility=visibility, page=page)
     return WorkerList(
         workers=[worker_template(rt.settings, w) for w in rows],
         page=page,
-        page_count=max(1, -(-total // service.PAGE_SIZE)),
+        page_count=page_count(total, service.PAGE_SIZE),
         total_count=total,
     )
 
 
-@router.get("/{workerId}", response_model=WorkerState, responses={200: SSE_RESPONSE})
-async def retrieve_worker(
-    workerId: str,
-    request: Request,
-    caller: CallerDep,
-    stream: Annotated[bool, Query(description="Answer with an SSE stream instead.")] = False,
-    task_id: Annotated[
-        str | None,
-        Query(
-            alias="taskId",
-            max_length=128,
-            description="As of this task of the worker, not its most recent one.",
-        ),
-    ] = None,
-) -> Any:
-    """Retrieve a worker: its live state as of its most recent task (or of `taskId`)."""
-    rt = _rt(request)
-    if not stream:
-        state = await service.worker_state(rt.db, rt.settings, caller, workerId, task_id=task_id)
-        return json_response(state)
-    events, ids = await tasks_service.worker_events(rt, caller, workerId, task_id=task_id)
-    return sse_response(events, ids=ids)
-
-
 @router.get("/{workerId}/files/{path:path}", response_class=FileResponse)
 async def download_worker_file(
-    workerId: str, path: str, request: Request, caller: CallerDep
+    workerId: str, path: str, rt: RuntimeDep, caller: CallerDep
 ) -> FileResponse:
     """Download a file from the worker's workspace."""
-    rt = _rt(request)
     worker = await service.get_worker(rt.db, caller, workerId)
     found = rt.workspace(worker.id).file(path)
     if found is None:
@@ -125,50 +91,48 @@ async def download_worker_file(
 
 @router.patch("/{workerId}", response_model=WorkerTemplate)
 async def update_worker(
-    workerId: str, body: WorkerUpdate, request: Request, caller: CallerDep
+    workerId: str, body: WorkerUpdate, rt: RuntimeDep, caller: CallerDep
 ) -> WorkerTemplate:
     """Update a worker template."""
-    rt = _rt(request)
     worker = await service.update_worker(rt.db, caller, workerId, body)
     return worker_template(rt.settings, worker)
 
 
 @router.delete("/{workerId}", response_model=DeleteWorkerResponse)
-async def delete_worker(workerId: str, request: Request, caller: CallerDep) -> DeleteWorkerResponse:
+async def delete_worker(workerId: str, rt: RuntimeDep, caller: CallerDep) -> DeleteWorkerResponse:
     """Delete a worker template, aborting its running tasks."""
-    await service.delete_worker(_rt(request).db, caller, workerId)
+    await service.delete_worker(rt.db, caller, workerId)
     return DeleteWorkerResponse(deleted=True)
 
 
 @router.get("/{workerId}/email", response_model=WorkerEmail)
-async def retrieve_worker_email(workerId: str, request: Request, caller: CallerDep) -> WorkerEmail:
+async def retrieve_worker_email(workerId: str, rt: RuntimeDep, caller: CallerDep) -> WorkerEmail:
     """Retrieve a worker's inbound e-mail address."""
-    rt = _rt(request)
     worker = await service.get_worker(rt.db, caller, workerId)
     return WorkerEmail(email=worker_email(rt.settings, worker))
 
 
 @router.get("/{workerId}/members", response_model=MemberList)
-async def list_worker_members(workerId: str, request: Request, caller: CallerDep) -> MemberList:
+async def list_worker_members(workerId: str, rt: RuntimeDep, caller: CallerDep) -> MemberList:
     """List the members invited to a worker."""
-    worker, rows = await service.list_members(_rt(request).db, caller, workerId)
+    worker, rows = await service.list_members(rt.db, caller, workerId)
     return MemberList(worker_id=worker.id, members=[_member(m) for m in rows])
 
 
 @router.put("/{workerId}/members/{userId}", response_model=WorkerMemberOut)
 async def add_worker_member(
-    workerId: str, userId: str, request: Request, caller: CallerDep
+    workerId: str, userId: str, rt: RuntimeDep, caller: CallerDep
 ) -> WorkerMemberOut:
     """Invite a member of the organization to a (private) worker."""
-    return _member(await service.add_member(_rt(request).db, caller, workerId, userId))
+    return _member(await service.add_member(rt.db, caller, workerId, userId))
 
 
 @router.delete("/{workerId}/members/{userId}", response_model=MemberRemoved)
 async def remove_worker_member(
-    workerId: str, userId: str, request: Request, caller: CallerDep
+    workerId: str, userId: str, rt: RuntimeDep, caller: CallerDep
 ) -> MemberRemoved:
     """Withdraw a member's invitation to a worker."""
-    await service.remove_member(_rt(request).db, caller, workerId, userId)
+    await service.remove_member(rt.db, caller, workerId, userId)
     return MemberRemoved(removed=True)
 
 

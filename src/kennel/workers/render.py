@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from kennel.settings import Settings
-from kennel.timestamps import iso_z
+from kennel.core.settings import Settings
+from kennel.core.timestamps import iso_z
 from kennel.workers.repository import WorkerRow
 from kennel.workers.schemas import WorkerTemplate
 

@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, bindparam, delete, func, insert, or_, select, update
 
 from kennel.auth import Caller
+from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write, row_columns, select_rows
 from kennel.models import users, worker_instruction_versions, worker_members, workers
-from kennel.timestamps import utcnow
 
 __all__ = [
     "VISIBLE_TO_CALLER",

@@ -11,24 +11,19 @@ from sqlalchemy.exc import IntegrityError
 
 from kennel.agents import ModelError, write_worker_instructions
 from kennel.agents.output import OutputSchemaError, check_output_schema
+from kennel.api.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.auth import Caller
-from kennel.auth import repository as users
+from kennel.auth import repository as auth_repo
+from kennel.core.ids import new_id
+from kennel.core.timestamps import utcnow
 from kennel.db import Database, Read, Write
-from kennel.errors import BadRequest, Forbidden, NotFound, UpstreamModelError
 from kennel.idempotency import Idempotency, recorded, remember
-from kennel.ids import new_id
 from kennel.mcp_servers.service import check_worker_servers
-from kennel.schedules import repository as schedules
-from kennel.settings import Settings
-from kennel.tasks import control as task_control
-from kennel.tasks import repository as tasks_repo
-from kennel.timestamps import utcnow
-from kennel.webhooks import repository as webhooks
 from kennel.workers import repository as repo
+from kennel.workers.events import worker_deleted
 from kennel.workers.names import dog_name, email_local_part
 from kennel.workers.repository import MemberRow, WorkerRow
-from kennel.workers.schemas import WorkerCreate, WorkerState, WorkerUpdate
-from kennel.workers.state import load_worker_state, visible_worker_state
+from kennel.workers.schemas import WorkerCreate, WorkerUpdate
 
 __all__ = [
     "PAGE_SIZE",
@@ -44,7 +39,6 @@ __all__ = [
     "update_worker",
     "validate_output_schema",
     "visible_worker",
-    "worker_state",
 ]
 
 PAGE_SIZE = 20
@@ -72,25 +66,6 @@ async def visible_worker(r: Read, caller: Caller, worker_id: str) -> WorkerRow:
 async def get_worker(db: Database, caller: Caller, worker_id: str) -> WorkerRow:
     async with db.read(snapshot=False) as r:
         return await visible_worker(r, caller, worker_id)
-
-
-async def worker_state(
-    db: Database, settings: Settings, caller: Caller, worker_id: str, *, task_id: str | None = None
-) -> WorkerState:
-    """The `Worker` object: the live state of a worker the caller may see, as of its latest
-    task or of `task_id` (a 404 for a task that is not the worker's or not visible)."""
-    if task_id is not None:
-        async with db.read() as r:
-            worker = await visible_worker(r, caller, worker_id)
-            task = await tasks_repo.visible_of_worker(r, caller, task_id, worker.id)
-            if task is None:
-                raise NotFound("task", task_id)
-            return await load_worker_state(r, settings, worker, task_id=task.id)
-    async with db.read(snapshot=False) as r:  # one statement: one moment by itself
-        state = await visible_worker_state(r, settings, caller, worker_id)
-    if state is None:
-        raise NotFound("worker", worker_id)
-    return state
 
 
 async def list_workers(
@@ -228,15 +203,14 @@ async def update_worker(
 
 
 async def delete_worker(db: Database, caller: Caller, worker_id: str) -> None:
-    """Soft-delete the worker and abort its turns in flight."""
+    """Soft-delete the worker; its tasks, schedules and webhook hear of it (`events`)."""
     async with db.write() as w:
         worker = await visible_worker(w, caller, worker_id)
         _require_creator(caller, worker, "delete")
         await repo.mark_deleted(w, worker.id)
-        await webhooks.remove(w, worker.id)
-        await schedules.cancel_all_of_worker(w, worker.id)
-        aborted = await task_control.abort_worker_turns(w, worker.id, "The worker was deleted.")
-    await task_control.cancel_turn_workflows(aborted)
+        after_commit = await worker_deleted(w, worker.id)
+    for then in after_commit:
+        await then()
 
 
 async def list_members(
@@ -251,7 +225,7 @@ async def add_member(db: Database, caller: Caller, worker_id: str, user_id: str)
     async with db.write() as w:
         worker = await visible_worker(w, caller, worker_id)
         _require_creator(caller, worker, "invite members to")
-        user = await users.user_in_organization(w, caller.organization_id, user_id)
+        user = await auth_repo.user_in_organization(w, caller.organization_id, user_id)
         if user is None:
             raise NotFound("user", user_id)
         if not await repo.is_member(w, worker.id, user.id):

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from kennel.errors import ApiError, BadRequest
+from kennel.api.errors import ApiError, BadRequest
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -29,6 +29,7 @@ __all__ = [
     "decode_json_body",
     "json_depth",
     "json_response",
+    "page_count",
     "read_form",
 ]
 
@@ -37,7 +38,7 @@ MAX_JSON_DEPTH = 64
 
 
 class BodyError(HTTPException):
-    """A body that is not JSON we will read: 400 with the reason (rendered by kennel.errors).
+    """A body that is not JSON we will read: 400 with the reason (rendered by kennel.api.errors).
 
     An HTTPException, so that FastAPI's body reading lets it through."""
 
@@ -196,6 +197,11 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     if router.on_startup or router.on_shutdown:
         raise ValueError("a router with startup or shutdown events needs include_router")
     app.router.routes.extend(router.routes)
+
+
+def page_count(total: int, size: int) -> int:
+    """How many pages of `size` the `total` items of a list fill: one at least, even empty."""
+    return max(1, -(-total // size))
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

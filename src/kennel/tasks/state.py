@@ -11,9 +11,10 @@ from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 
 from kennel.auth import Caller
+from kennel.core.settings import Settings
+from kennel.core.workspaces import Workspace, WorkspaceFile, has_workspace
 from kennel.db import Read
-from kennel.settings import Settings
-from kennel.tasks import repository as tasks
+from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnRow
 from kennel.workers.render import file_url, worker_url
 from kennel.workers.repository import WorkerRow
@@ -25,7 +26,6 @@ from kennel.workers.schemas import (
     WorkerState,
     WorkerUsage,
 )
-from kennel.workspaces import Workspace, WorkspaceFile, has_workspace
 
 __all__ = ["load_worker_state", "ui_messages", "visible_worker_state", "worker_state"]
 
@@ -36,7 +36,7 @@ async def visible_worker_state(
     r: Read, settings: Settings, caller: Caller, worker_id: str
 ) -> WorkerState | None:
     """The `Worker` object of a worker the caller may see, as of its latest task."""
-    found = await tasks.visible_worker_latest_task_and_turns(r, caller, worker_id)
+    found = await repo.visible_worker_latest_task_and_turns(r, caller, worker_id)
     if found is None:
         return None
     worker, task, turns = found
@@ -48,7 +48,7 @@ async def load_worker_state(
 ) -> WorkerState:
     """The `Worker` object as of its latest task, or as of `task_id` (the task a POST started:
     with several tasks of the worker in flight, its latest may be another caller's)."""
-    task, turns = await tasks.task_and_turns(r, worker_id=worker.id, task_id=task_id)
+    task, turns = await repo.task_and_turns(r, worker_id=worker.id, task_id=task_id)
     return worker_state(settings, worker, task, turns, _workspace_files(settings, worker.id))
 
 
@@ -101,7 +101,7 @@ def worker_state(
             metadata={"taskId": None, "turnId": None, "triggeredBy": None, "title": worker.title},
         )
     latest = turns[-1]
-    in_flight = latest.status in tasks.IN_FLIGHT
+    in_flight = latest.status in repo.IN_FLIGHT
     status: Literal["pending", "running", "completed"] = (
         "pending" if latest.status == "pending" else "running" if in_flight else "completed"
     )

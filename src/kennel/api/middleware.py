@@ -11,8 +11,8 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from kennel.errors import INTERNAL_ERROR, error_body
-from kennel.logs import request_id_var
+from kennel.api.errors import INTERNAL_ERROR, error_body
+from kennel.core.logs import request_id_var
 
 __all__ = ["BodyLimitMiddleware", "RequestIdMiddleware"]
 

@@ -1,4 +1,4 @@
-"""What a webhook may dial: URL rules and the addresses that are blocked.
+"""What a webhook or an MCP server may dial: URL rules and the addresses that are blocked.
 
 An address is blocked when it falls in one of these ranges (the union of what Svix's
 filter and Stripe's Smokescreen refuse):
@@ -40,10 +40,12 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
+
+from kennel.core.parsers import IPNetwork
 
 __all__ = [
     "MAX_URL_LENGTH",
@@ -57,7 +59,6 @@ __all__ = [
     "check_url",
     "check_url_resolving",
     "is_blocked",
-    "parse_networks",
     "parse_target",
     "resolve_allowed",
     "system_resolver",
@@ -66,7 +67,6 @@ __all__ = [
 MAX_URL_LENGTH = 2048
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """Resolves (host, port) to address strings; tests pass a stub instead of DNS."""
 
@@ -177,20 +177,6 @@ def _refusal(
     if any(candidate in net for candidate in candidates for net in allowed_networks):
         return None
     return reason
-
-
-def parse_networks(text: str | Iterable[str]) -> tuple[IPNetwork, ...]:
-    """CIDRs from a setting ("10.0.0.0/8, fd00::/8"); host bits are dropped, as in 10.1.2.3/8."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    networks = []
-    for item in (part.strip() for part in items):
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"{item!r} is not a network in CIDR form, like 10.0.0.0/8") from None
-    return tuple(networks)
 
 
 # Hosts are IDNA-encoded by httpx before we look at them; "_" appears in real DNS names.

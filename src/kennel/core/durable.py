@@ -1,4 +1,7 @@
-"""DBOS Transact: configuration, launch and shutdown, and the queue turns wait in."""
+"""DBOS Transact: configuration, launch and shutdown.
+
+It knows no domain: the app imports the workflow modules and hands them over with the queues
+their domains declare (`tasks.workflows.turn_queue`, `mail.workflows.mail_queue`)."""
 
 from __future__ import annotations
 
@@ -6,18 +9,20 @@ import asyncio
 import functools
 import logging
 import sqlite3
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from dbos import DBOS, DBOSConfig
 
 from kennel import __version__
+from kennel.core.settings import Settings
 from kennel.db.sqlite import SYNCHRONOUS
-from kennel.settings import Settings
 
 __all__ = [
-    "MAIL_QUEUE",
-    "TURN_QUEUE",
+    "Queue",
     "application_version",
     "launch",
     "shutdown",
@@ -26,12 +31,14 @@ __all__ = [
 
 log = logging.getLogger("kennel.durable")
 
-TURN_QUEUE = "kennel_turns"
-MAIL_QUEUE = "kennel_mail"  # intakes of stored messages; the CLI's `mail replay` queues here too
-# Each poll of a DBOS queue is a transaction of several statements that DBOS builds anew
-# (a few ms of CPU): turns are polled every `queue_polling_seconds` for their start latency,
-# mail, which is rare and already seconds old when it arrives, less often.
-MAIL_POLLING_SECONDS = 0.25
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A DBOS queue a domain's workflows wait in."""
+
+    name: str
+    concurrency: int
+    polling_seconds: float
 
 
 def application_version() -> str:
@@ -78,25 +85,22 @@ def _sqlite_connection(path: str) -> sqlite3.Connection:
     return connection
 
 
-async def launch(settings: Settings) -> None:
-    """Start DBOS (recovering this executor's unfinished workflows) and register the queue."""
-    # Imported for their registrations: DBOS must know every workflow before it launches.
-    from kennel.mail import answers, intake  # noqa: F401
-    from kennel.tasks import workflows  # noqa: F401
-    from kennel.webhooks import workflows as webhook_workflows  # noqa: F401
+async def launch(
+    settings: Settings, *, workflows: Sequence[ModuleType], queues: Sequence[Queue]
+) -> None:
+    """Start DBOS (recovering this executor's unfinished workflows) and register the queues.
 
+    `workflows`: the modules that declare them, imported by the caller: DBOS must know every
+    workflow before it launches, or it cannot recover one."""
+    log.debug("launching DBOS with the workflows of %s", ", ".join(m.__name__ for m in workflows))
     DBOS(config=config(settings))
     DBOS.launch()
-    await DBOS.register_queue_async(
-        TURN_QUEUE,
-        worker_concurrency=settings.turn_concurrency,
-        polling_interval_sec=settings.queue_polling_seconds,
-    )
-    await DBOS.register_queue_async(
-        MAIL_QUEUE,
-        worker_concurrency=4,
-        polling_interval_sec=max(settings.queue_polling_seconds, MAIL_POLLING_SECONDS),
-    )
+    for queue in queues:
+        await DBOS.register_queue_async(
+            queue.name,
+            worker_concurrency=queue.concurrency,
+            polling_interval_sec=queue.polling_seconds,
+        )
 
 
 def shutdown() -> None:

@@ -9,10 +9,10 @@ import httpx
 
 from kennel import __version__
 from kennel.agents import is_offline
-from kennel.auth import repository as auth
+from kennel.auth import repository as auth_repo
 from kennel.auth.keys import hash_key
+from kennel.core.runtime import Runtime
 from kennel.db.setup import describe_database
-from kennel.runtime import Runtime
 
 __all__ = ["startup_block", "startup_facts"]
 
@@ -27,7 +27,7 @@ async def startup_facts(rt: Runtime, smtp: tuple[str, int] | None = None) -> dic
         bootstrap = "none (create keys with `kennel keys create`)"
     else:
         async with rt.db.read(snapshot=False) as r:
-            active = await auth.owner_of_key(r, hash_key(key)) is not None
+            active = await auth_repo.owner_of_key(r, hash_key(key)) is not None
         bootstrap = (
             "active (KENNEL_BOOTSTRAP_API_KEY)"
             if active

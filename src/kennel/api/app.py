@@ -12,31 +12,39 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
-from kennel import __version__, runtime
+from kennel import __version__
 from kennel.agents import build_model, is_offline
+from kennel.api.docs import install_docs
+from kennel.api.errors import install_error_handlers
+from kennel.api.http import add_routes
+from kennel.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from kennel.api.openapi import install_openapi
+from kennel.api.startup import startup_block, startup_facts
+from kennel.auth.dependencies import VerifiedKeys
 from kennel.auth.service import bootstrap
+from kennel.core import runtime
+from kennel.core.background import BackgroundService
+from kennel.core.durable import Queue
+from kennel.core.durable import launch as launch_dbos
+from kennel.core.durable import shutdown as shutdown_dbos
+from kennel.core.settings import Settings, load_settings
 from kennel.dashboard import install_dashboard
 from kennel.db import migrate, open_database
-from kennel.docs import install_docs
-from kennel.durable import launch as launch_dbos
-from kennel.durable import shutdown as shutdown_dbos
-from kennel.errors import install_error_handlers
-from kennel.http import add_routes
+from kennel.mail import answers as mail_answers
+from kennel.mail import workflows as mail_workflows
 from kennel.mail.endpoints import router as mail_router
-from kennel.mail.intake import FrontDoor, resume_intakes
-from kennel.mail.listener import reachable_from_other_hosts
+from kennel.mail.front_door import FrontDoor
+from kennel.mail.workflows import mail_queue
 from kennel.mcp import MCP_METHODS, MCP_PATH, McpDoor
 from kennel.mcp_servers.endpoints import router as mcp_servers_router
-from kennel.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from kennel.openapi import install_openapi
 from kennel.schedules.dispatcher import Dispatcher
 from kennel.schedules.endpoints import router as schedules_router
-from kennel.settings import Settings, load_settings
-from kennel.startup import startup_block, startup_facts
-from kennel.tasks import repository as tasks
+from kennel.tasks import workflows as tasks_workflows
 from kennel.tasks.endpoints import router as tasks_router
-from kennel.tasks.service import enqueue_turn
-from kennel.tasks.workflows import finish_abandoned_turns
+from kennel.tasks.endpoints import worker_router as worker_state_router
+from kennel.tasks.starting import requeue_pending_turns
+from kennel.tasks.workflows import finish_abandoned_turns, turn_queue
+from kennel.webhooks import workflows as webhooks_workflows
 from kennel.webhooks.endpoints import router as webhooks_router
 from kennel.workers.endpoints import router as workers_router
 
@@ -66,27 +74,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if is_offline(settings.model):
         log.warning("*" * 20 + " " + _OFFLINE_BANNER + " " + "*" * 20)
     durable = app.state.durable
-    listener: FrontDoor | None = None
+    listener = FrontDoor(rt) if durable and settings.smtp_enabled else None
+    services: list[BackgroundService] = []
     if durable:
         runtime.install(rt)
-        await launch_dbos(settings)
+        await launch_dbos(settings, workflows=WORKFLOWS, queues=_queues(settings))
         await finish_abandoned_turns(rt)
-        await _requeue_pending_turns(rt)
-        dispatcher = Dispatcher(rt)
-        dispatcher.start()
-        if settings.smtp_enabled:
-            listener = FrontDoor(rt)
-            await listener.start()
-            await resume_intakes(rt)
-            if settings.mail_sender_auth == "none" and reachable_from_other_hosts(
-                settings.smtp_host
-            ):
-                log.warning(
-                    "the SMTP listener on %s can be reached from other hosts, and "
-                    "KENNEL_MAIL_SENDER_AUTH=none believes any From: an allowed sender writes: "
-                    "put it behind your own mail server, or set KENNEL_MAIL_SENDER_AUTH",
-                    settings.smtp_host,
-                )
+        await requeue_pending_turns(rt)
+        wanted: list[BackgroundService] = [Dispatcher(rt), *([listener] if listener else [])]
+        for service in wanted:
+            await service.start()
+            services.append(service)
     app.state.mail_listener = listener
     facts = await startup_facts(rt, listener.address if listener else None)
     log.info("kennel %s ready", __version__, extra=facts)
@@ -98,20 +96,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
     finally:
         if durable:
-            if listener is not None:
-                await listener.stop()
-            await dispatcher.stop()
+            for service in reversed(services):
+                await service.stop()
             shutdown_dbos()
             runtime.uninstall()
         await rt.db.dispose()
 
 
-async def _requeue_pending_turns(rt: runtime.Runtime) -> None:
-    """Enqueue turns whose request committed but died before enqueueing (idempotent)."""
-    async with rt.db.read() as r:
-        pending = await tasks.pending_turn_ids(r)
-    for turn_id in pending:
-        await enqueue_turn(rt, turn_id)
+# Every module that declares DBOS workflows: DBOS must know them all before it launches.
+WORKFLOWS = (tasks_workflows, webhooks_workflows, mail_workflows, mail_answers)
+
+
+def _queues(settings: Settings) -> list[Queue]:
+    return [turn_queue(settings), mail_queue(settings)]
 
 
 def create_app(
@@ -140,6 +137,7 @@ def create_app(
         offline_trace_file=settings.offline_model_trace_file,
     )
     app.state.runtime = runtime.Runtime(settings, open_database(settings), model)
+    app.state.verified_keys = VerifiedKeys()
     app.state.durable = durable
     app.state.announce = announce
     install_error_handlers(app)
@@ -159,6 +157,7 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     add_routes(app, workers_router)
+    add_routes(app, worker_state_router)
     add_routes(app, tasks_router)
     add_routes(app, webhooks_router)
     add_routes(app, schedules_router)

@@ -174,7 +174,7 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette names the methods of the first route that matched the path; a path served
         # by several routes (GET, PATCH, DELETE) allows all of theirs.
         headers["Allow"] = ", ".join(_methods_allowed(request))
-    param = getattr(exc, "param", None)  # kennel.http.BodyError names the field it can
+    param = getattr(exc, "param", None)  # kennel.api.http.BodyError names the field it can
     return JSONResponse(
         error_body(exc.status_code, message, param), status_code=exc.status_code, headers=headers
     )
@@ -198,5 +198,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    # Unexpected errors are logged and answered by kennel.middleware.RequestIdMiddleware, which
+    # Unexpected errors are logged and answered by kennel.api.middleware.RequestIdMiddleware, which
     # knows the request id and keeps the connection open.

@@ -18,8 +18,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-from kennel.webhooks.addresses import IPNetwork, parse_networks
-from kennel.webhooks.retries import DEFAULT_SCHEDULE, parse_schedule
+from kennel.core.parsers import (
+    DEFAULT_RETRY_SCHEDULE,
+    IPNetwork,
+    parse_host_port,
+    parse_networks,
+    parse_retry_schedule,
+    parse_timezone,
+)
 
 __all__ = ["BudgetCaps", "Settings", "SettingsError", "load_settings"]
 
@@ -240,7 +246,7 @@ class Settings(BaseSettings):
         ),
     )
     webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = Field(
-        DEFAULT_SCHEDULE,
+        DEFAULT_RETRY_SCHEDULE,
         description=(
             "Wait before each delivery attempt, the first included (`0,5s,5m,30m,2h,5h,10h,"
             "10h`, Svix's): N entries, N attempts. Each wait varies by up to 10 %."
@@ -323,13 +329,11 @@ class Settings(BaseSettings):
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
     def _schedule(cls, value: object) -> object:
-        return parse_schedule(value) if isinstance(value, str) else value
+        return parse_retry_schedule(value) if isinstance(value, str) else value
 
     @field_validator("schedule_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from kennel.schedules.timing import parse_timezone
-
         parse_timezone(value)
         return value
 
@@ -342,9 +346,7 @@ class Settings(BaseSettings):
                 "KENNEL_MAIL_SENDER_AUTH=upstream needs KENNEL_MAIL_AUTHSERV_ID, your MTA's id"
             )
         if self.smtp_relay:
-            from kennel.mail.replies import RelaySettings
-
-            RelaySettings.from_address(self.smtp_relay)  # a bad host:port says so now
+            parse_host_port(self.smtp_relay, 25)  # a bad host:port says so now
         return self
 
     @field_validator("log_level")

@@ -1,4 +1,4 @@
-"""Calls to the Kennel API that many tests make, asserting the status they expect."""
+"""Workers made through the API, asserting the status each call expects."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import httpx
 
 from tests.factories import Member
 
-__all__ = ["new_worker", "new_worker_id", "post_task"]
+__all__ = ["new_worker", "new_worker_id"]
 
 
 async def new_worker(client: httpx.AsyncClient, member: Member, **body: object) -> dict:
@@ -18,8 +18,3 @@ async def new_worker(client: httpx.AsyncClient, member: Member, **body: object) 
 
 async def new_worker_id(client: httpx.AsyncClient, member: Member, **body: object) -> str:
     return (await new_worker(client, member, **body))["id"]
-
-
-async def post_task(client: httpx.AsyncClient, member: Member, **body: object) -> httpx.Response:
-    """POST /api/tasks as JSON, whatever the answer."""
-    return await client.post("/api/tasks", json=body, headers=member.headers)

@@ -1,0 +1,1 @@
+"""The web shell: the app, its middleware, HTTP helpers, the API's errors and documents."""
