@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from kennel.models import mcp_servers
 from tests.factories import Member, make_member
-from tests.factories.api import new_worker, post_task
 from tests.factories.mcp import DocsServer, serve_docs_mcp
+from tests.factories.tasks import post_task
+from tests.factories.workers import new_worker
 from tests.tasks.test_streaming import parse_sse
 
 _PUBLIC = "https://mcp.example/mcp"

@@ -17,9 +17,10 @@ import pytest
 from tests.e2e.conftest import LiveServer
 from tests.factories.pages import serve_page
 from tests.factories.receiver import Receiver
-from tests.realmodel.conftest import BUDGET_CAPS
 from tests.realmodel.proxy import Fault, FaultProxy
 from tests.tasks.test_streaming import Event, assert_well_formed, kinds, parse_sse
+
+from kennel.tasks.budgets import DEFAULT_CAPS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realmodel, pytest.mark.xdist_group("realmodel")]
 
@@ -101,7 +102,7 @@ class TestFlows:
         )
         assert_ended_as_documented(done)
         (turn,) = turns(http, done["metadata"]["taskId"])
-        cap = BUDGET_CAPS["low"]["output_tokens"]
+        cap = DEFAULT_CAPS["low"].output_tokens
         requests = 4  # the low budget's request cap: each request stops at the output cap
         assert 0 < turn["outputTokens"] <= cap * requests
         assert turn["credits"] >= 1
@@ -109,7 +110,8 @@ class TestFlows:
     def test_structured_output(self, http: httpx.Client) -> None:
         schema = {
             "type": "object",
-            "properties": {"name": {"type": "string"}},
+            # Bounded: the lane caps a standard answer at 64 tokens (BUDGET_CAPS).
+            "properties": {"name": {"type": "string", "maxLength": 30}},
             "required": ["name"],
         }
         worker = new_worker(http, outputSchema=schema)
@@ -226,7 +228,7 @@ class TestProviderFaults:
         worker = new_worker(http)
         proxy.fault = Fault("chatty")
         done = run(http, input="Tell me about dogs.", workerId=worker["id"], budget="low")
-        cap = BUDGET_CAPS["low"]["output_tokens"]
+        cap = DEFAULT_CAPS["low"].output_tokens
         assert done["error"] is None, done["error"]  # not the wall time's budget_exceeded
         (turn,) = turns(http, done["metadata"]["taskId"])
         assert turn["outputTokens"] == cap
