@@ -20,6 +20,7 @@ class McpServerCreate(BaseModel):
     )
     url: str = Field(
         max_length=2048,
+        pattern=r"^https?://\S+$",
         description=(
             "The server's Streamable HTTP endpoint (https; the rules of webhook URLs apply: no"
             " loopback, private, link-local or metadata addresses)."
@@ -27,6 +28,7 @@ class McpServerCreate(BaseModel):
     )
     headers: dict[str, str] | None = Field(
         None,
+        max_length=20,
         description=(
             "Headers sent with every request to it, such as `Authorization`; stored encrypted"
             " and never returned (only their names are)."

@@ -54,6 +54,7 @@ class WorkerCreate(_Request):
     mcp_servers: list[str] | None = Field(
         None,
         alias="mcpServers",
+        max_length=10,
         description=(
             "Names of the organization's MCP servers whose tools the worker's agent may call"
             " (a Kennel extension; see `/api/mcp-servers`)."
@@ -76,6 +77,7 @@ class WorkerUpdate(_Request):
         None,
         json_schema_extra=_not_null,
         alias="mcpServers",
+        max_length=10,
         description=(
             "Names of the organization's MCP servers whose tools the worker's agent may call"
             " (a Kennel extension; see `/api/mcp-servers`)."
