@@ -7,7 +7,7 @@ import asyncio
 import base64
 import smtplib
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -18,7 +18,6 @@ import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from dbos import DBOS
 from fastapi import FastAPI
 
 from kennel.agents.offline_model import OfflineModel
@@ -48,32 +47,35 @@ class Sink:
         return "250 OK"
 
 
-@pytest.fixture
-async def relay(reconfigure: Callable[..., None]) -> AsyncIterator[Sink]:
-    sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())  # not 0: it dials it
+class _Relay:
+    """The SMTP relay of this test process, up for the whole session: an answer a test did not
+    wait for reaches a live relay later instead of a stopped one (whose half-open connection
+    would warn in whichever test came next). Each test gets a sink of its own."""
+
+    def __init__(self) -> None:
+        self.sink = Sink()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return await self.sink.handle_DATA(server, session, envelope)
+
+
+@pytest.fixture(scope="session")
+def _session_relay() -> Iterator[tuple[_Relay, int]]:
+    router = _Relay()
+    controller = Controller(router, hostname="127.0.0.1", port=free_port())  # not 0: it dials it
     controller.start()
     try:
-        reconfigure(smtp_relay=f"127.0.0.1:{controller.port}")
-        yield sink
-        await _turns_and_answers_settled()
+        yield router, controller.port
     finally:
         controller.stop()
 
 
-async def _turns_and_answers_settled(timeout: float = 30.0) -> None:
-    """Wait until no turn or answer is in flight: a test that does not wait for its answer
-    would otherwise have it sent after its relay stopped (or to the next test's), and the
-    relay's half-open connection would warn in whichever test came next."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        busy = await DBOS.list_workflows_async(
-            status=["PENDING", "ENQUEUED"], load_input=False, load_output=False
-        )
-        if not [w for w in busy if w.name.endswith(("run_turn", "answer_mail"))]:
-            return
-        await asyncio.sleep(0.05)
+@pytest.fixture
+def relay(_session_relay: tuple[_Relay, int], reconfigure: Callable[..., None]) -> Sink:
+    router, port = _session_relay
+    router.sink = Sink()
+    reconfigure(smtp_relay=f"127.0.0.1:{port}")
+    return router.sink
 
 
 def listener_port(app: FastAPI) -> int:
