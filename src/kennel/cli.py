@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -64,7 +66,7 @@ def serve(
     except ModelConfigError as exc:
         typer.echo(f"kennel: {exc}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(
+    config = uvicorn.Config(
         application,
         host=settings.host,
         port=settings.port,
@@ -73,7 +75,21 @@ def serve(
         # idle clients cannot take every file descriptor; idle keep-alives close after 5 s.
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=5,
+        # What still holds a connection this long after SIGTERM is cut (an MCP client's stream).
+        timeout_graceful_shutdown=settings.shutdown_seconds,
     )
+    stopping: asyncio.Event = application.state.runtime.stopping
+
+    class StoppingServer(uvicorn.Server):
+        """uvicorn's server, which also tells the app it is stopping when a signal comes: the
+        streams and waiting requests that would hold it up end at once with what they have."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            with contextlib.suppress(RuntimeError):  # no loop running yet: nothing to end
+                asyncio.get_running_loop().call_soon_threadsafe(stopping.set)
+            super().handle_exit(sig, frame)
+
+    StoppingServer(config).run()
 
 
 @db_app.command("upgrade")

@@ -206,6 +206,14 @@ class Settings(BaseSettings):
             "(uvicorn's `limit_concurrency`). Streams count while open."
         ),
     )
+    shutdown_seconds: int = Field(
+        10,
+        ge=1,
+        description=(
+            "How long a stopping server (SIGTERM) may take: open streams and waiting requests"
+            " end at once with what they have, then connections get this long to close."
+        ),
+    )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
     min_interval_seconds: int = Field(
         60, ge=1, description="Smallest `intervalSeconds` of an interval schedule."

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from kennel.api.http import KennelRoute
 from kennel.auth import CallerDep
-from kennel.core.runtime import RuntimeDep
+from kennel.core.runtime import of_request
 from kennel.mail import service
 
 __all__ = ["AllowedSenders", "router"]
@@ -42,15 +42,19 @@ class AllowedSenders(BaseModel):
 
 
 @router.get("", response_model=AllowedSenders)
-async def list_allowed_senders(workerId: str, rt: RuntimeDep, caller: CallerDep) -> AllowedSenders:
+async def list_allowed_senders(
+    workerId: str, request: Request, caller: CallerDep
+) -> AllowedSenders:
     """Who besides the organization may mail a worker (a Kennel extension)."""
+    rt = of_request(request)
     return AllowedSenders(senders=await service.get_allowed_senders(rt.db, caller, workerId))
 
 
 @router.put("", response_model=AllowedSenders)
 async def set_allowed_senders(
-    workerId: str, body: AllowedSenders, rt: RuntimeDep, caller: CallerDep
+    workerId: str, body: AllowedSenders, request: Request, caller: CallerDep
 ) -> AllowedSenders:
     """Replace who besides the organization may mail a worker (a Kennel extension)."""
+    rt = of_request(request)
     saved = await service.set_allowed_senders(rt.db, caller, workerId, body.senders)
     return AllowedSenders(senders=saved)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from kennel.api.http import KennelRoute
 from kennel.auth import CallerDep
-from kennel.core.runtime import Runtime
+from kennel.core.runtime import of_request
 from kennel.core.timestamps import iso_z
 from kennel.mcp_servers import service
 from kennel.mcp_servers.repository import ServerRow
@@ -15,10 +15,6 @@ from kennel.mcp_servers.schemas import McpServer, McpServerCreate, McpServerList
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/mcp-servers", tags=["MCP servers"], route_class=KennelRoute)
-
-
-def _rt(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]  # set by create_app
 
 
 def _server(row: ServerRow) -> McpServer:
@@ -35,7 +31,7 @@ def _server(row: ServerRow) -> McpServer:
 async def list_mcp_servers(request: Request, caller: CallerDep) -> McpServerList:
     """The organization's MCP servers, by name (a Kennel extension); headers are never
     returned, only their names."""
-    rows = await service.list_servers(_rt(request).db, caller)
+    rows = await service.list_servers(of_request(request).db, caller)
     return McpServerList(mcp_servers=[_server(row) for row in rows])
 
 
@@ -45,7 +41,7 @@ async def register_mcp_server(
 ) -> McpServer:
     """Register an MCP server (Streamable HTTP) whose tools workers may use by naming it in
     their `mcpServers` (a Kennel extension)."""
-    rt = _rt(request)
+    rt = of_request(request)
     row = await service.register_server(
         rt.db, rt.settings, caller, name=body.name, url=body.url, headers=body.headers
     )
@@ -58,7 +54,7 @@ async def remove_mcp_server(
 ) -> McpServerList:
     """Remove an MCP server (a Kennel extension); workers that name it go on without its
     tools. Answers the servers that remain."""
-    rt = _rt(request)
+    rt = of_request(request)
     await service.remove_server(rt.db, caller, mcpServerName)
     rows = await service.list_servers(rt.db, caller)
     return McpServerList(mcp_servers=[_server(row) for row in rows])

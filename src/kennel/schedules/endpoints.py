@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from kennel.api.http import KennelRoute, page_count
 from kennel.auth import CallerDep
-from kennel.core.runtime import RuntimeDep
+from kennel.core.runtime import of_request
 from kennel.core.timestamps import iso_z
 from kennel.schedules import service
 from kennel.schedules.render import schedule_out
@@ -45,8 +45,9 @@ def _run(row: RunView) -> ScheduleRun:
 
 
 @router.get("", response_model=ScheduleList)
-async def list_schedules(workerId: str, rt: RuntimeDep, caller: CallerDep) -> ScheduleList:
+async def list_schedules(workerId: str, request: Request, caller: CallerDep) -> ScheduleList:
     """List a worker's schedules, the next due first."""
+    rt = of_request(request)
     rows = await service.list_schedules(rt, caller, workerId)
     return ScheduleList(
         worker_id=workerId,
@@ -57,17 +58,19 @@ async def list_schedules(workerId: str, rt: RuntimeDep, caller: CallerDep) -> Sc
 
 @router.post("", status_code=201, response_model=ScheduleOut)
 async def create_schedule(
-    workerId: str, body: ScheduleCreate, rt: RuntimeDep, caller: CallerDep
+    workerId: str, body: ScheduleCreate, request: Request, caller: CallerDep
 ) -> ScheduleOut:
     """Schedule a task on a worker: once at a date, after a delay, by cron, or every N seconds."""
+    rt = of_request(request)
     return schedule_out(rt, await service.create_schedule(rt, caller, workerId, body))
 
 
 @router.get("/{scheduleId}", response_model=ScheduleDetail)
 async def retrieve_schedule(
-    workerId: str, scheduleId: str, rt: RuntimeDep, caller: CallerDep
+    workerId: str, scheduleId: str, request: Request, caller: CallerDep
 ) -> ScheduleDetail:
     """Retrieve a schedule with its next five due times (a Kennel extension)."""
+    rt = of_request(request)
     row = await service.get_schedule(rt, caller, workerId, scheduleId)
     return ScheduleDetail(
         **schedule_out(rt, row).model_dump(),
@@ -77,27 +80,30 @@ async def retrieve_schedule(
 
 @router.patch("/{scheduleId}", response_model=ScheduleOut)
 async def update_schedule(
-    workerId: str, scheduleId: str, body: ScheduleUpdate, rt: RuntimeDep, caller: CallerDep
+    workerId: str, scheduleId: str, body: ScheduleUpdate, request: Request, caller: CallerDep
 ) -> ScheduleOut:
     """Pause or resume a schedule (a Kennel extension)."""
+    rt = of_request(request)
     row = await service.set_paused(rt, caller, workerId, scheduleId, body.paused)
     return schedule_out(rt, row)
 
 
 @router.delete("/{scheduleId}", response_model=ScheduleCancelled)
 async def cancel_schedule(
-    workerId: str, scheduleId: str, rt: RuntimeDep, caller: CallerDep
+    workerId: str, scheduleId: str, request: Request, caller: CallerDep
 ) -> ScheduleCancelled:
     """Cancel a schedule; a task it already started goes on."""
+    rt = of_request(request)
     await service.cancel_schedule(rt, caller, workerId, scheduleId)
     return ScheduleCancelled(cancelled=True)
 
 
 @router.post("/{scheduleId}/run", response_model=ScheduleRun)
 async def run_schedule_now(
-    workerId: str, scheduleId: str, rt: RuntimeDep, caller: CallerDep
+    workerId: str, scheduleId: str, request: Request, caller: CallerDep
 ) -> ScheduleRun:
     """Fire a schedule once now, recorded as a manual firing (a Kennel extension)."""
+    rt = of_request(request)
     run, started = await service.run_now(rt, caller, workerId, scheduleId)
     return ScheduleRun(
         id=run.id,
@@ -114,11 +120,12 @@ async def run_schedule_now(
 async def list_schedule_runs(
     workerId: str,
     scheduleId: str,
-    rt: RuntimeDep,
+    request: Request,
     caller: CallerDep,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> ScheduleRunList:
     """List a schedule's firings, newest first, 20 a page (a Kennel extension)."""
+    rt = of_request(request)
     rows, total = await service.list_runs(rt, caller, workerId, scheduleId, page=page)
     pages = page_count(total, service.RUNS_PAGE_SIZE)
     return ScheduleRunList(

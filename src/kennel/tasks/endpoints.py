@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from kennel.api.errors import ApiError, BadRequest, validation_error
 from kennel.api.http import KennelRoute, decode_json_body, json_response, page_count, read_form
 from kennel.auth import Caller, CallerDep
-from kennel.core.runtime import Runtime, RuntimeDep
+from kennel.core.runtime import Runtime, of_request
 from kennel.idempotency import IdempotencyKeyHeader, from_header
 from kennel.tasks import service
 from kennel.tasks.render import task_out, turn_out
@@ -113,11 +113,11 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[Upload]]:
 )
 async def create_task(
     request: Request,
-    rt: RuntimeDep,
     caller: CallerDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
     """Run a task turn on a worker: wait for it, or stream it with `stream: true`."""
+    rt = of_request(request)
     data, uploads = await _parse(request)
     idempotency = from_header(
         idempotency_key,
@@ -144,13 +144,14 @@ async def create_task(
 
 @router.get("", response_model=TaskList)
 async def list_tasks(
-    rt: RuntimeDep,
+    request: Request,
     caller: CallerDep,
     worker_id: Annotated[str | None, Query(alias="workerId", max_length=128)] = None,
     status: Annotated[TaskStatus | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> TaskList:
     """List tasks, newest first, 20 a page."""
+    rt = of_request(request)
     rows, total = await service.list_tasks(
         rt, caller, worker_id=worker_id, status=status, page=page
     )
@@ -171,22 +172,25 @@ async def _turns(rt: Runtime, caller: Caller, public_id: str) -> tuple[Any, list
 
 
 @router.get("/{taskId}", response_model=TaskWithTurns)
-async def retrieve_task(taskId: str, rt: RuntimeDep, caller: CallerDep) -> TaskWithTurns:
+async def retrieve_task(taskId: str, request: Request, caller: CallerDep) -> TaskWithTurns:
     """Retrieve a task and its turns."""
+    rt = of_request(request)
     task, turns = await _turns(rt, caller, taskId)
     return TaskWithTurns(task=task_out(rt.settings, task), turns=turns)
 
 
 @router.get("/{taskId}/turns", response_model=TurnList)
-async def list_turns(taskId: str, rt: RuntimeDep, caller: CallerDep) -> TurnList:
+async def list_turns(taskId: str, request: Request, caller: CallerDep) -> TurnList:
     """List a task's turns in order, each with the files it published."""
+    rt = of_request(request)
     task, turns = await _turns(rt, caller, taskId)
     return TurnList(task_id=task.public_id, items=turns)
 
 
 @router.delete("/{taskId}", response_model=ArchiveTaskResponse)
-async def archive_task(taskId: str, rt: RuntimeDep, caller: CallerDep) -> ArchiveTaskResponse:
+async def archive_task(taskId: str, request: Request, caller: CallerDep) -> ArchiveTaskResponse:
     """Archive a task, aborting its turn in flight."""
+    rt = of_request(request)
     await service.archive_task(rt, caller, taskId)
     return ArchiveTaskResponse(archived=True)
 
@@ -194,7 +198,7 @@ async def archive_task(taskId: str, rt: RuntimeDep, caller: CallerDep) -> Archiv
 @worker_router.get("/{workerId}", response_model=WorkerState, responses={200: SSE_RESPONSE})
 async def retrieve_worker(
     workerId: str,
-    rt: RuntimeDep,
+    request: Request,
     caller: CallerDep,
     stream: Annotated[bool, Query(description="Answer with an SSE stream instead.")] = False,
     task_id: Annotated[
@@ -207,6 +211,7 @@ async def retrieve_worker(
     ] = None,
 ) -> Any:
     """Retrieve a worker: its live state as of its most recent task (or of `taskId`)."""
+    rt = of_request(request)
     if not stream:
         return json_response(await service.worker_state(rt, caller, workerId, task_id=task_id))
     events, ids = await service.worker_events(rt, caller, workerId, task_id=task_id)

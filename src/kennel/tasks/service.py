@@ -23,7 +23,7 @@ from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.starting import StartedTurn
 from kennel.tasks.state import load_worker_state, visible_worker_state
-from kennel.tasks.streaming import TurnFailed, live_events, replayed_events
+from kennel.tasks.streaming import TurnFailed, live_events, replayed_events, until_stopping
 from kennel.workers import repository as workers_repo
 from kennel.workers import service as workers_service
 from kennel.workers.schemas import WorkerState
@@ -46,37 +46,49 @@ PAGE_SIZE = 20
 _REMOTE_POLL_SECONDS = 1.0
 
 
-async def wait_for_turn(turn_id: str, timeout: float) -> bool:
-    """Wait until the turn ends or `timeout` passes; True when it ended."""
+async def wait_for_turn(
+    turn_id: str, timeout: float, *, stopping: asyncio.Event | None = None
+) -> bool:
+    """Wait until the turn ends, `timeout` passes or the server is `stopping`; True when it
+    ended."""
     if timeout <= 0:
         return False
     local = waiters.wait(turn_id)
+    stop: set[asyncio.Future[Any]] = set()
+    if stopping is not None:
+        stop.add(asyncio.ensure_future(stopping.wait()))
     try:
         # The in-process signal is immediate. Polling DBOS, for a turn that another process runs
         # (or one that ended without the signal), starts only after a second: each poll is a
         # query, and most turns end sooner, here. Polls come a second apart anyway.
         started = time.monotonic()
-        if (await asyncio.wait({local}, timeout=min(timeout, _REMOTE_POLL_SECONDS)))[0]:
+        first = min(timeout, _REMOTE_POLL_SECONDS)
+        done, _ = await asyncio.wait({local, *stop}, timeout=first, return_when="FIRST_COMPLETED")
+        if local in done:
             return True
         remaining = timeout - (time.monotonic() - started)
-        if remaining <= 0:
-            return False
+        if done or remaining <= 0:
+            return False  # stopping: answer with what there is
         handle: WorkflowHandleAsync[str] = await DBOS.retrieve_workflow_async(turn_id)
         remote: asyncio.Future[Any] = asyncio.ensure_future(
             handle.get_result(polling_interval_sec=_REMOTE_POLL_SECONDS)
         )
         either: set[asyncio.Future[Any]] = {local, remote}
-        done, _ = await asyncio.wait(either, timeout=remaining, return_when="FIRST_COMPLETED")
+        done, _ = await asyncio.wait(
+            either | stop, timeout=remaining, return_when="FIRST_COMPLETED"
+        )
         for future in either:
             if future not in done:
                 future.cancel()
-        for future in done:
+        for future in done & either:
             exc = future.exception()
             if exc is not None and not isinstance(exc, DBOSAwaitedWorkflowCancelledError):
                 log.warning("waiting for turn %s: %r", turn_id, exc)
-        return bool(done)
+        return bool(done & either)
     finally:
         waiters.forget(turn_id, local)
+        for future in stop:
+            future.cancel()
 
 
 async def worker_state(
@@ -100,7 +112,7 @@ async def worker_state(
 
 async def state_after_turn(rt: Runtime, started: StartedTurn) -> WorkerState:
     """Wait for the turn (up to the configured wait); the `Worker` object as of its task."""
-    await wait_for_turn(started.turn.id, rt.settings.task_wait_seconds)
+    await wait_for_turn(started.turn.id, rt.settings.task_wait_seconds, stopping=rt.stopping)
     async with rt.db.read() as r:
         worker = await workers_repo.by_id(r, started.worker.id)
         assert worker is not None, started.worker.id
@@ -177,8 +189,10 @@ async def credits_per_day(
 
 
 async def turn_events(rt: Runtime, turn_id: str) -> AsyncIterator[AgentStreamEvent]:
-    """A turn's events as they happen; `TurnFailed` at the end when it ended in error."""
-    async for event in live_events(turn_id, polling_seconds=rt.settings.queue_polling_seconds):
+    """A turn's events as they happen; `TurnFailed` at the end when it ended in error, or
+    when the server stops first."""
+    polling = rt.settings.queue_polling_seconds
+    async for event in until_stopping(live_events(turn_id, polling_seconds=polling), rt.stopping):
         yield event
     await _raise_if_failed(rt, turn_id)
 
@@ -213,7 +227,8 @@ async def worker_events(
         for event in replayed_events(finished):
             yield event
         if live is not None:
-            async for event in live_events(live, polling_seconds=polling):
+            following = live_events(live, polling_seconds=polling)
+            async for event in until_stopping(following, rt.stopping):
                 yield event
         if turns:
             await _raise_if_failed(rt, turns[-1].id)

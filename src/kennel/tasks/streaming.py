@@ -38,11 +38,13 @@ from kennel.tasks.repository import TurnRow
 __all__ = [
     "KEEP_ALIVE_SECONDS",
     "SSE_RESPONSE",
+    "STOPPING_MESSAGE",
     "TurnFailed",
     "id_headers",
     "live_events",
     "replayed_events",
     "sse_response",
+    "until_stopping",
 ]
 
 # A comment line sent when a stream has said nothing this long: the official SDKs give up on
@@ -122,6 +124,40 @@ async def live_events(turn_id: str, *, polling_seconds: float) -> AsyncIterator[
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(polling_seconds)
+
+
+STOPPING_MESSAGE = (
+    "The server is stopping. The turn goes on and ends on a running Kennel process: follow it"
+    " with GET /api/workers/{id}?stream=true, or read it with GET /api/tasks/{taskId}."
+)
+
+
+async def until_stopping(
+    events: AsyncIterator[AgentStreamEvent], stopping: asyncio.Event
+) -> AsyncIterator[AgentStreamEvent]:
+    """`events` until they end or the server starts stopping; then `TurnFailed`
+    (`server_stopping`), so the stream says why it ends early instead of hanging up."""
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(events))
+            await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(BaseException):
+                    await following
+                raise TurnFailed("server_stopping", STOPPING_MESSAGE)
+            try:
+                event = following.result()
+            except StopAsyncIteration:
+                return
+            yield event
+    finally:
+        stop.cancel()
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(BaseException):
+                await aclose()
 
 
 def replayed_events(turns: list[TurnRow]) -> list[AgentStreamEvent]:
