@@ -40,6 +40,7 @@ _TYPE_BY_STATUS = {
     415: "invalid_request_error",
     429: "rate_limit_error",
     502: "upstream_error",
+    503: "service_unavailable",
 }
 
 

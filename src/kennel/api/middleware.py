@@ -12,6 +12,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 
 from kennel.api.errors import INTERNAL_ERROR, error_body
+from kennel.api.unavailable import RETRY_AFTER_SECONDS, transient_cause
 from kennel.core.logs import request_id_var
 
 __all__ = ["BodyLimitMiddleware", "RequestIdMiddleware"]
@@ -49,18 +50,35 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
             # Here, not in an exception handler: this log line still knows the request id, and
             # answering here (instead of re-raising to the server) keeps the connection open.
-            log.exception(
-                "unhandled error in %s %s",
-                scope["method"],
-                scope["path"],
-                extra={"requestId": request_id},
-            )
+            cause = transient_cause(exc)
+            if cause is not None:  # the database or the disk, for a while: not a bug
+                log.warning(
+                    "%s %s: %s (%s)",
+                    scope["method"],
+                    scope["path"],
+                    cause,
+                    " ".join(str(exc).split())[:300],
+                    extra={"requestId": request_id},
+                )
+            else:
+                log.exception(
+                    "unhandled error in %s %s",
+                    scope["method"],
+                    scope["path"],
+                    extra={"requestId": request_id},
+                )
             if response_started:
                 raise
-            await _send_json(send_with_id, 500, INTERNAL_ERROR)
+            if cause is not None:
+                message = f"{cause}. Try again shortly."
+                body = error_body(503, message, type="service_unavailable")
+                headers = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+                await _send_json(send_with_id, 503, body, headers)
+            else:
+                await _send_json(send_with_id, 500, INTERNAL_ERROR)
         finally:
             if log.isEnabledFor(logging.INFO):
                 log.info(
@@ -136,7 +154,12 @@ async def _too_large(send: Any, limit: int) -> None:
     await _send_json(send, 413, error_body(413, f"The request body is larger than {limit} bytes."))
 
 
-async def _send_json(send: Any, status: int, document: dict[str, Any]) -> None:
+async def _send_json(
+    send: Any,
+    status: int,
+    document: dict[str, Any],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     body = json.dumps(document).encode()
     await send(
         {
@@ -145,6 +168,7 @@ async def _send_json(send: Any, status: int, document: dict[str, Any]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(headers or []),
             ],
         }
     )
