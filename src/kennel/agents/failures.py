@@ -19,6 +19,7 @@ but not library internals (pydantic's `[type=...` trailers, documentation URLs).
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from pydantic import ValidationError
@@ -34,6 +35,8 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
     UsageLimitExceeded,
 )
+
+from kennel.core.causes import causes
 
 __all__ = ["FAILURE_CODES", "TurnFailure", "failure_of"]
 
@@ -103,15 +106,11 @@ def _cause(exc: BaseException) -> str:
     """The first words of `exc`, with the deepest distinct cause (the transport's own words:
     "[Errno 111] Connection refused") when it adds something."""
     text = _words(exc)
-    node = exc.__cause__ or exc.__context__
     deepest = ""
-    for _ in range(6):
-        if node is None:
-            break
+    for node in itertools.islice(causes(exc), 1, 7):
         words = _words(node)
         if words and words not in text:
             deepest = words
-        node = node.__cause__ or node.__context__
     return _cut(f"{text} ({deepest})" if deepest else text)
 
 

@@ -8,6 +8,8 @@ from pydantic_ai.models import Model
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import UsageLimits
 
+from kennel.core.causes import causes
+
 __all__ = ["ModelError", "WrittenInstructions", "write_worker_instructions"]
 
 MAX_INSTRUCTIONS = 20_000
@@ -84,10 +86,10 @@ async def write_worker_instructions(
 def describe_error(exc: BaseException) -> str:
     """One line: the error, then each distinct underlying cause (SDK, transport)."""
     seen: list[str] = []
-    node: BaseException | None = exc
-    while node is not None and len(seen) < 4:
+    for node in causes(exc):
         text = " ".join(str(node).split())
         if text and not any(text in earlier for earlier in seen):
             seen.append(f"{type(node).__name__}: {text}")
-        node = node.__cause__ or node.__context__
+        if len(seen) == 4:
+            break
     return " <- ".join(seen) or type(exc).__name__

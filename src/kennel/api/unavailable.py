@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import errno
 import sqlite3
-from collections.abc import Iterator
 
 from sqlalchemy import exc as sa_exc
+
+from kennel.core.causes import causes
 
 __all__ = ["RETRY_AFTER_SECONDS", "transient_cause"]
 
@@ -23,7 +24,7 @@ def transient_cause(exc: BaseException) -> str | None:
     """What a passing fault in `exc`'s chain is, in a sentence; None when it is none. The
     driver's own error (deeper in the chain) says more than SQLAlchemy's wrapper, so it is
     looked for first."""
-    chain = list(_chain(exc))
+    chain = list(causes(exc))
     for cause in chain:
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
             return "The disk is full"
@@ -44,16 +45,3 @@ def transient_cause(exc: BaseException) -> str | None:
         if isinstance(cause, ConnectionError | TimeoutError) and from_database:
             return "The database is unavailable"
     return None
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        orig = getattr(current, "orig", None)  # SQLAlchemy's wrapper of the driver's error
-        if isinstance(orig, BaseException) and id(orig) not in seen:
-            seen.add(id(orig))
-            yield orig
-        current = current.__cause__ or current.__context__

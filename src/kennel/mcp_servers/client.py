@@ -32,6 +32,7 @@ from kennel.core.addresses import (
     parse_target,
     resolve_allowed,
 )
+from kennel.core.causes import causes
 from mcp import Client
 
 __all__ = ["Called", "Listed", "RemoteTool", "call_tool", "list_tools"]
@@ -190,10 +191,7 @@ def _reason(exc: BaseException, dialing: Dialing) -> str:
     """The first cause of a failure, in a sentence."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in causes(exc):
         if isinstance(current, BlockedAddressError):
             return f"its address {current.address} is not allowed ({current.reason})"
         if isinstance(current, WebhookUrlError):
@@ -204,6 +202,5 @@ def _reason(exc: BaseException, dialing: Dialing) -> str:
             return "the connection was refused"
         if isinstance(current, httpx2.HTTPStatusError):
             return f"it answered HTTP {current.response.status_code}"
-        current = current.__cause__ or current.__context__
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:300]

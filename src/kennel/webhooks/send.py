@@ -17,7 +17,7 @@ import codecs
 import functools
 import ssl
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -31,6 +31,7 @@ from kennel.core.addresses import (
     parse_target,
     resolve_allowed,
 )
+from kennel.core.causes import causes
 from kennel.webhooks.retries import parse_retry_after
 
 __all__ = ["EXCERPT_BYTES", "Attempt", "deliver"]
@@ -172,18 +173,9 @@ def _decode(data: bytes) -> str:
     return codecs.getincrementaldecoder("utf-8")("replace").decode(data[:EXCERPT_BYTES])
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def _describe(exc: httpx.HTTPError) -> str:
     """A short, readable reason for a transport failure."""
-    for cause in _chain(exc):
+    for cause in causes(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return f"TLS certificate rejected: {cause.verify_message}"
         if isinstance(cause, ssl.SSLError):
