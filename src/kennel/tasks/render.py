@@ -9,8 +9,7 @@ from kennel.core.settings import Settings
 from kennel.core.timestamps import iso_z
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import TaskOut, TaskTotals, TurnError, TurnOut
-from kennel.workers.render import file_url
-from kennel.workers.schemas import WorkerFile
+from kennel.workers.render import worker_file
 
 __all__ = ["task_out", "task_url", "turn_out"]
 
@@ -60,15 +59,7 @@ def turn_out(
         duration_ms=turn.duration_ms,
         started_at=iso_z(turn.started_at or turn.created_at),
         completed_at=iso_z(turn.completed_at) if turn.completed_at else None,
-        files=[
-            WorkerFile(
-                filename=f.path,
-                media_type=f.media_type,
-                url=file_url(settings, task.worker_id, f.path),
-                size=f.size,
-            )
-            for f in files
-        ],
+        files=[worker_file(settings, task.worker_id, f) for f in files],
         error=TurnError(code=turn.error_code, message=turn.error_message or "")
         if turn.error_code
         else None,

@@ -16,10 +16,9 @@ from kennel.core.workspaces import Workspace, WorkspaceFile, has_workspace
 from kennel.db import Read
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnRow
-from kennel.workers.render import file_url, worker_url
+from kennel.workers.render import worker_file, worker_url
 from kennel.workers.repository import WorkerRow
 from kennel.workers.schemas import (
-    WorkerFile,
     WorkerOutput,
     WorkerOutputContent,
     WorkerSource,
@@ -71,15 +70,7 @@ def worker_state(
     workspace_files: Sequence[WorkspaceFile],
 ) -> WorkerState:
     """The `Worker` object of `worker` whose latest task is `task`."""
-    files = [
-        WorkerFile(
-            filename=f.path,
-            media_type=f.media_type,
-            url=file_url(settings, worker.id, f.path),
-            size=f.size,
-        )
-        for f in workspace_files
-    ]
+    files = [worker_file(settings, worker.id, f) for f in workspace_files]
     base: dict[str, Any] = {
         "id": worker.id,
         "created_at": int(worker.created_at.timestamp()),

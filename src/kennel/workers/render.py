@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Protocol
 from urllib.parse import quote
 
 from kennel.core.settings import Settings
 from kennel.core.timestamps import iso_z
 from kennel.workers.repository import WorkerRow
-from kennel.workers.schemas import WorkerTemplate
+from kennel.workers.schemas import WorkerFile, WorkerTemplate
 
 __all__ = ["file_url", "worker_email", "worker_template", "worker_url"]
 
@@ -18,6 +19,26 @@ def worker_url(settings: Settings, worker_id: str) -> str:
 
 def file_url(settings: Settings, worker_id: str, path: str) -> str:
     return f"{settings.base_url}/api/workers/{worker_id}/files/{quote(path)}"
+
+
+class StoredFile(Protocol):
+    """A file of a workspace or of a turn: what a `WorkerFile` shows of it."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def media_type(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+
+
+def worker_file(settings: Settings, worker_id: str, stored: StoredFile) -> WorkerFile:
+    return WorkerFile(
+        filename=stored.path,
+        media_type=stored.media_type,
+        url=file_url(settings, worker_id, stored.path),
+        size=stored.size,
+    )
 
 
 def worker_email(settings: Settings, worker: WorkerRow) -> str:
