@@ -323,3 +323,13 @@ async def test_delay_applies_between_stream_chunks() -> None:
     assert len(chunks) == 4
     # one delay before the response and one between each pair of chunks
     assert time.monotonic() - start >= 0.05 * 4
+
+
+def test_the_built_in_tools_are_the_agents_own() -> None:
+    """BUILT_IN_TOOLS (what the offline model and the turn's notices know as built in) names
+    exactly the tools the turn agent registers."""
+    from kennel.agents.agent import turn_agent
+    from kennel.agents.tools import BUILT_IN_TOOLS
+
+    registered = {name for toolset in turn_agent.toolsets for name in getattr(toolset, "tools", {})}
+    assert registered == BUILT_IN_TOOLS

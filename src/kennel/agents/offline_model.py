@@ -31,6 +31,7 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.usage import RequestUsage
 
 from kennel.agents.schema_sample import sample_from_schema
+from kennel.agents.tools import BUILT_IN_TOOLS
 
 __all__ = ["OFFLINE_MODEL_NAME", "OfflineModel", "sample_from_schema"]
 
@@ -210,12 +211,9 @@ def planned_tool_calls(prompt: str, tools: Sequence[ToolDefinition]) -> list[Too
         calls.append((write.name, fill_args(write, prompt, values)))
     # Any other tool (an MCP server's) is called when the prompt names it, as `server__tool`.
     for tool in tools:
-        if tool.name not in _BUILT_IN_TOOLS and re.search(rf"\b{re.escape(tool.name)}\b", prompt):
+        if tool.name not in BUILT_IN_TOOLS and re.search(rf"\b{re.escape(tool.name)}\b", prompt):
             calls.append((tool.name, fill_args(tool, prompt, {})))
     return calls
-
-
-_BUILT_IN_TOOLS = frozenset({"web_search", "web_fetch", "list_files", "read_file", "write_file"})
 
 
 def _is_query_prop(name: str) -> bool:

@@ -18,18 +18,23 @@ from pydantic_ai.common_tools.web_fetch import WebFetchLocalTool
 from pydantic_ai.tools import ToolDefinition
 
 from kennel.core import runtime
+from kennel.core.settings import Settings
 from kennel.core.workspaces import WorkspaceError
 
 __all__ = [
+    "BUILT_IN_TOOLS",
     "FileRecorder",
     "TurnDeps",
     "list_files",
     "offer_web_search",
+    "offered_built_ins",
     "read_file",
     "web_fetch",
     "web_search",
     "write_file",
 ]
+
+BUILT_IN_TOOLS = frozenset({"web_search", "web_fetch", "list_files", "read_file", "write_file"})
 
 _MAX_READ_CHARS = 100_000
 _MAX_PAGE_CHARS = 50_000
@@ -124,7 +129,12 @@ async def offer_web_search(
     ctx: RunContext[TurnDeps], tool: ToolDefinition
 ) -> ToolDefinition | None:
     """The search tool is offered only where a search service is set (`KENNEL_SEARCH_URL`)."""
-    return tool if runtime.current().settings.search_url else None
+    return tool if tool.name in offered_built_ins(runtime.current().settings) else None
+
+
+def offered_built_ins(settings: Settings) -> frozenset[str]:
+    """The built-in tools a turn is offered under these settings."""
+    return BUILT_IN_TOOLS if settings.search_url else BUILT_IN_TOOLS - {"web_search"}
 
 
 @DBOS.step()

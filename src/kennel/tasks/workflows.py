@@ -31,7 +31,7 @@ from kennel.agents.failures import failure_of
 from kennel.agents.mcp_tools import MCP_RESULT_KEY, mcp_toolset
 from kennel.agents.notices import TurnNotice, cut_off_notices, unused_tool_notices
 from kennel.agents.output import OutputSchemaError, schema_output_type
-from kennel.agents.tools import TurnDeps
+from kennel.agents.tools import TurnDeps, offered_built_ins
 from kennel.core import runtime
 from kennel.core.durable import Queue
 from kennel.core.runtime import Runtime
@@ -293,16 +293,12 @@ async def _run_agent(context: TurnContext) -> TurnOutcome:
             note = f" The answer cut off is counted as about {cut_off} output tokens"
             error = (error[0], error[1] + note + " (estimated: it never reported its usage).")
     if error is None:
-        unused = unused_tool_notices(context["input"], new_messages, _offered_tools())
+        offered = offered_built_ins(runtime.current().settings)
+        unused = unused_tool_notices(context["input"], new_messages, offered)
         unused += cut_off_notices(new_messages, context["budget"], caps.output_tokens)
         await _publish_notices(unused, first=len(notices))
         notices += unused
     return _outcome(output, new_messages, error, caps, extra_output_tokens=cut_off, notices=notices)
-
-
-def _offered_tools() -> set[str]:
-    offered = {"web_fetch", "list_files", "read_file", "write_file"}
-    return offered | ({"web_search"} if runtime.current().settings.search_url else set())
 
 
 async def _publish_notices(notices: list[dict[str, str]], *, first: int) -> None:
