@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -28,6 +29,7 @@ from kennel.core.durable import Queue
 from kennel.core.durable import launch as launch_dbos
 from kennel.core.durable import shutdown as shutdown_dbos
 from kennel.core.settings import Settings, load_settings
+from kennel.core.takeover import Takeover
 from kennel.dashboard import install_dashboard
 from kennel.db import migrate, open_database
 from kennel.mail import answers as mail_answers
@@ -42,7 +44,7 @@ from kennel.schedules.endpoints import router as schedules_router
 from kennel.tasks import workflows as tasks_workflows
 from kennel.tasks.endpoints import router as tasks_router
 from kennel.tasks.endpoints import worker_router as worker_state_router
-from kennel.tasks.starting import requeue_pending_turns
+from kennel.tasks.starting import queue_stranded_turns
 from kennel.tasks.workflows import finish_abandoned_turns, turn_queue
 from kennel.webhooks import workflows as webhooks_workflows
 from kennel.webhooks.endpoints import router as webhooks_router
@@ -80,8 +82,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.install(rt)
         await launch_dbos(settings, workflows=WORKFLOWS, queues=_queues(settings))
         await finish_abandoned_turns(rt)
-        await requeue_pending_turns(rt)
-        wanted: list[BackgroundService] = [Dispatcher(rt), *([listener] if listener else [])]
+        await queue_stranded_turns(rt, grace=timedelta(0))
+        takeover = Takeover(rt, sweeps=[queue_stranded_turns])
+        wanted: list[BackgroundService] = [
+            takeover,
+            Dispatcher(rt),
+            *([listener] if listener else []),
+        ]
         for service in wanted:
             await service.start()
             services.append(service)
@@ -99,6 +106,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             for service in reversed(services):
                 await service.stop()
             shutdown_dbos()
+            if takeover in services:  # only now: nothing of this process runs any more
+                await takeover.release()
             runtime.uninstall()
         await rt.db.dispose()
 

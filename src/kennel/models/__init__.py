@@ -2,6 +2,7 @@
 
 from kennel.models.base import metadata
 from kennel.models.dashboard_session import dashboard_sessions
+from kennel.models.executor import executors
 from kennel.models.idempotency_key import idempotency_keys
 from kennel.models.mail import mail_messages, mail_threads, worker_mail_senders
 from kennel.models.mcp_server import mcp_servers
@@ -15,6 +16,7 @@ from kennel.models.worker import worker_instruction_versions, worker_members, wo
 __all__ = [
     "api_keys",
     "dashboard_sessions",
+    "executors",
     "idempotency_keys",
     "mail_messages",
     "mail_threads",

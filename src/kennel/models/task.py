@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
 
 from kennel.models.base import JsonValue, UTCDateTime, metadata, utcnow
 
@@ -71,6 +81,14 @@ turns = Table(
     # ended it, so that a turn recovered after its end starts the same ones; NULL until then.
     Column("listeners", JsonValue, nullable=True),
     UniqueConstraint("task_id", "seq"),
+    # The turns not yet ended, for the sweeps that look for them at every heartbeat.
+    Index(
+        "ix_turns_in_flight",
+        "status",
+        "created_at",
+        sqlite_where=text("status IN ('pending', 'running')"),
+        postgresql_where=text("status IN ('pending', 'running')"),
+    ),
 )
 
 # A file a turn put into the worker's workspace (uploaded with it, or written by the agent).

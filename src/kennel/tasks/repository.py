@@ -306,8 +306,16 @@ async def in_flight_turn_ids(r: Read, *, worker_id: str) -> list[str]:
     return [row.id for row in await r.all(query)]
 
 
-async def pending_turn_ids(r: Read) -> list[str]:
-    return [row.id for row in await r.all(select(turns.c.id).where(turns.c.status == "pending"))]
+async def pending_turn_ids(
+    r: Read, *, created_before: datetime | None = None, limit: int | None = None
+) -> list[str]:
+    """Turns not yet started: all, or the oldest `limit` made before `created_before`."""
+    query = select(turns.c.id).where(turns.c.status == "pending")
+    if created_before is not None:
+        query = query.where(turns.c.created_at < created_before)
+    if limit is not None:
+        query = query.order_by(turns.c.created_at).limit(limit)
+    return [row.id for row in await r.all(query)]
 
 
 async def running_turn_ids(r: Read) -> list[str]:

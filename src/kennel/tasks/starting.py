@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
@@ -21,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kennel.api.errors import ApiError, BadRequest, Conflict
 from kennel.auth import Caller
+from kennel.core.causes import transient_cause
 from kennel.core.ids import new_id
 from kennel.core.runtime import Runtime
 from kennel.core.timestamps import utcnow
@@ -43,8 +45,8 @@ __all__ = [
     "TurnRequest",
     "Upload",
     "enqueue_turn",
+    "queue_stranded_turns",
     "record_turn",
-    "requeue_pending_turns",
     "run_task",
     "start_turn",
     "write_uploads",
@@ -118,7 +120,18 @@ async def run_task(
     """Start the turn and queue it to run; with a key already used for this request, the turn
     it started (queued again: a no-op)."""
     started = await start_turn(rt, request, idempotency=idempotency)
-    await enqueue_turn(rt, started.turn.id)
+    try:
+        await enqueue_turn(rt, started.turn.id)
+    except Exception as exc:
+        # The rows have committed: the request answers with them, and the turn is queued by
+        # the next heartbeat's sweep (`queue_stranded_turns`) rather than lost or reported as
+        # a failure that a retrying client would turn into a duplicate.
+        log.warning(
+            "turn %s recorded but not queued (%s); the sweep queues it",
+            started.turn.id,
+            transient_cause(exc) or f"{type(exc).__name__}: {exc}",
+            extra={"turnId": started.turn.id},
+        )
     return started
 
 
@@ -316,10 +329,33 @@ async def enqueue_turn(rt: Runtime, turn_id: str) -> None:
         await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id, context)
 
 
-async def requeue_pending_turns(rt: Runtime) -> None:
-    """At start-up: queue the turns whose request committed but died before queueing them
-    (idempotent)."""
+# A pending turn this old that DBOS does not know was stranded between its commit and its
+# queueing (its request met a fault, or its process died); younger ones may be on their way.
+STRANDED_AFTER = timedelta(seconds=10)
+_SWEEP_PAGE = 500
+
+
+async def queue_stranded_turns(rt: Runtime, *, grace: timedelta = STRANDED_AFTER) -> int:
+    """Queue the pending turns older than `grace` that no workflow runs (their request
+    committed, then met a fault or died before queueing them); how many. At start-up (no
+    grace) and at every heartbeat (`core.takeover`); idempotent, as the workflow id is the
+    turn's. The oldest `_SWEEP_PAGE` pending turns are looked at each time: behind a backlog
+    of queued turns, a younger stranded one is found as the backlog drains."""
     async with rt.db.read() as r:
-        pending = await repo.pending_turn_ids(r)
-    for turn_id in pending:
+        pending = await repo.pending_turn_ids(r, created_before=utcnow() - grace, limit=_SWEEP_PAGE)
+    if not pending:
+        return 0
+    known = await DBOS.list_workflows_async(
+        workflow_ids=pending, load_input=False, load_output=False
+    )
+    found = {status.workflow_id for status in known}
+    stranded = [turn_id for turn_id in pending if turn_id not in found]
+    for turn_id in stranded:
         await enqueue_turn(rt, turn_id)
+    if stranded:
+        log.warning(
+            "queued %d turn(s) whose request ended before queueing them",
+            len(stranded),
+            extra={"turnIds": stranded[:50]},
+        )
+    return len(stranded)
