@@ -85,8 +85,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         # Apps and servers of both test processes share one PostgreSQL (max_connections 100).
         **{  # type: ignore[arg-type]
             "turn_concurrency": 8,
-            "database_pool_size": 12,
-            "dbos_pool_size": 8,
+            "database_connections": 18,
             **overrides,
         },
     )

@@ -34,12 +34,13 @@ async def test_a_dropped_connection_is_replaced_at_the_first_statement(app: Fast
         await db.dispose()
 
 
-async def test_kennel_database_pool_size_bounds_the_connections(app: FastAPI) -> None:
-    """`KENNEL_DATABASE_POOL_SIZE`: blocks past it wait for a connection, none is opened."""
+async def test_a_loops_share_of_the_budget_bounds_its_connections(app: FastAPI) -> None:
+    """Blocks past a loop's share of `KENNEL_DATABASE_CONNECTIONS` wait for a connection;
+    none more is opened."""
     settings = app.state.runtime.settings
     if settings.is_sqlite:
         pytest.skip("PostgreSQL only")
-    db = open_database(settings.model_copy(update={"database_pool_size": 2}))
+    db = open_database(settings, connections=2)
     holding = peak = 0
 
     async def hold() -> None:

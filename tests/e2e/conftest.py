@@ -174,8 +174,7 @@ def server_env(
             "KENNEL_MODEL": "offline",
             "KENNEL_SMTP_PORT": "0",  # a free port: servers of several tests run at once
             # Several servers share the test PostgreSQL (max_connections 100): each takes few.
-            "KENNEL_DATABASE_POOL_SIZE": "8",
-            "KENNEL_DBOS_POOL_SIZE": "6",
+            "KENNEL_DATABASE_CONNECTIONS": "12",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -12,6 +13,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from tests.factories import Member
+from tests.factories.polling import eventually
 from tests.factories.tasks import post_task
 from tests.factories.workers import new_worker_id
 
@@ -27,6 +29,19 @@ async def rate_limited_stream(
     yield ""
 
 
+async def _end_lines(caplog: pytest.LogCaptureFixture, turn_id: str) -> list[logging.LogRecord]:
+    def lines() -> list[logging.LogRecord]:
+        return [
+            rec
+            for rec in caplog.records
+            if getattr(rec, "turnId", None) == turn_id and hasattr(rec, "status")
+        ]
+
+    await eventually(lines, what=f"the end line of {turn_id}")
+    await asyncio.sleep(0.2)  # and no second one
+    return lines()
+
+
 class TestTurnEndLog:
     async def test_a_completed_turn_logs_its_figures(
         self, client: httpx.AsyncClient, member: Member, caplog: pytest.LogCaptureFixture
@@ -34,9 +49,10 @@ class TestTurnEndLog:
         worker_id = await new_worker_id(client, member)
         with caplog.at_level(logging.INFO, logger="kennel.tasks"):
             r = await post_task(client, member, input="Count the dogs", workerId=worker_id)
-        assert r.status_code == 200, r.text
-        turn_id = r.headers["x-kennel-turn-id"]
-        (line,) = [rec for rec in caplog.records if getattr(rec, "turnId", None) == turn_id]
+            assert r.status_code == 200, r.text
+            turn_id = r.headers["x-kennel-turn-id"]
+            # The answer comes once the end is committed; the line once DBOS has recorded it.
+            (line,) = await _end_lines(caplog, turn_id)
         assert line.levelno == logging.INFO
         assert line.status == "completed"  # type: ignore[attr-defined]
         assert line.requests >= 1  # type: ignore[attr-defined]
@@ -58,13 +74,12 @@ class TestTurnEndLog:
         worker_id = await new_worker_id(client, member)
         with caplog.at_level(logging.INFO, logger="kennel.tasks"):
             r = await post_task(client, member, input="Count the dogs", workerId=worker_id)
-        assert r.status_code == 200, r.text
-        assert r.json()["error"] == {
-            "code": "model_rate_limited",
-            "message": "The model provider is limiting requests: HTTP 429: Rate limit reached",
-        }
-        turn_id = r.headers["x-kennel-turn-id"]
-        (line,) = [rec for rec in caplog.records if getattr(rec, "turnId", None) == turn_id]
+            assert r.status_code == 200, r.text
+            assert r.json()["error"] == {
+                "code": "model_rate_limited",
+                "message": "The model provider is limiting requests: HTTP 429: Rate limit reached",
+            }
+            (line,) = await _end_lines(caplog, r.headers["x-kennel-turn-id"])
         assert line.levelno == logging.WARNING
         assert line.code == "model_rate_limited"  # type: ignore[attr-defined]
         assert "Rate limit reached" in line.getMessage()

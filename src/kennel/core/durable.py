@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from dbos import DBOS, DBOSConfig
+from dbos import DBOS, DBOSConfig, StepOptions
 
 from kennel import __version__
+from kennel.core.causes import is_transient
 from kennel.core.settings import Settings
 from kennel.db.sqlite import SYNCHRONOUS
 
 __all__ = [
+    "WHILE_TRANSIENT",
     "Queue",
     "application_version",
     "launch",
@@ -39,6 +41,18 @@ class Queue:
     name: str
     concurrency: int
     polling_seconds: float
+
+
+# A step that meets a passing database or disk fault (a dropped connection, a held lock, a
+# full disk) is tried again, 0.5 s later and then half as long again each time (at most an
+# hour apart, for hours in all); any other error is the step's answer at once.
+WHILE_TRANSIENT: StepOptions = {
+    "retries_allowed": True,
+    "interval_seconds": 0.5,
+    "backoff_rate": 1.5,
+    "max_attempts": 25,
+    "should_retry": is_transient,
+}
 
 
 def application_version() -> str:
@@ -59,7 +73,17 @@ def config(settings: Settings) -> DBOSConfig:
         "notification_listener_polling_interval_sec": settings.queue_polling_seconds,
     }
     if not settings.is_sqlite:
-        dbos_config["sys_db_pool_size"] = settings.dbos_pool_size
+        # Its share of the process's budget: a few kept, the rest closed when given back,
+        # one of them its LISTEN connection (taken from the pool and detached).
+        share = settings.connection_shares.dbos - 1
+        kept = min(4, share)
+        dbos_config["db_engine_kwargs"] = {
+            "pool_size": kept,
+            "max_overflow": share - kept,
+            "pool_timeout": 30,
+            "pool_pre_ping": True,
+            "connect_args": {"application_name": "kennel-dbos"},
+        }
     if settings.is_sqlite:
         dbos_config["db_engine_kwargs"] = sqlite_engine_kwargs(
             settings.database_url_object.database or ""

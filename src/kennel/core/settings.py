@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -27,9 +31,21 @@ from kennel.core.parsers import (
     parse_timezone,
 )
 
-__all__ = ["BudgetCaps", "Settings", "SettingsError", "load_settings"]
+__all__ = [
+    "BudgetCaps",
+    "ConnectionShares",
+    "Settings",
+    "SettingsError",
+    "default_executor_id",
+    "load_settings",
+]
 
 _DEFAULT_DATA_DIR = Path("data")
+
+
+def default_executor_id() -> str:
+    """`<host>-<pid>-<random>`: unique per process, and says where it ran."""
+    return f"{socket.gethostname()[:60]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class SettingsError(Exception):
@@ -164,22 +180,38 @@ class Settings(BaseSettings):
         description="How often an idle process looks for queued turns (DBOS polls 1 s by default).",
     )
     executor_id: str = Field(
-        "local",
+        default_factory=lambda: default_executor_id(),
         description=(
-            "Stable id of this process for crash recovery; give each `kennel serve` sharing a "
-            "PostgreSQL database its own."
+            "Id of this process in DBOS, unique by default (`<host>-<pid>-<random>`). Live"
+            " processes take over the unfinished work of one that stopped heart-beating,"
+            " whatever id it had; a fixed id also lets a restart resume its own work at once."
         ),
     )
-    database_pool_size: int = Field(
-        50,
-        ge=1,
+    heartbeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
         description=(
-            "PostgreSQL: connections Kennel's own code opens at most, per event loop (the server"
-            " runs two: HTTP and the SMTP listener). DBOS keeps its own (`dbos_pool_size`)."
+            "How often a process says it is alive, and looks for processes that stopped doing"
+            " so (their turns, deliveries, mail and firings are taken over)."
         ),
     )
-    dbos_pool_size: int = Field(
-        20, ge=2, description="PostgreSQL: connections DBOS's system database pool keeps."
+    takeover_after_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Silence after which a process is taken for dead and its unfinished work is taken"
+            " over (at once for a process of this host whose pid is gone)."
+        ),
+    )
+    database_connections: int = Field(
+        30,
+        ge=8,
+        description=(
+            "PostgreSQL: connections one process holds at most, Kennel's and DBOS's together"
+            " (a third for DBOS); idle ones close after a minute. Size PostgreSQL's"
+            " `max_connections` to this times the processes, plus what else connects."
+        ),
     )
     max_file_bytes: int = Field(
         25 * 1024 * 1024, ge=1, description="Largest file in a workspace (upload or agent write)."
@@ -412,6 +444,27 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url_object.get_backend_name() == "sqlite"
+
+    @property
+    def connection_shares(self) -> ConnectionShares:
+        """How `database_connections` is split between DBOS and Kennel's event loops."""
+        return ConnectionShares.of(self.database_connections, smtp=self.smtp_enabled)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionShares:
+    """A process's PostgreSQL connections: DBOS's pool (its LISTEN connection included),
+    Kennel's on the HTTP loop, and on the SMTP listener's loop; together the budget."""
+
+    dbos: int
+    http: int
+    smtp: int
+
+    @classmethod
+    def of(cls, budget: int, *, smtp: bool) -> ConnectionShares:
+        dbos = max(3, budget // 3)
+        smtp_share = 2 if smtp else 0
+        return cls(dbos=dbos, http=budget - dbos - smtp_share, smtp=smtp_share)
 
 
 def _parse_database_url(raw: str) -> URL:

@@ -84,8 +84,9 @@ class Database(Protocol):
     async def dispose(self) -> None: ...
 
 
-def open_database(settings: Settings) -> Database:
-    """The configured database, not yet migrated (`migrate` does that)."""
+def open_database(settings: Settings, *, connections: int | None = None) -> Database:
+    """The configured database, not yet migrated (`migrate` does that). `connections`: the
+    most it may hold on PostgreSQL, by default the HTTP loop's share of the budget."""
     url = settings.database_url_object
     if settings.is_sqlite:
         from kennel.db.sqlite import SqliteDatabase
@@ -93,7 +94,7 @@ def open_database(settings: Settings) -> Database:
         return SqliteDatabase(url.database or "")
     from kennel.db.postgres import PostgresDatabase
 
-    return PostgresDatabase(url, max_connections=settings.database_pool_size)
+    return PostgresDatabase(url, max_connections=connections or settings.connection_shares.http)
 
 
 def row_columns(row_type: type[R], table: FromClause) -> list[KeyedColumnElement[Any]]:

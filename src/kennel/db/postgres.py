@@ -10,10 +10,11 @@ asyncpg, whose prepared statements are cached per connection. Errors are SQLAlch
 SQLAlchemy's execution gives.
 
 - Connections: kept idle per event loop (asyncpg's belong to the loop that opened them), up
-  to `max_connections` open (`KENNEL_DATABASE_POOL_SIZE`); no ping. A connection found
-  dropped at the first statement of a block is replaced and the statement sent once more
-  (nothing of the block has happened yet, so that is safe); later in a block, the error goes
-  to the caller.
+  to `max_connections` open (the HTTP or the SMTP listener's share of
+  `KENNEL_DATABASE_CONNECTIONS`); no ping. One unused for `_IDLE_SECONDS` is closed, down to
+  `_IDLE_FLOOR` kept, so an idle process holds few. A connection found dropped at the first
+  statement of a block is replaced and the statement sent once more (nothing of the block has
+  happened yet, so that is safe); later in a block, the error goes to the caller.
 - `read(snapshot=False)`: each statement in autocommit, with no BEGIN or ROLLBACK round trips.
 - `read()`: a `REPEATABLE READ READ ONLY` transaction, so that its statements see one state
   (under READ COMMITTED a worker, its task and its turns could each be read at another moment).
@@ -45,8 +46,9 @@ from kennel.db._plans import Plans, row_type, value_processors
 __all__ = ["PostgresDatabase"]
 
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
-MAX_CONNECTIONS = 50  # per event loop: what the SQLAlchemy pool allowed (40 kept + 10 more)
-_IDLE_SHARE = 0.8
+MAX_CONNECTIONS = 20  # per event loop, unless told (Settings.connection_shares)
+_IDLE_SECONDS = 60.0  # an idle connection unused this long is closed...
+_IDLE_FLOOR = 2  # ...unless it is one of the last few of its loop
 _STATEMENT_CACHE = 512  # asyncpg's prepared statements per connection (default 100)
 _BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _BEGIN_WRITE = "BEGIN"
@@ -265,13 +267,14 @@ class PostgresDatabase:
     def __init__(self, url: URL, *, max_connections: int = MAX_CONNECTIONS) -> None:
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._max_connections = max_connections
-        self._max_idle = max(1, int(max_connections * _IDLE_SHARE))
+        # Per loop: (connection, when it came back), the most recently used last.
         self._idle: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, list[asyncpg.Connection]
+            asyncio.AbstractEventLoop, list[tuple[asyncpg.Connection, float]]
         ] = weakref.WeakKeyDictionary()
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        self._reaping: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._open: set[asyncpg.Connection] = set()
 
     async def _take(self) -> asyncpg.Connection:
@@ -282,7 +285,7 @@ class PostgresDatabase:
         await slots.acquire()
         idle = self._idle.get(loop)
         if idle:
-            return idle.pop()
+            return idle.pop()[0]
         try:
             return await self._connect()
         except BaseException:
@@ -314,14 +317,31 @@ class PostgresDatabase:
         except _DRIVER_ERRORS:
             conn.terminate()
         finally:
-            idle = self._idle.setdefault(loop, [])
-            if conn.is_closed() or len(idle) >= self._max_idle:
+            if conn.is_closed():
                 self._open.discard(conn)
-                if not conn.is_closed():
-                    await conn.close()
             else:
-                idle.append(conn)
+                self._idle.setdefault(loop, []).append((conn, loop.time()))
+                if loop not in self._reaping:
+                    self._reaping.add(loop)
+                    loop.call_later(_IDLE_SECONDS, self._reap, loop)
             self._slots[loop].release()
+
+    def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the loop's connections unused for `_IDLE_SECONDS`, keeping `_IDLE_FLOOR`;
+        look again later while more than that are idle."""
+        idle = self._idle.get(loop, [])
+        cutoff = loop.time() - _IDLE_SECONDS
+        stale = 0
+        while stale < len(idle) - _IDLE_FLOOR and idle[stale][1] < cutoff:
+            stale += 1
+        closing, idle[:stale] = [conn for conn, _ in idle[:stale]], []
+        for conn in closing:
+            self._open.discard(conn)
+            loop.create_task(_close_quietly(conn))
+        if len(idle) > _IDLE_FLOOR:
+            loop.call_later(_IDLE_SECONDS / 2, self._reap, loop)
+        else:
+            self._reaping.discard(loop)
 
     @asynccontextmanager
     async def read(self, *, snapshot: bool = True) -> AsyncIterator[Read]:
@@ -356,12 +376,19 @@ class PostgresDatabase:
     async def dispose(self) -> None:
         idle, self._idle = self._idle, weakref.WeakKeyDictionary()
         for conns in idle.values():
-            for conn in conns:
+            for conn, _ in conns:
                 self._open.discard(conn)
                 await conn.close()
         for conn in list(self._open):  # still checked out (a block that never ended)
             conn.terminate()
         self._open.clear()
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    try:
+        await conn.close(timeout=5)
+    except (TimeoutError, *_DRIVER_ERRORS):
+        conn.terminate()
 
 
 async def _set_json_codecs(conn: asyncpg.Connection) -> None:

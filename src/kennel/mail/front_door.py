@@ -70,7 +70,7 @@ class FrontDoor:
     def _run(self, server_loop: asyncio.AbstractEventLoop) -> None:
         loop = self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        db = open_database(self._rt.settings)
+        db = open_database(self._rt.settings, connections=self._rt.settings.connection_shares.smtp)
         main = self._rt
 
         def here() -> Runtime:  # the server's settings and model as they are now, this db

@@ -33,7 +33,7 @@ from kennel.agents.notices import TurnNotice, cut_off_notices, unused_tool_notic
 from kennel.agents.output import OutputSchemaError, schema_output_type
 from kennel.agents.tools import TurnDeps, offered_built_ins
 from kennel.core import runtime
-from kennel.core.durable import Queue
+from kennel.core.durable import WHILE_TRANSIENT, Queue
 from kennel.core.runtime import Runtime
 from kennel.core.settings import BudgetCaps, Settings
 from kennel.db import Read
@@ -130,11 +130,11 @@ async def turn_context(r: Read, settings: Settings, turn_id: str) -> TurnContext
 @DBOS.workflow()
 async def run_turn(turn_id: str, context: TurnContext) -> str:
     """Run one turn; whatever goes wrong inside it, the turn ends (`error` at worst)."""
-    # Marking the turn running and recording its outcome are plain workflow code, not steps:
-    # both are idempotent, so a recovered workflow may run them again, and a step costs four
-    # system-database statements. The model requests and tool calls are the steps.
+    # Marking the turn running and recording its outcome are steps for their retries: a
+    # passing database fault (a dropped connection, a held lock, a full disk) is tried again
+    # until it passes (`WHILE_TRANSIENT`), never the end of a turn whose model had answered.
     rt = runtime.current()
-    if not await _mark_running(rt, turn_id):
+    if not await DBOS.run_step_async(WHILE_TRANSIENT, _mark_running, rt, turn_id):
         # Aborted before it started: whoever aborted it starts the listeners. Or recovered
         # after it ended: the listeners stored with its end are started (again: a no-op).
         async with rt.db.read(snapshot=False) as r:
@@ -152,11 +152,15 @@ async def run_turn(turn_id: str, context: TurnContext) -> str:
         log.exception("turn %s failed unexpectedly", turn_id, extra={"turnId": turn_id})
         outcome = _internal_error(turn_id)
     try:
-        concerned = await _record_outcome(rt, turn_id, outcome)
+        concerned = await DBOS.run_step_async(
+            WHILE_TRANSIENT, _record_outcome, rt, turn_id, outcome
+        )
     except Exception:  # e.g. an answer the database will not store: record the failure instead
         log.exception("turn %s: recording its outcome failed", turn_id, extra={"turnId": turn_id})
         outcome = _internal_error(turn_id)
-        concerned = await _record_outcome(rt, turn_id, outcome)
+        concerned = await DBOS.run_step_async(
+            WHILE_TRANSIENT, _record_outcome, rt, turn_id, outcome
+        )
     if concerned is not None:
         _log_end(turn_id, outcome, time.monotonic() - began)
     # None: aborted meanwhile (archived, worker deleted), and whoever aborted it starts them.
