@@ -49,7 +49,7 @@ class ListedFile(NamedTuple):
 def has_files(worker_id: ColumnElement[Any]) -> ColumnElement[bool]:
     """Whether the worker of `worker_id` has any file: an index probe, for folding into the
     statement that reads the worker."""
-    return exists().where(workspace_files.c.worker_id == worker_id)
+    return exists().where(workspace_files.c.worker_id == worker_id).label("has_files")
 
 
 _files = workspace_files.c
