@@ -92,7 +92,8 @@ _WEB_PLUMBING = {
     "api.unavailable",
 }
 LEVELS: tuple[frozenset[str], ...] = (
-    frozenset({"", "api", "core", "db", "idempotency", "models", *_WEB_PLUMBING}),
+    # `workspaces` is here, not with `workers`: the agents' file tools, a level below, use it.
+    frozenset({"", "api", "core", "db", "idempotency", "models", "workspaces", *_WEB_PLUMBING}),
     frozenset({"auth"}),
     frozenset({"mcp_servers"}),  # the MCP servers agents call, below the agents that call them
     frozenset({"agents"}),

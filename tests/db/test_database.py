@@ -19,6 +19,7 @@ from kennel.db import Database
 from kennel.models import organizations
 from kennel.tasks import repository as tasks_repo
 from kennel.workers import repository as workers_repo
+from kennel.workspaces import repository as workspaces_repo
 from tests.factories import Member
 from tests.factories.tasks import post_task
 from tests.factories.workers import new_worker_id
@@ -240,7 +241,13 @@ async def test_hot_selects_give_the_rows_sqlalchemy_gives(
         (tasks_repo._TURNS_OF, {"task_id": task.id}),
         (tasks_repo._TURN, {"turn_id": turn_id}),
         (tasks_repo._FILES_OF_TASK, {"task_id": task.id}),
+        (workspaces_repo._LISTING, {"worker_id": worker_id, "limit": 10}),
+        (workspaces_repo._OF_PATH, {"worker_id": worker_id, "path": "out.txt"}),
     ]
+    async with db.read() as read:
+        written = await workspaces_repo.of_path(read, worker_id, "out.txt")
+    assert written is not None
+    statements.append((workspaces_repo._CHUNK, {"file_id": written.id, "seq": 0}))
     settings = app.state.runtime.settings
     if db.backend == "sqlite":
         from kennel.db._sqlite_plans import plans

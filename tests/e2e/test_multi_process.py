@@ -19,11 +19,9 @@ def two_servers(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     if not os.environ.get(POSTGRES_ENV):
         pytest.skip(f"{POSTGRES_ENV} is not set: the multi-process test needs PostgreSQL")
     tmp_path = tmp_path_factory.mktemp("two")
-    shared = tmp_path / "shared"
-    shared.mkdir()
     trace = tmp_path / "trace.jsonl"
+    # Each process has a data folder of its own: workspace files are in the database.
     common = {
-        "KENNEL_DATA_DIR": str(shared),  # workspaces must be shared by the processes
         "KENNEL_OFFLINE_MODEL_TRACE_FILE": str(trace),
         "KENNEL_OFFLINE_MODEL_DELAY_SECONDS": "0.2",
         "KENNEL_TURN_CONCURRENCY": "1",  # so that neither process can take the whole queue
@@ -97,3 +95,44 @@ def test_a_live_turn_streams_to_another_process(two_servers) -> None:  # type: i
         assert events[-1]["type"] == "finish"
         state = on_b.get(f"/api/workers/{worker['id']}").json()
         assert state["status"] == "completed"
+
+
+def test_files_are_the_same_through_either_process(two_servers) -> None:  # type: ignore[no-untyped-def]
+    a, b, trace = two_servers
+    headers = {"Authorization": f"Bearer {a.api_key}"}
+    with (
+        httpx.Client(base_url=a.base_url, headers=headers, timeout=30) as on_a,
+        httpx.Client(base_url=b.base_url, headers=headers, timeout=30) as on_b,
+    ):
+        worker = on_a.post("/api/workers", json={"title": "Files"}).json()
+        uploaded = on_a.post(
+            "/api/tasks",
+            data={"input": "keep this", "workerId": worker["id"]},
+            files=[
+                ("files", ("in/data.bin", bytes(range(256)) * 4096, "application/octet-stream"))
+            ],
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        # Turns that write files, run by whichever process dequeues each.
+        inputs = [f"write a file named out{i}.txt containing value {i}" for i in range(6)]
+        for text in inputs:
+            r = on_a.post("/api/tasks", json={"input": text, "workerId": worker["id"]})
+            assert r.status_code == 200, r.text
+        for _ in range(300):
+            listed = on_b.get("/api/tasks", params={"workerId": worker["id"]}).json()
+            if listed["totalCount"] == 7 and all(
+                t["status"] == "completed" for t in listed["tasks"]
+            ):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"turns did not complete: {listed}")
+        for client in (on_a, on_b):
+            base = f"/api/workers/{worker['id']}/files/"
+            assert client.get(base + "in/data.bin").content == bytes(range(256)) * 4096
+            for i in range(6):
+                assert client.get(base + f"out{i}.txt").text == f"value {i}"
+    writers = {
+        r["pid"] for r in map(json.loads, trace.read_text().splitlines()) if r["prompt"] in inputs
+    }
+    assert writers == {a.process.pid, b.process.pid}  # both processes wrote some of them

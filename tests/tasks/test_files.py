@@ -43,8 +43,13 @@ async def turn_files(client: httpx.AsyncClient, member: Member, task_id: str) ->
     return [turn["files"] for turn in r.json()["items"]]
 
 
-def workspaces(app: FastAPI) -> Path:
-    return Path(app.state.runtime.settings.data_dir) / "workspaces"
+async def stored(app: FastAPI, worker_id: str) -> list[str]:
+    """The paths of the worker's files, from the store itself."""
+    return [f.path for f in await app.state.runtime.workspace(worker_id).list()]
+
+
+def data_dir(app: FastAPI) -> Path:
+    return Path(app.state.runtime.settings.data_dir)
 
 
 class TestUpload:
@@ -177,7 +182,7 @@ class TestUpload:
         assert r.json()["error"]["param"] == "files"
         assert "large.txt" in r.json()["error"]["message"]
         # Checked before anything is written: not even the small file is kept, and no task ran.
-        assert not (workspaces(app) / worker_id).exists()
+        assert await stored(app, worker_id) == []
         assert await worker_files(client, member, worker_id) == []
         listed = await client.get(
             "/api/tasks", params={"workerId": worker_id}, headers=member.headers
@@ -200,8 +205,8 @@ class TestUpload:
         )
         assert r.status_code == 400, r.text
         assert r.json()["error"]["param"] == "files"
-        assert not (workspaces(app) / worker_id).exists()
-        assert list(workspaces(app).parent.rglob("evil.txt")) == []
+        assert await stored(app, worker_id) == []
+        assert list(data_dir(app).rglob("evil.txt")) == []  # nor anywhere on disk
         assert await worker_files(client, member, worker_id) == []
 
 
@@ -281,7 +286,7 @@ class TestDownload:
         for worker_id, name in [(mine, "mine.txt"), (sibling, "secret.txt")]:
             r = await upload(client, member, [(name, b"data", "text/plain")], workerId=worker_id)
             assert r.status_code == 200, r.text
-        assert (workspaces(app) / sibling / "secret.txt").is_file()
+        assert await stored(app, sibling) == ["secret.txt"]
 
         base = f"/api/workers/{mine}/files/"
         for path in [
@@ -289,7 +294,7 @@ class TestDownload:
             "sub/missing.txt",
             f"..%2F{sibling}%2Fsecret.txt",
             f"%2E%2E/{sibling}/secret.txt",
-            f"%2e%2e%2f%2e%2e%2f{Path(app.state.runtime.settings.data_dir).name}",
+            f"%2e%2e%2f%2e%2e%2f{data_dir(app).name}",
             "..%2F..%2F..%2Fetc%2Fpasswd",
             "%2Fetc%2Fpasswd",
             ".mine.txt.partial",

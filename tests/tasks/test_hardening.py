@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -302,7 +301,7 @@ class TestUploadNames:
         assert r.status_code == 400, r.text
         assert r.json()["error"]["param"] == "files"
         assert says in r.json()["error"]["message"]
-        assert not (_workspaces(app) / worker_id).exists()
+        assert await app.state.runtime.workspace(worker_id).list() == []
 
     async def test_a_file_and_a_folder_never_share_a_name(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member
@@ -318,15 +317,39 @@ class TestUploadNames:
             )
 
         assert (await send("sub/dir/x.txt")).status_code == 200
-        before = sorted(p.relative_to(_workspaces(app)) for p in _workspaces(app).rglob("*"))
         folder = await send("sub/dir")
         assert folder.status_code == 400, folder.text
-        assert "is a folder" in folder.json()["error"]["message"]
+        assert folder.json()["error"]["message"] == (
+            "'sub/dir' is a folder; a file cannot take its name"
+        )
         inside = await send("sub/dir/x.txt/deeper.txt")
         assert inside.status_code == 400, inside.text
-        assert "is a file" in inside.json()["error"]["message"]
-        after = sorted(p.relative_to(_workspaces(app)) for p in _workspaces(app).rglob("*"))
-        assert after == before  # no stray temporaries either
+        assert inside.json()["error"]["message"] == (
+            "'sub/dir/x.txt' is a file, so 'sub/dir/x.txt/deeper.txt' cannot be made in it"
+        )
+        files = await app.state.runtime.workspace(worker_id).list()
+        assert [f.path for f in files] == ["sub/dir/x.txt"]
+
+    async def test_a_file_and_a_folder_of_one_name_in_one_request_are_refused(
+        self, app: FastAPI, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        worker_id = await new_worker_id(client, member)
+        r = await client.post(
+            "/api/tasks",
+            data={"input": "Take them", "workerId": worker_id},
+            files=[
+                ("files", ("a/b.txt", b"x", "text/plain")),
+                ("files", ("a", b"y", "text/plain")),
+            ],
+            headers=member.headers,
+        )
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert (error["message"], error["param"]) == (
+            "'a' is a file, so 'a/b.txt' cannot be made in it",
+            "files",
+        )
+        assert await app.state.runtime.workspace(worker_id).list() == []
 
     async def test_a_255_byte_name_is_written(
         self, client: httpx.AsyncClient, member: Member
@@ -406,7 +429,3 @@ class TestSmall:
         assert record.exc_info is not None
         assert "a bug" in str(record.exc_info[1])
         assert getattr(record, "requestId", None) == "req-42"
-
-
-def _workspaces(app: FastAPI) -> Path:
-    return Path(app.state.runtime.settings.data_dir).resolve() / "workspaces"

@@ -19,7 +19,7 @@ from pydantic_ai.tools import ToolDefinition
 
 from kennel.core import runtime
 from kennel.core.settings import Settings
-from kennel.core.workspaces import WorkspaceError
+from kennel.workspaces import WorkspaceError
 
 __all__ = [
     "BUILT_IN_TOOLS",
@@ -139,7 +139,7 @@ def offered_built_ins(settings: Settings) -> frozenset[str]:
 
 @DBOS.step()
 async def _list(worker_id: str) -> list[dict[str, Any]]:
-    files = runtime.current().workspace(worker_id).list()
+    files = await runtime.current().workspace(worker_id).list()
     return [{"path": f.path, "size": f.size, "mediaType": f.media_type} for f in files]
 
 
@@ -151,11 +151,11 @@ async def list_files(ctx: RunContext[TurnDeps]) -> list[dict[str, Any]]:
 @DBOS.step()
 async def _read(worker_id: str, path: str) -> dict[str, str]:
     try:
-        data = runtime.current().workspace(worker_id).read(path)
+        data = await runtime.current().workspace(worker_id).read(path)
     except FileNotFoundError:
         return {"error": f"there is no file {path!r}"}
-    except (WorkspaceError, OSError) as exc:
-        return {"error": f"cannot read {path!r}: {_reason(exc)}"}
+    except WorkspaceError as exc:
+        return {"error": f"cannot read {path!r}: {exc}"}
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -177,13 +177,16 @@ async def read_file(ctx: RunContext[TurnDeps], path: str) -> str:
 async def _write(
     worker_id: str, record_file: FileRecorder, path: str, content: str
 ) -> dict[str, Any]:
+    rt = runtime.current()
     try:
-        written = runtime.current().workspace(worker_id).write(path, content.encode("utf-8"))
-    except (WorkspaceError, OSError, UnicodeEncodeError) as exc:
-        # A name the workspace refuses, a folder in the way, a full disk: the model hears why
-        # and may try another name, as with a page that cannot be fetched.
-        return {"error": f"cannot write {path!r}: {_reason(exc)}"}
-    await record_file(written.path, written.media_type, written.size)
+        # One transaction: the file and the turn's record of it commit together.
+        async with rt.db.write():
+            written = await rt.workspace(worker_id).write(path, content.encode("utf-8"))
+            await record_file(written.path, written.media_type, written.size)
+    except (WorkspaceError, UnicodeEncodeError) as exc:
+        # A name the workspace refuses, a folder in the way, a file too large: the model hears
+        # why and may try another name, as with a page that cannot be fetched.
+        return {"error": f"cannot write {path!r}: {exc}"}
     return {"path": written.path, "size": written.size}
 
 
@@ -193,9 +196,3 @@ async def write_file(ctx: RunContext[TurnDeps], path: str, content: str) -> str:
     if "error" in result:
         raise ModelRetry(result["error"])
     return f"wrote {result['size']} bytes to {result['path']}"
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc)

@@ -49,6 +49,7 @@ from kennel.tasks.workflows import finish_abandoned_turns, turn_queue
 from kennel.webhooks import workflows as webhooks_workflows
 from kennel.webhooks.endpoints import router as webhooks_router
 from kennel.workers.endpoints import router as workers_router
+from kennel.workspaces.disk import import_disk_workspaces
 
 __all__ = ["PUBLIC_PATHS", "create_app"]
 
@@ -73,6 +74,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = rt.settings
     await asyncio.to_thread(migrate, settings)
     await bootstrap(rt.db, key=settings.bootstrap_api_key, admin_email=settings.admin_email)
+    await import_disk_workspaces(rt.db, settings.data_dir)  # what earlier versions kept on disk
     if is_offline(settings.model):
         log.warning("*" * 20 + " " + _OFFLINE_BANNER + " " + "*" * 20)
     durable = app.state.durable

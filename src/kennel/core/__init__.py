@@ -1,1 +1,1 @@
-"""Plumbing every domain stands on: ids, time, logs, settings, the runtime, DBOS, workspaces."""
+"""Plumbing every domain stands on: ids, time, logs, settings, the runtime, DBOS."""

@@ -17,8 +17,8 @@ from fastapi import Request
 from pydantic_ai.models import Model
 
 from kennel.core.settings import Settings
-from kennel.core.workspaces import Workspace
 from kennel.db import Database
+from kennel.workspaces import Workspace
 
 __all__ = ["Runtime", "current", "install", "of_request", "uninstall"]
 
@@ -34,9 +34,8 @@ class Runtime:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def workspace(self, worker_id: str) -> Workspace:
-        return Workspace(
-            self.settings.data_dir, worker_id, max_file_bytes=self.settings.max_file_bytes
-        )
+        """The worker's files, in the database: the same in every process."""
+        return Workspace(self.db, worker_id, max_file_bytes=self.settings.max_file_bytes)
 
 
 def of_request(request: Request) -> Runtime:

@@ -72,7 +72,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         _DEFAULT_DATA_DIR,
-        description="Folder for the default SQLite database and worker workspaces.",
+        description=(
+            "Folder for the default SQLite database. Workspace files are in the database; those"
+            " an earlier version kept in <data dir>/workspaces/ are moved into it at start-up."
+        ),
     )
     database_url: str = Field(
         "",

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from kennel.api.errors import ApiError
-from kennel.api.http import page_count
+from kennel.api.http import file_download, page_count
 from kennel.core.runtime import of_request
 from kennel.dashboard import forms
 from kennel.dashboard.auth import SignedIn, SignedInDep
@@ -239,16 +238,11 @@ async def download_file(worker_id: str, path: str, request: Request, who: Signed
     """Download a file of the worker's workspace (the API's checks, the session's user)."""
     rt = of_request(request)
     worker = await workers_service.get_worker(rt.db, who.caller, worker_id)
-    found = rt.workspace(worker.id).file(path)
+    workspace = rt.workspace(worker.id)
+    found = await workspace.file(path)
     if found is None:
         raise ApiError(404, f"No file {path!r} in this worker's workspace.")
-    full_path, info = found
-    return FileResponse(
-        full_path,
-        media_type=info.media_type,
-        filename=PurePosixPath(info.path).name,
-        headers={"Content-Security-Policy": _FILE_CSP},
-    )
+    return file_download(workspace, found, headers={"Content-Security-Policy": _FILE_CSP})
 
 
 # -- tasks ----------------------------------------------------------------------------------

@@ -99,12 +99,12 @@ async def _compose(turn_id: str) -> bytes | str | None:
         text = failed_turn_text(turn.error_message)
     workspace = rt.workspace(worker.id)
     attachments = []
-    for file in files:
-        found = workspace.file(file.path)
-        if found is not None:
-            attachments.append(
-                OutgoingFile(found[1].path, found[1].media_type, found[0].read_bytes())
-            )
+    for file in files:  # whole, in memory: the message is built from bytes
+        try:
+            data = await workspace.read(file.path)
+        except FileNotFoundError:
+            continue
+        attachments.append(OutgoingFile(file.path, file.media_type, data))
     header_id = new_message_id(settings.mail_domain, key=turn_id)
     reply = build_reply(
         from_address=worker_email(settings, worker),

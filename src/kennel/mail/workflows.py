@@ -31,7 +31,6 @@ from kennel.tasks.starting import (
     Upload,
     enqueue_turn,
     record_turn,
-    write_uploads,
 )
 
 __all__ = [
@@ -207,8 +206,8 @@ async def _refuse(message_id: str, reason: str, *, status: str = "refused") -> D
 
 @DBOS.step()
 async def _start(message_id: str, decision: Decision) -> tuple[str, str | None]:
-    """Record the turn (and task) and put the attachments in the workspace: the outcome, and
-    the turn to queue; "busy" while the task of a reply runs a turn."""
+    """Record the turn (and task) with the attachments in the workspace: the outcome, and the
+    turn to queue; "busy" while the task of a reply runs a turn."""
     rt = runtime.current()
     async with rt.db.read() as r:
         row = await repo.message(r, message_id)
@@ -258,7 +257,6 @@ async def _start(message_id: str, decision: Decision) -> tuple[str, str | None]:
         await _refuse(message_id, exc.message, status="failed")
         return "failed", None
     _read.pop(message_id, None)
-    await write_uploads(rt, started)
     return "started", started.turn.id
 
 

@@ -12,6 +12,7 @@ from kennel.models.server_secret import server_secrets
 from kennel.models.task import tasks, turn_files, turns
 from kennel.models.webhook import webhook_events, webhook_executions, webhooks
 from kennel.models.worker import worker_instruction_versions, worker_members, workers
+from kennel.models.workspace import workspace_file_chunks, workspace_files
 
 __all__ = [
     "api_keys",
@@ -37,4 +38,6 @@ __all__ = [
     "worker_mail_senders",
     "worker_members",
     "workers",
+    "workspace_file_chunks",
+    "workspace_files",
 ]

@@ -15,6 +15,7 @@ from kennel.db import Read, Write, row_columns, select_rows
 from kennel.models import tasks, turn_files, turns, workers
 from kennel.tasks.schemas import Budget, TaskStatus, TriggeredBy
 from kennel.workers.repository import VISIBLE_TO_CALLER, WorkerRow, caller_params
+from kennel.workspaces import repository as workspaces_repo
 
 __all__ = [
     "IN_FLIGHT",
@@ -22,6 +23,7 @@ __all__ = [
     "TurnEnd",
     "TurnFileRow",
     "TurnRow",
+    "WorkerLatestTask",
     "archive",
     "by_id",
     "by_public_id",
@@ -131,9 +133,12 @@ _LATEST = tasks.alias("latest")
 # The worker and its latest task in one statement: the request clients poll most.
 # One statement, so that the worker, its task and the task's turns are of one moment without a
 # snapshot's BEGIN and ROLLBACK round trips: a row per turn (one with no turn, or no task).
+# Whether the worker has workspace files rides along (an index probe): most have none, and
+# those need no listing.
 _VISIBLE_WORKER_LATEST_TASK_AND_TURNS = (
     select(
         *row_columns(WorkerRow, workers),
+        workspaces_repo.has_files(workers.c.id),
         *row_columns(TaskRow, tasks),
         *row_columns(TurnRow, turns),
     )
@@ -238,20 +243,30 @@ async def latest_of_worker(r: Read, worker_id: str) -> TaskRow | None:
     return TaskRow._make(row) if row else None
 
 
+class WorkerLatestTask(NamedTuple):
+    worker: WorkerRow
+    has_files: bool  # in its workspace
+    task: TaskRow | None
+    turns: list[TurnRow]
+
+
 async def visible_worker_latest_task_and_turns(
     r: Read, caller: Caller, worker_id: str
-) -> tuple[WorkerRow, TaskRow | None, list[TurnRow]] | None:
-    """The worker, if the caller may see it, its latest task if it has one, and that task's
-    turns in order, as of one moment."""
+) -> WorkerLatestTask | None:
+    """The worker, if the caller may see it, whether it has files, its latest task if it has
+    one, and that task's turns in order, as of one moment."""
     rows = await r.all(
         _VISIBLE_WORKER_LATEST_TASK_AND_TURNS, {"worker_id": worker_id, **caller_params(caller)}
     )
     if not rows:
         return None
-    first, turns_at = rows[0], _WORKER_FIELDS + _TASK_FIELDS
-    task = first[_WORKER_FIELDS:turns_at]
-    return (
+    first = rows[0]
+    task_at = _WORKER_FIELDS + 1
+    turns_at = task_at + _TASK_FIELDS
+    task = first[task_at:turns_at]
+    return WorkerLatestTask(
         WorkerRow._make(first[:_WORKER_FIELDS]),
+        bool(first[_WORKER_FIELDS]),
         TaskRow._make(task) if task[0] else None,
         [TurnRow._make(row[turns_at:]) for row in rows if row[turns_at] is not None],
     )

@@ -3,14 +3,14 @@
 Four starters: the API (`POST /api/tasks`, and the dashboard's Run form), the schedule
 dispatcher, a schedule's run-now and mail intake. Each says what it wants as a `TurnRequest`
 and records it with `record_turn` in a write block of its own, beside its own rows (a
-schedule's run, a message's outcome); once the block has committed, it writes the turn's
-uploads (`write_uploads`) and queues the turn (`enqueue_turn`). The API does all of it through
-`run_task`, which adds the idempotency key.
+schedule's run, a message's outcome); the turn's uploads go into the workspace in that block
+too, so they commit with the turn or not at all. Once the block has committed, it queues the
+turn (`enqueue_turn`). The API does all of it through `run_task`, which adds the idempotency
+key.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +26,6 @@ from kennel.core.causes import transient_cause
 from kennel.core.ids import new_id
 from kennel.core.runtime import Runtime
 from kennel.core.timestamps import utcnow
-from kennel.core.workspaces import Workspace, WorkspaceError
 from kennel.db import Read, Write
 from kennel.idempotency import Idempotency, recorded, remember
 from kennel.tasks import repository as repo
@@ -37,6 +36,7 @@ from kennel.workers import repository as workers_repo
 from kennel.workers import service as workers_service
 from kennel.workers.repository import WorkerRow
 from kennel.workers.schemas import WorkerCreate
+from kennel.workspaces import WorkspaceError, clean_path, media_type_of
 
 __all__ = [
     "StartedTurn",
@@ -49,7 +49,6 @@ __all__ = [
     "record_turn",
     "run_task",
     "start_turn",
-    "write_uploads",
 ]
 
 log = logging.getLogger("kennel.tasks")
@@ -110,7 +109,7 @@ class StartedTurn:
     worker: WorkerRow
     task: TaskRow
     turn: TurnRow
-    # Checked, by workspace path; written by `write_uploads` once the rows have committed.
+    # By workspace path: written into the workspace with the turn's rows.
     uploads: Mapping[str, Upload] = field(default_factory=dict)
 
 
@@ -138,8 +137,8 @@ async def run_task(
 async def start_turn(
     rt: Runtime, request: TurnRequest, *, idempotency: Idempotency | None = None
 ) -> StartedTurn:
-    """Record the turn in a transaction of its own, then put its uploads into the workspace;
-    the caller queues it."""
+    """Record the turn, its uploads included, in a transaction of its own; the caller queues
+    it."""
     organization_id = request.caller.organization_id
     try:
         async with rt.db.write() as w:
@@ -156,7 +155,6 @@ async def start_turn(
                 if earlier := await recorded(r, organization_id, idempotency):
                     return await _started_of(r, earlier)
         raise Conflict(f"taskId {request.task_id!r} was just taken by another request.") from None
-    await write_uploads(rt, started)
     return started
 
 
@@ -170,8 +168,8 @@ async def _started_of(r: Read, turn_id: str) -> StartedTurn:
 
 
 async def record_turn(w: Write, rt: Runtime, request: TurnRequest) -> StartedTurn:
-    """The rows of the turn (and of its task, and worker, when new) in `w`; an ApiError before
-    anything is written when the request cannot be met."""
+    """The rows of the turn (and of its task, and worker, when new) and its uploads in `w`; an
+    ApiError before anything is written when the request cannot be met."""
     caller = request.caller
     uploads = _checked_uploads(request.uploads, rt.settings.max_file_bytes)
     turn_id = request.turn_id or new_id("trn")
@@ -203,7 +201,7 @@ async def record_turn(w: Write, rt: Runtime, request: TurnRequest) -> StartedTur
     workspace = rt.workspace(worker.id)
     for path in uploads:
         try:
-            workspace.check_writable(path)
+            await workspace.check_writable(path)
         except WorkspaceError as exc:
             raise BadRequest(str(exc), param="files") from None
     now = utcnow()
@@ -265,10 +263,15 @@ async def record_turn(w: Write, rt: Runtime, request: TurnRequest) -> StartedTur
     await repo.insert_files(
         w,
         [
-            TurnFileRow(turn_id, path, Workspace.media_type_of(path), len(u.data), now)
+            TurnFileRow(turn_id, path, media_type_of(path), len(u.data), now)
             for path, u in uploads.items()
         ],
     )
+    try:
+        for path, upload in uploads.items():
+            await workspace.write(path, upload.data)  # joins `w`: commits with the turn
+    except WorkspaceError as exc:  # another request just made a folder of that name (a race)
+        raise BadRequest(str(exc), param="files") from None
     return StartedTurn(worker, task, turn, uploads)
 
 
@@ -283,39 +286,21 @@ def _checked_uploads(uploads: Sequence[Upload], max_bytes: int) -> dict[str, Upl
     paths: dict[str, Upload] = {}
     for upload in uploads:
         try:
-            path = Workspace.clean_path(upload.filename)
+            path = clean_path(upload.filename)
         except WorkspaceError as exc:
             raise BadRequest(str(exc), param="files") from None
         if len(upload.data) > max_bytes:
             raise ApiError(413, f"{path!r} is larger than {max_bytes} bytes.", param="files")
         paths.pop(path, None)
         paths[path] = upload
+    for path in paths:  # `a` and `a/b` in one request: a file and a folder of one name
+        parts = path.split("/")
+        for folder in ("/".join(parts[:n]) for n in range(1, len(parts))):
+            if folder in paths:
+                raise BadRequest(
+                    f"{folder!r} is a file, so {path!r} cannot be made in it", param="files"
+                )
     return paths
-
-
-async def write_uploads(rt: Runtime, started: StartedTurn) -> None:
-    """Put the turn's uploads into the workspace, after the commit (a file write holds no
-    lock) and before the turn is queued; a failure ends the turn, so nothing waits for it."""
-    if not started.uploads:
-        return
-    workspace = rt.workspace(started.worker.id)
-    try:
-        for path, upload in started.uploads.items():
-            await asyncio.to_thread(workspace.write, path, upload.data)
-    except Exception as exc:
-        async with rt.db.write() as w:
-            await repo.finish_turn(
-                w,
-                started.turn.id,
-                "error",
-                {
-                    "error_code": "upload_failed",
-                    "error_message": f"Storing an upload failed: {exc}",
-                },
-                only_from=("pending",),
-                listeners=(),  # its starter (request or mail intake) fails instead
-            )
-        raise
 
 
 async def enqueue_turn(rt: Runtime, turn_id: str) -> None:

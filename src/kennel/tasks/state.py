@@ -12,7 +12,6 @@ from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 
 from kennel.auth import Caller
 from kennel.core.settings import Settings
-from kennel.core.workspaces import Workspace, WorkspaceFile, has_workspace
 from kennel.db import Read
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnRow
@@ -25,6 +24,9 @@ from kennel.workers.schemas import (
     WorkerState,
     WorkerUsage,
 )
+from kennel.workspaces import MAX_LISTED, WorkspaceFile
+from kennel.workspaces import repository as workspaces_repo
+from kennel.workspaces.store import listed_files
 
 __all__ = ["load_worker_state", "ui_messages", "visible_worker_state", "worker_state"]
 
@@ -38,8 +40,8 @@ async def visible_worker_state(
     found = await repo.visible_worker_latest_task_and_turns(r, caller, worker_id)
     if found is None:
         return None
-    worker, task, turns = found
-    return worker_state(settings, worker, task, turns, _workspace_files(settings, worker.id))
+    files = await _workspace_files(r, worker_id) if found.has_files else []
+    return worker_state(settings, found.worker, found.task, found.turns, files)
 
 
 async def load_worker_state(
@@ -48,18 +50,11 @@ async def load_worker_state(
     """The `Worker` object as of its latest task, or as of `task_id` (the task a POST started:
     with several tasks of the worker in flight, its latest may be another caller's)."""
     task, turns = await repo.task_and_turns(r, worker_id=worker.id, task_id=task_id)
-    return worker_state(settings, worker, task, turns, _workspace_files(settings, worker.id))
+    return worker_state(settings, worker, task, turns, await _workspace_files(r, worker.id))
 
 
-def _workspace_files(settings: Settings, worker_id: str) -> list[WorkspaceFile]:
-    files: list[WorkspaceFile] = []
-    # On the loop: listing a worker's folder took about 20 us here, where a hop to a thread
-    # cost 115 us of CPU (and more under load). Most workers have no folder at all.
-    if has_workspace(settings.data_dir, worker_id):
-        files = Workspace(
-            settings.data_dir, worker_id, max_file_bytes=settings.max_file_bytes
-        ).list()
-    return files
+async def _workspace_files(r: Read, worker_id: str) -> list[WorkspaceFile]:
+    return listed_files(await workspaces_repo.listing(r, worker_id, limit=MAX_LISTED))
 
 
 def worker_state(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from kennel.api.errors import ApiError
-from kennel.api.http import KennelRoute, json_response, page_count
+from kennel.api.http import KennelRoute, file_download, json_response, page_count
 from kennel.auth import CallerDep
 from kennel.core.runtime import of_request
 from kennel.core.timestamps import iso_z
@@ -79,17 +78,15 @@ async def list_workers(
 @router.get("/{workerId}/files/{path:path}", response_class=FileResponse)
 async def download_worker_file(
     workerId: str, path: str, request: Request, caller: CallerDep
-) -> FileResponse:
+) -> Response:
     """Download a file from the worker's workspace."""
     rt = of_request(request)
     worker = await service.get_worker(rt.db, caller, workerId)
-    found = rt.workspace(worker.id).file(path)
+    workspace = rt.workspace(worker.id)
+    found = await workspace.file(path)
     if found is None:
         raise ApiError(404, f"No file {path!r} in this worker's workspace.")
-    full_path, info = found
-    return FileResponse(
-        full_path, media_type=info.media_type, filename=PurePosixPath(info.path).name
-    )
+    return file_download(workspace, found)
 
 
 @router.patch("/{workerId}", response_model=WorkerTemplate)
