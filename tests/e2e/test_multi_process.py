@@ -113,6 +113,19 @@ def test_files_are_the_same_through_either_process(two_servers) -> None:  # type
             ],
         )
         assert uploaded.status_code == 200, uploaded.text
+        note = on_a.post(
+            "/api/tasks",
+            data={"input": "keep the note", "workerId": worker["id"]},
+            files=[("files", ("note.txt", b"Saved through process a", "text/plain"))],
+        )
+        assert note.status_code == 200, note.text
+        # Turns that read the upload through process a: both processes run some of them.
+        readers = [f"read the file note.txt for reader {i}" for i in range(6)]
+        reader_tasks = []
+        for text in readers:
+            r = on_b.post("/api/tasks", json={"input": text, "workerId": worker["id"]})
+            assert r.status_code == 200, r.text
+            reader_tasks.append(r.json()["metadata"]["taskId"])
         # Turns that write files, run by whichever process dequeues each.
         inputs = [f"write a file named out{i}.txt containing value {i}" for i in range(6)]
         for text in inputs:
@@ -120,7 +133,7 @@ def test_files_are_the_same_through_either_process(two_servers) -> None:  # type
             assert r.status_code == 200, r.text
         for _ in range(300):
             listed = on_b.get("/api/tasks", params={"workerId": worker["id"]}).json()
-            if listed["totalCount"] == 7 and all(
+            if listed["totalCount"] == 14 and all(
                 t["status"] == "completed" for t in listed["tasks"]
             ):
                 break
@@ -132,7 +145,14 @@ def test_files_are_the_same_through_either_process(two_servers) -> None:  # type
             assert client.get(base + "in/data.bin").content == bytes(range(256)) * 4096
             for i in range(6):
                 assert client.get(base + f"out{i}.txt").text == f"value {i}"
-    writers = {
-        r["pid"] for r in map(json.loads, trace.read_text().splitlines()) if r["prompt"] in inputs
-    }
+        answers = [
+            on_a.get(f"/api/tasks/{task_id}").json()["turns"][0]["outputText"]
+            for task_id in reader_tasks
+        ]
+    assert len(answers) == 6
+    assert all("read_file: Saved through process a" in text for text in answers), answers
+    lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    writers = {r["pid"] for r in lines if r["prompt"] in inputs}
     assert writers == {a.process.pid, b.process.pid}  # both processes wrote some of them
+    # The upload through process a was read by turns on process b too.
+    assert {r["pid"] for r in lines if r["prompt"] in readers} == {a.process.pid, b.process.pid}

@@ -46,6 +46,12 @@ WRITE_RE = re.compile(
     r"[\"'`]?(?P<name>[\w][\w./-]*\.[A-Za-z0-9]{1,8})\b",
     re.IGNORECASE,
 )
+# "read the file notes.txt", "read in/data.csv": the same rule for the name.
+READ_RE = re.compile(
+    r"\bread\b\s+(?:the\s+)?(?:file\s+(?:named\s+|called\s+)?)?"
+    r"[\"'`]?(?P<name>[\w][\w./-]*\.[A-Za-z0-9]{1,8})\b",
+    re.IGNORECASE,
+)
 # Optional explicit content: "... containing hello world" / "with content: hi" / "saying hi".
 CONTENT_RE = re.compile(
     r"\b(?:containing|with (?:the )?(?:content|text)|saying)\s*:?\s*"
@@ -195,7 +201,8 @@ ToolCallPlan = tuple[str, dict[str, Any]]
 
 def planned_tool_calls(prompt: str, tools: Sequence[ToolDefinition]) -> list[ToolCallPlan]:
     """Tool calls the prompt asks for, in order: search for what it says ("search the web for
-    ..."), fetch each URL, write the named file, then any other tool the prompt names."""
+    ..."), fetch each URL, read and write the named files, then any other tool the prompt
+    names."""
     calls: list[ToolCallPlan] = []
     search = next((t for t in tools if "search" in t.name.lower()), None)
     if search and (asked := SEARCH_RE.search(prompt)):
@@ -203,6 +210,9 @@ def planned_tool_calls(prompt: str, tools: Sequence[ToolDefinition]) -> list[Too
     if fetch := next((t for t in tools if "fetch" in t.name.lower()), None):
         for url in dict.fromkeys(u.rstrip(".,;:!?") for u in URL_RE.findall(prompt)):
             calls.append((fetch.name, fill_args(fetch, prompt, {_is_url_prop: url})))
+    read = next((t for t in tools if t.name.lower() == "read_file"), None)
+    if read and (asked := READ_RE.search(prompt)):
+        calls.append((read.name, fill_args(read, prompt, {_is_path_prop: asked["name"]})))
     write = next((t for t in tools if "write" in t.name.lower()), None)
     if write and (match := WRITE_RE.search(prompt)):
         found = CONTENT_RE.search(prompt[match.end() :])
