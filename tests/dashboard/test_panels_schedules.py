@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
+from kennel.schedules.dispatcher import fire_due
 from tests.factories import Member
 from tests.factories.dashboard import error_next_to, panel, post_form, signed_in_browser
 from tests.factories.workers import new_worker_id
@@ -289,3 +290,23 @@ class TestActions:
         # Already cancelled: the API's 404, as a page.
         gone = await post_form(browser, page, f"{base}/pause")
         assert gone.status_code == 404
+
+    async def test_a_catch_up_run_shows_what_it_folded_and_who_fired_it(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        member: Member,
+        browser: httpx.AsyncClient,
+        reconfigure: Callable[..., None],
+    ) -> None:
+        reconfigure(executor_id="kennel-east")
+        worker_id = await new_worker_id(client, member)
+        made = await api_schedule(client, member, worker_id, type="interval", intervalSeconds=60)
+        due = datetime.fromisoformat(made["nextRunAt"].replace("Z", "+00:00"))
+        # As after a day and a bit down: one firing for 1,500 due times.
+        assert await fire_due(app.state.runtime, due + timedelta(minutes=1499, seconds=30)) >= 1
+        shown = panel((await browser.get(f"/workers/{worker_id}")).text, "schedules")
+        history = shown.split('class="list runs"', 1)[1]
+        assert "caught_up" in history
+        assert '<td class="num run-missed">1,499</td>' in history
+        assert "<code>kennel-east</code>" in history

@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from fastapi import FastAPI
 
+from kennel.models import webhook_executions
+from kennel.webhooks.workflows import UNKNOWN_MESSAGE
 from tests.factories import Member
 from tests.factories.dashboard import error_next_to, panel, post_form, signed_in_browser
-from tests.factories.receiver import Receiver
+from tests.factories.receiver import Answer, Receiver
 from tests.factories.tasks import post_task
 from tests.factories.workers import new_worker_id
 
@@ -184,3 +187,34 @@ class TestLog:
             browser, page, f"/workers/{worker_id}/webhook/executions/whx_nope/redeliver"
         )
         assert missing.status_code == 404
+
+    async def test_an_attempt_shows_while_it_is_sent_and_when_it_was_cut_off(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        member: Member,
+        browser: httpx.AsyncClient,
+        private_webhooks: None,
+        receiver: Receiver,
+    ) -> None:
+        worker_id = await new_worker_id(client, member)
+        path = fresh_path()
+        receiver.script(path, [Answer(200, delay=1.5)])
+        assert (await set_url(browser, worker_id, receiver.url(path))).status_code == 303
+        await post_task(client, member, input="Slowly", workerId=worker_id)
+        await asyncio.to_thread(receiver.wait_for, 1, 20.0, path)
+        page = f"/workers/{worker_id}"
+        shown = panel((await browser.get(page)).text, "webhook")
+        assert '<span class="status status-running">sending</span>' in shown
+        (done,) = await logged(client, member, worker_id, 1)
+        # As a crash would have left it (the rendering only: see tests/webhooks).
+        async with app.state.runtime.db.write() as w:
+            await w.execute(
+                sa.update(webhook_executions)
+                .where(webhook_executions.c.id == done["id"])
+                .values(request_status="unknown", error_message=UNKNOWN_MESSAGE)
+            )
+        shown = panel((await browser.get(page)).text, "webhook")
+        row = shown.split(f'id="execution-{done["id"]}"', 1)[1].split("</tr>", 1)[0]
+        assert ">unknown</span>" in row
+        assert html.escape(UNKNOWN_MESSAGE) in row

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import handinger
+import httpx
 import pytest
 
 from kennel.webhooks import verify
@@ -99,17 +100,19 @@ def test_a_delivery_survives_sigkill_and_the_turn_is_not_run_again(
     empty_database_url: str, tmp_path: Path
 ) -> None:
     """Killed after the turn ended, while the receiver is still answering the first attempt:
-    after a restart the event is delivered once more, with the same webhook-id."""
+    after a restart the event is delivered with the same webhook-id, every POST the receiver
+    got is in the log (the cut-off one as `unknown`) and the tries stay within the schedule."""
     trace = tmp_path / "model-trace.jsonl"
     env = {
         "KENNEL_ALLOW_PRIVATE_WEBHOOKS": "true",
         "KENNEL_EXECUTOR_ID": "webhook-crash-test",
         "KENNEL_OFFLINE_MODEL_TRACE_FILE": str(trace),
         "KENNEL_TASK_WAIT_SECONDS": "0",
+        "KENNEL_WEBHOOK_RETRY_SCHEDULE": "0,0.2,0.2",
     }
     workdir = tmp_path / "server"
     with Receiver() as receiver:
-        receiver.script("/slow", [Answer(200, delay=5), 200])
+        receiver.script("/slow", [Answer(500, delay=5), 500, 200])
         with start_live_server(workdir, empty_database_url, extra_env=env) as first:
             api_key = first.api_key
             with first.sdk(api_key) as sdk:
@@ -120,17 +123,27 @@ def test_a_delivery_survives_sigkill_and_the_turn_is_not_run_again(
             sigkill(first)  # the receiver is still sleeping on its answer
         (workdir / "server.log").rename(workdir / "first-server.log")
         with start_live_server(workdir, empty_database_url, extra_env=env) as second:
-            first_try, second_try = receiver.wait_for(2, 60, "/slow")
+            first_try, _, last_try = receiver.wait_for(3, 60, "/slow")
             with second.sdk(api_key) as sdk:
                 deadline = time.monotonic() + 20
                 while True:
-                    logs = sdk.workers.webhooks.list_executions(worker.id).logs
-                    if any(x.request_status == "success" for x in logs):
+                    logs = sdk.workers.webhooks.list_executions(worker.id)
+                    if any(x.request_status == "success" for x in logs.logs):
                         break
                     assert time.monotonic() < deadline, logs
                     time.sleep(0.1)
-    assert first_try.headers["webhook-id"] == second_try.headers["webhook-id"]
-    assert first_try.body == second_try.body
-    verify(str(hook.token), second_try.headers, second_try.body)
+                raw = httpx.get(
+                    f"{second.base_url}/api/workers/{worker.id}/webhook/executions",
+                    headers={"Authorization": f"Bearer {api_key}"},
+                )
+    assert first_try.headers["webhook-id"] == last_try.headers["webhook-id"]
+    assert first_try.body == last_try.body
+    verify(str(hook.token), last_try.headers, last_try.body)
     assert len(trace_lines(trace)) == 1  # the turn ran once, before the kill
-    assert len(receiver.received) == 2
+    assert len(receiver.received) == 3  # the cut-off try, then the schedule's other two
+    assert logs.total_count == 3
+    assert [(x["attempt"], x["outcome"], x["responseStatus"]) for x in raw.json()["logs"]] == [
+        (3, "success", 200),
+        (2, "error", 500),
+        (1, "unknown", None),
+    ]

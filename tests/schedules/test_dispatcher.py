@@ -69,6 +69,7 @@ class TestFireDue:
         assert task["metadata"]["scheduleId"] == schedule_id
         (run,) = await runs_of(client, member, worker_id, schedule_id)
         assert run["outcome"] == "started"
+        assert run["firedBy"] == rt.settings.executor_id
         assert run["taskId"] == task["id"]
 
     async def test_a_task_id_taken_already_is_a_failed_firing_not_a_follow_up(

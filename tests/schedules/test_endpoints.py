@@ -208,7 +208,7 @@ class TestFiring:
             )
         ).json()
         (run,) = runs["runs"]
-        assert run["outcome"] == "started"
+        assert (run["outcome"], run["missedCount"]) == ("started", 0)  # on time: folds nothing
         assert run["dueAt"] == delayed["nextRunAt"]
         assert run["taskId"] in {t["id"] for t in found}
         await client.delete(
@@ -216,9 +216,15 @@ class TestFiring:
         )
 
     async def test_a_missed_recurring_schedule_fires_once_then_keeps_its_cadence(
-        self, app: FastAPI, client: httpx.AsyncClient, member: Member
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        member: Member,
+        reconfigure: Callable[..., None],
     ) -> None:
-        """As after downtime: ten ticks passed, one firing stands for them all."""
+        """As after downtime: eleven ticks passed, one firing stands for them all, and its run
+        says how many it folded in and which process fired it."""
+        reconfigure(executor_id="kennel-b")
         worker_id = await new_worker_id(client, member)
         made = (
             await schedule(
@@ -233,7 +239,9 @@ class TestFiring:
                 f"/api/workers/{worker_id}/schedules/{made['id']}/runs", headers=member.headers
             )
         ).json()["runs"]
-        assert [r["outcome"] for r in runs] == ["caught_up"]
+        assert [(r["outcome"], r["missedCount"], r["firedBy"]) for r in runs] == [
+            ("caught_up", 10, "kennel-b")  # due, then ten more up to due + 10 h
+        ]
         listed = (
             await client.get(
                 f"/api/workers/{worker_id}/schedules/{made['id']}", headers=member.headers
@@ -267,10 +275,15 @@ class TestFiring:
         )
         started = [r for r in runs if r["outcome"] == "started"]
         assert len(started) == 1  # the only one that ran; the others found it running
+        assert {r["firedBy"] for r in runs} == {app.state.runtime.settings.executor_id}
         assert all(r["taskId"] is None for r in runs if r["outcome"] == "skipped_overlap")
 
     async def test_pause_resume_and_run_now(
-        self, client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None]
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        member: Member,
+        reconfigure: Callable[..., None],
     ) -> None:
         reconfigure(min_interval_seconds=1)
         worker_id = await new_worker_id(client, member)
@@ -285,7 +298,8 @@ class TestFiring:
         await asyncio.sleep(2.5)
         assert await tasks_of(client, member, worker_id) == []  # paused: nothing fired
         manual = (await client.post(f"{base}/run", headers=member.headers)).json()
-        assert manual["outcome"] == "manual"
+        assert (manual["outcome"], manual["missedCount"]) == ("manual", 0)
+        assert manual["firedBy"] == app.state.runtime.settings.executor_id
         resumed = (await client.patch(base, json={"paused": False}, headers=member.headers)).json()
         assert resumed["paused"] is False
         resumed_at = datetime.fromisoformat(resumed["nextRunAt"].replace("Z", "+00:00"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kennel.core.parsers import parse_timezone
-from kennel.schedules.timing import next_cron, next_interval, parse_cron, upcoming_of
+from kennel.schedules.timing import (
+    MISSED_COUNT_LIMIT,
+    count_due,
+    due_after,
+    next_cron,
+    next_interval,
+    parse_cron,
+    upcoming_of,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -220,3 +229,69 @@ def test_no_due_time_doubled_lost_or_out_of_order(
         found.append(current)
     assert all(a < b for a, b in itertools.pairwise(found))  # strictly later, so no doubles
     assert found == _reference(expression, zone, start, end)
+
+
+def _stepped(schedule: Any, after: datetime, until: datetime) -> int:
+    """Due times in (after, until] found one `due_after` at a time: what count_due must say."""
+    found, current = 0, after
+    while (current := due_after(schedule, current, default_zone="UTC")) <= until:
+        found += 1
+    return found
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    change=st.sampled_from(_CHANGES),
+    minute=st.sampled_from(["0", "30", "*/15", "*/7", "5,35"]),
+    hour=st.sampled_from(["1", "2", "*", "1-3", "*/2"]),
+    offset=st.integers(min_value=0, max_value=3599),
+)
+def test_count_due_counts_what_stepping_finds_across_a_change(
+    change: tuple[ZoneInfo, datetime], minute: str, hour: str, offset: int
+) -> None:
+    """The folded due times a late firing records, counted in one pass over a downtime that
+    spans a daylight-saving change, are the ones the dispatcher would have stepped through."""
+    zone, month_start = change
+    day = month_start
+    while zone.utcoffset(day.replace(tzinfo=None)) == zone.utcoffset(
+        month_start.replace(tzinfo=None)
+    ):
+        day += timedelta(days=1)
+    after = day - timedelta(days=1, seconds=offset)  # the change is in the day before `day`
+    until = day + timedelta(seconds=offset)
+    schedule = SimpleNamespace(
+        kind="cron",
+        cron=f"{minute} {hour} * * *",
+        timezone=zone.key,
+        anchor=after,
+        interval_seconds=None,
+    )
+    assert count_due(schedule, after, until, default_zone="UTC") == _stepped(schedule, after, until)
+
+
+class TestCountDue:
+    def test_intervals_by_arithmetic(self) -> None:
+        anchor = datetime(2026, 12, 1, 9, tzinfo=UTC)
+        schedule = SimpleNamespace(
+            kind="interval", interval_seconds=3600, anchor=anchor, cron=None, timezone=None
+        )
+        after = anchor + timedelta(hours=1)  # the due time that fired
+        until = after + timedelta(hours=10, minutes=30)
+        assert count_due(schedule, after, until, default_zone="UTC") == 10
+        assert _stepped(schedule, after, until) == 10
+        assert count_due(schedule, after, after + timedelta(minutes=59), default_zone="UTC") == 0
+        before = anchor - timedelta(hours=2)  # the first due time is the anchor itself
+        assert count_due(schedule, before, anchor, default_zone="UTC") == 1
+
+    def test_one_shots_fold_nothing_and_counts_stop_at_the_limit(self) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        one_shot = SimpleNamespace(
+            kind="delayed", anchor=start, cron=None, timezone=None, interval_seconds=None
+        )
+        assert count_due(one_shot, start, start + timedelta(days=9), default_zone="UTC") == 0
+        minutely = SimpleNamespace(
+            kind="cron", cron="* * * * *", timezone=None, anchor=start, interval_seconds=None
+        )
+        year = start + timedelta(days=365)
+        assert count_due(minutely, start, year, default_zone="UTC") == MISSED_COUNT_LIMIT
+        assert count_due(minutely, start, start + timedelta(hours=1), default_zone="UTC") == 60

@@ -19,7 +19,8 @@ from kennel import __version__
 from kennel.agents import OfflineModel
 from kennel.tasks import listeners
 from kennel.tasks.workflows import finish_abandoned_turns
-from kennel.webhooks import verify
+from kennel.webhooks import service as webhooks_service
+from kennel.webhooks import verify, workflows
 from tests.factories import Member
 from tests.factories.receiver import Answer, Receiver
 from tests.factories.tasks import post_task
@@ -431,3 +432,84 @@ class TestDelivery:
         assert await executions(client, member, worker_id) == []
         turn_id = answer["metadata"]["turnId"]
         assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is None
+
+
+class _ProcessDied(Exception):
+    """Stands for a crash inside a step: the step ends without a recorded answer."""
+
+
+class TestCrashes:
+    async def test_an_attempt_cut_off_by_a_crash_is_logged_and_counted(
+        self,
+        client: httpx.AsyncClient,
+        member: Member,
+        private_webhooks: None,
+        receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The process dies after the first POST reached the receiver, before its answer was
+        recorded. Recovery runs the interrupted step again over the recorded ones (a fork from
+        that step, as recovery does): every POST the receiver got is in the log, the cut-off
+        one as `unknown`, numbered 1..4, and the event gets no more tries than FAST lists."""
+        receiver.script(P["crash"], [500])  # every attempt fails: all the tries are used
+        real = workflows.deliver
+
+        async def post_then_die(*args: Any, **kwargs: Any) -> Any:
+            await real(*args, **kwargs)
+            raise _ProcessDied
+
+        monkeypatch.setattr(workflows, "deliver", post_then_die)
+        worker_id = await new_worker_id(client, member)
+        await set_hook(client, member, worker_id, receiver.url(P["crash"]))
+        answer = (await post_task(client, member, input="Crash", workerId=worker_id)).json()
+        delivery = f"{answer['metadata']['turnId']}:webhook"
+        deadline = time.monotonic() + 20
+        while (status := await DBOS.get_workflow_status_async(delivery)) is None or (
+            status.status != "ERROR"
+        ):
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(0.05)
+        monkeypatch.setattr(workflows, "deliver", real)
+        assert len(await arrived(receiver, 1, P["crash"])) == 1
+        steps = await DBOS.list_workflow_steps_async(delivery)
+        (cut_off,) = [step for step in steps if step["error"] is not None]
+        rerun = await DBOS.fork_workflow_async(delivery, cut_off["function_id"])
+        assert await rerun.get_result() == "gave up"
+        await asyncio.sleep(0.5)  # longer than FAST's waits: a fifth try would have come
+        assert len([r for r in receiver if r.path == P["crash"]]) == len(FAST)
+        logs = await logged(client, member, worker_id, len(FAST))
+        assert [(x["attempt"], x["outcome"], x["requestStatus"]) for x in reversed(logs)] == [
+            (1, "unknown", "error"),
+            (2, "error", "error"),
+            (3, "error", "error"),
+            (4, "error", "error"),
+        ]
+        assert logs[-1]["errorMessage"] == workflows.UNKNOWN_MESSAGE
+        assert logs[-1]["responseStatus"] is None
+
+    async def test_an_attempt_being_sent_is_in_the_dashboard_log_not_the_api(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        member: Member,
+        private_webhooks: None,
+        receiver: Receiver,
+    ) -> None:
+        """The row is written before the POST: while the receiver takes its time, the attempt
+        is `sending` in the worker's log; the API lists it once it has its answer."""
+        receiver.script(P["slow"], [Answer(200, delay=1.5)])
+        worker_id = await new_worker_id(client, member)
+        await set_hook(client, member, worker_id, receiver.url(P["slow"]))
+        await post_task(client, member, input="Slow", workerId=worker_id)
+        await arrived(receiver, 1, P["slow"])
+        rows, total = await webhooks_service.list_executions(
+            app.state.runtime.db, member.caller, worker_id, page=1, in_flight=True
+        )
+        assert ([row.request_status for row in rows], total) == (["sending"], 1)
+        assert await executions(client, member, worker_id) == []
+        (done,) = await logged(client, member, worker_id, 1)
+        assert (done["attempt"], done["outcome"], done["durationMs"] >= 1000) == (
+            1,
+            "success",
+            True,
+        )

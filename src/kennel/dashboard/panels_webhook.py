@@ -25,9 +25,12 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
 
 async def webhook_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dict[str, Any]:
-    """The panel's context: the webhook (None when unset) and the newest delivery attempts."""
+    """The panel's context: the webhook (None when unset) and the newest delivery attempts,
+    those being sent included."""
     webhook = await service.get_webhook(rt.db, caller, worker.id)
-    executions, total = await service.list_executions(rt.db, caller, worker.id, page=1)
+    executions, total = await service.list_executions(
+        rt.db, caller, worker.id, page=1, in_flight=True
+    )
     previous_until = None
     if webhook and webhook.previous_token_until and webhook.previous_token_until > utcnow():
         previous_until = webhook.previous_token_until

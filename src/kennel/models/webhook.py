@@ -43,6 +43,8 @@ webhook_events = Table(
     UniqueConstraint("worker_id", "turn_id"),
 )
 
+# One row per attempt, written before the POST is sent and finished after it, so that a crash
+# in between leaves the attempt in the log (as `unknown`) instead of no trace of it.
 webhook_executions = Table(
     "webhook_executions",
     metadata,
@@ -51,7 +53,9 @@ webhook_executions = Table(
     Column("worker_id", ForeignKey("workers.id", ondelete="CASCADE"), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("url", String(2048), nullable=False),
-    Column("request_status", String(10), nullable=False),  # "success" | "error"
+    # pending (written, not yet sent) | sending | success | error | unknown (the process stopped
+    # while it was being sent: the receiver may or may not have got it)
+    Column("request_status", String(10), nullable=False),
     Column("response_status", Integer, nullable=True),
     Column("error_message", Text, nullable=True),
     Column("response_excerpt", Text, nullable=False, default=""),

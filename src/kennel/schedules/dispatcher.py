@@ -30,7 +30,7 @@ from kennel.db import Write
 from kennel.schedules import repository as repo
 from kennel.schedules.repository import RunRow, ScheduleRow
 from kennel.schedules.schemas import RunOutcome
-from kennel.schedules.timing import CATCH_UP_SECONDS, due_after
+from kennel.schedules.timing import CATCH_UP_SECONDS, count_due, due_after
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.starting import TaskExists, TurnRequest, enqueue_turn, record_turn
 
@@ -138,16 +138,34 @@ async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> 
     """Record one firing in `w` and move the schedule on; the turn to queue, if any."""
     due = schedule.next_run_at
     assert due is not None
-    later = due_after(schedule, now, default_zone=rt.settings.schedule_timezone)
+    zone = rt.settings.schedule_timezone
+    later = due_after(schedule, now, default_zone=zone)
     await repo.set_next(w, schedule.id, later, now)
-    run_id = f"run_{firing_turn_id(schedule.id, due)[4:]}"
+    missed = _missed(schedule, due, now, zone)
+    run = RunRow(
+        f"run_{firing_turn_id(schedule.id, due)[4:]}",
+        schedule.id,
+        due,
+        now,
+        "started",
+        None,
+        None,
+        missed_count=missed,
+        fired_by=rt.settings.executor_id,
+    )
+    if missed:
+        log.info(
+            "schedule %s: the firing of %s stands for %d later due times up to %s",
+            schedule.id,
+            iso_z(due),
+            missed,
+            iso_z(now),
+        )
     if (
         later is not None
         and await repo.last_started_task_status(w, schedule.id) in tasks_repo.IN_FLIGHT
     ):
-        await repo.insert_run(
-            w, RunRow(run_id, schedule.id, due, now, "skipped_overlap", None, None)
-        )
+        await repo.insert_run(w, run._replace(outcome="skipped_overlap"))
         log.info("schedule %s: skipped %s, its previous task still runs", schedule.id, iso_z(due))
         return None
     turn = TurnRequest(
@@ -168,10 +186,18 @@ async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> 
     except ApiError as exc:  # the worker is gone, or its creator may no longer use it
         reason = "This due time has been fired already." if isinstance(exc, TaskExists) else None
         message = reason or exc.message
-        await repo.insert_run(w, RunRow(run_id, schedule.id, due, now, "failed", None, message))
+        await repo.insert_run(w, run._replace(outcome="failed", error=message))
         log.warning("schedule %s: firing %s failed: %s", schedule.id, iso_z(due), message)
         return None
     late = (now - due).total_seconds()
     outcome: RunOutcome = "caught_up" if late > CATCH_UP_SECONDS else "started"
-    await repo.insert_run(w, RunRow(run_id, schedule.id, due, now, outcome, started.task.id, None))
+    await repo.insert_run(w, run._replace(outcome=outcome, task_id=started.task.id))
     return started.turn.id
+
+
+def _missed(schedule: ScheduleRow, due: datetime, now: datetime, zone: str) -> int:
+    """How many later due times, up to `now`, this firing folds in (it fires once for all)."""
+    following = due_after(schedule, due, default_zone=zone)
+    if following is None or following > now:
+        return 0  # the usual case, on time: one look ahead, no count
+    return count_due(schedule, due, now, default_zone=zone)

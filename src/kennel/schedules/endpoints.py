@@ -41,6 +41,8 @@ def _run(row: RunView) -> ScheduleRun:
         task_id=row.task_public_id,
         task_status=row.task_status,
         error=row.error,
+        missed_count=row.missed_count,
+        fired_by=row.fired_by,
     )
 
 
@@ -113,6 +115,7 @@ async def run_schedule_now(
         outcome="manual",
         task_id=started.task.public_id,
         task_status=started.task.status,
+        fired_by=run.fired_by,
     )
 
 

@@ -62,6 +62,9 @@ class RunRow(NamedTuple):
     outcome: RunOutcome
     task_id: str | None
     error: str | None
+    # Later due times this firing stood for (missed in downtime or during an overlap).
+    missed_count: int = 0
+    fired_by: str | None = None  # the executor id of the process that fired it
 
 
 class RunView(NamedTuple):
@@ -74,6 +77,8 @@ class RunView(NamedTuple):
     outcome: RunOutcome
     task_id: str | None
     error: str | None
+    missed_count: int
+    fired_by: str | None
     task_public_id: str | None
     task_status: TaskStatus | None
 

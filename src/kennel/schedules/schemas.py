@@ -123,6 +123,20 @@ class ScheduleRun(_Response):
     task_id: str | None = Field(None, alias="taskId")
     task_status: TaskStatus | None = Field(None, alias="taskStatus")
     error: str | None = None
+    missed_count: int = Field(
+        0,
+        alias="missedCount",
+        ge=0,
+        description="Later due times this run stood for besides its own `dueAt`: those missed "
+        "while the server was down or the previous run was going, folded into this one. "
+        "Counted up to 10,000.",
+    )
+    fired_by: str | None = Field(
+        None,
+        alias="firedBy",
+        description="The executor id (`KENNEL_EXECUTOR_ID`) of the server process that fired "
+        "it; null for runs recorded before Kennel kept it.",
+    )
 
 
 class ScheduleRunList(_Response):

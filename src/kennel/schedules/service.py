@@ -201,7 +201,16 @@ async def run_now(
     )
     async with rt.db.write() as w:
         started = await record_turn(w, rt, turn)
-        run = RunRow(new_id("run"), found.id, now, now, "manual", started.task.id, None)
+        run = RunRow(
+            new_id("run"),
+            found.id,
+            now,
+            now,
+            "manual",
+            started.task.id,
+            None,
+            fired_by=rt.settings.executor_id,
+        )
         await repo.insert_run(w, run)
     await enqueue_turn(rt, started.turn.id)
     return run, started

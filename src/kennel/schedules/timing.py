@@ -14,7 +14,8 @@ whose wall-clock time matches.
 
 After downtime a one-shot fires at once, and a recurring schedule fires once, standing for every
 tick it missed, then keeps its cadence (never once per missed tick). A firing more than
-`CATCH_UP_SECONDS` late is recorded as `caught_up`. All times are aware datetimes in UTC.
+`CATCH_UP_SECONDS` late is recorded as `caught_up`, with how many later ticks it stood for
+(`count_due`, up to `MISSED_COUNT_LIMIT`). All times are aware datetimes in UTC.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CATCH_UP_SECONDS",
     "MAX_SECONDS",
+    "MISSED_COUNT_LIMIT",
+    "count_due",
     "due_after",
     "next_cron",
     "next_due",
@@ -43,6 +46,9 @@ __all__ = [
 
 CATCH_UP_SECONDS = 5.0
 MAX_SECONDS = 31_536_000  # a year: the longest delay or interval
+# Counting a minutely cron's ticks cost 18 us each (85,000 in 1.5 s); a count stops here, at
+# about 0.2 s, rather than hold the dispatcher's transaction through a very long downtime.
+MISSED_COUNT_LIMIT = 10_000
 _NAMES = {
     "@hourly": "0 * * * *",
     "@daily": "0 0 * * *",
@@ -153,6 +159,51 @@ def due_after(schedule: ScheduleRow, after: datetime, *, default_zone: str) -> d
         anchor=schedule.anchor,
         interval_seconds=schedule.interval_seconds,
     )
+
+
+def count_due(
+    schedule: ScheduleRow,
+    after: datetime,
+    until: datetime,
+    *,
+    default_zone: str,
+    limit: int = MISSED_COUNT_LIMIT,
+) -> int:
+    """How many due times the schedule has in (`after`, `until`], counted up to `limit`; 0
+    for one-shots. The same ticks `due_after` steps through, in one pass."""
+    if until <= after:
+        return 0
+    if schedule.kind == "interval":
+        assert schedule.interval_seconds is not None
+        step = timedelta(seconds=schedule.interval_seconds)
+
+        def index(at: datetime) -> int:  # of the last due time at or before `at`; -1: none
+            return -1 if at < schedule.anchor else (at - schedule.anchor) // step
+
+        return min(index(until) - index(after), limit)
+    if schedule.kind != "cron":
+        return 0
+    assert schedule.cron is not None
+    zone = _zone(schedule, default_zone)
+    assert zone is not None
+    fields = schedule.cron.split(" ")
+    count = 0
+    if not (fields[0].startswith("*") or fields[1].startswith("*")):  # fixed times: few a day
+        tick = next_cron(schedule.cron, zone, after)
+        while tick <= until and count < limit:
+            count += 1
+            tick = next_cron(schedule.cron, zone, tick)
+        return count
+    # As next_cron: each wall-clock tick at the real instants it names (none, one or two).
+    start = (after.astimezone(zone) - timedelta(hours=1)).replace(tzinfo=None, microsecond=0)
+    end = until.astimezone(zone).replace(tzinfo=None) + _AMBIGUITY
+    for wall in CronSim(schedule.cron, start):
+        if wall > end or count >= limit:
+            break
+        for instant in {wall.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1)}:
+            if after < instant <= until and instant.astimezone(zone).replace(tzinfo=None) == wall:
+                count += 1
+    return min(count, limit)
 
 
 def upcoming_of(schedule: ScheduleRow, *, default_zone: str, count: int = 5) -> list[datetime]:

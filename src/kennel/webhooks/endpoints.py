@@ -33,7 +33,9 @@ def _execution(row: ExecutionRow) -> WebhookExecution:
         event_id=row.event_id,
         attempt=row.attempt,
         url=row.url,
-        request_status=row.request_status,  # type: ignore[arg-type]  # the column holds the two
+        # The contract knows two; an attempt cut off by a crash is not a success.
+        request_status="success" if row.request_status == "success" else "error",
+        outcome=row.request_status,  # type: ignore[arg-type]  # only finished rows are listed
         response_status=row.response_status,
         error_message=row.error_message,
         response_excerpt=row.response_excerpt,

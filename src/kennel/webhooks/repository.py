@@ -13,17 +13,21 @@ from kennel.db import Read, Write, select_rows
 from kennel.models import tasks, turns, webhook_events, webhook_executions, webhooks
 
 __all__ = [
+    "FINISHED",
+    "IN_FLIGHT",
     "EventRow",
     "ExecutionRow",
     "WebhookRow",
-    "attempts_of",
+    "begin_execution",
     "by_worker",
+    "claim_execution",
+    "drop_execution",
     "event",
     "event_of_turn",
     "execution",
+    "finish_execution",
     "has_webhook_for_turn",
     "insert_event",
-    "insert_execution",
     "page_of_executions",
     "remove",
     "rotate_token",
@@ -54,8 +58,13 @@ class EventRow(NamedTuple):
     created_at: datetime
 
 
+IN_FLIGHT = ("pending", "sending")
+FINISHED = ("success", "error", "unknown")
+
+
 class ExecutionRow(NamedTuple):
-    """An attempt, with the task of its event."""
+    """An attempt, with the task of its event. `request_status`: pending (written, not sent
+    yet), sending, success, error, or unknown (cut off by a crash while it was being sent)."""
 
     id: str
     event_id: str
@@ -89,7 +98,12 @@ _EXECUTIONS = select(
     webhook_events.c.task_id,
     webhook_events.c.task_title,
 ).join(webhook_events, webhook_events.c.id == webhook_executions.c.event_id)
-_ATTEMPTS = select(func.count()).where(webhook_executions.c.event_id == bindparam("event_id"))
+_LAST_ATTEMPT = select(func.max(webhook_executions.c.attempt)).where(
+    webhook_executions.c.event_id == bindparam("event_id")
+)
+_STATUS = select(webhook_executions.c.request_status).where(
+    webhook_executions.c.id == bindparam("execution_id")
+)
 
 
 async def by_worker(r: Read, worker_id: str) -> WebhookRow | None:
@@ -172,14 +186,73 @@ async def insert_event(w: Write, row: EventRow) -> None:
     await w.execute(sa.insert(webhook_events), row._asdict())
 
 
-async def attempts_of(r: Read, event_id: str) -> int:
-    return int(await r.scalar(_ATTEMPTS, {"event_id": event_id}))
-
-
-async def insert_execution(w: Write, row: ExecutionRow) -> None:
+async def begin_execution(w: Write, row: ExecutionRow) -> ExecutionRow:
+    """Write the attempt as `pending`, numbered after the event's latest (`row.attempt` is
+    ignored); the row already written under that id, if there is one (a step run again)."""
+    found = await w.first(_EXECUTIONS.where(webhook_executions.c.id == row.id))
+    if found is not None:
+        return ExecutionRow._make(found)
+    last = await w.scalar(_LAST_ATTEMPT, {"event_id": row.event_id})
+    row = row._replace(attempt=int(last or 0) + 1, request_status="pending")
     values = row._asdict()
     del values["task_id"], values["task_title"]  # the event's
     await w.execute(sa.insert(webhook_executions), values)
+    return row
+
+
+async def claim_execution(w: Write, execution_id: str) -> str:
+    """Mark a pending attempt as being sent: "claimed"; "cut_off" when it was being sent
+    already (the process sending it stopped); "gone" when it was finished or dropped."""
+    claimed = await w.execute(
+        sa.update(webhook_executions)
+        .where(
+            webhook_executions.c.id == execution_id,
+            webhook_executions.c.request_status == "pending",
+        )
+        .values(request_status="sending")
+    )
+    if claimed:
+        return "claimed"
+    status = await w.scalar(_STATUS, {"execution_id": execution_id})
+    return "cut_off" if status == "sending" else "gone"
+
+
+async def finish_execution(
+    w: Write,
+    execution_id: str,
+    *,
+    request_status: str,
+    response_status: int | None,
+    error_message: str | None,
+    response_excerpt: str,
+    duration_ms: int,
+) -> bool:
+    """Record how an attempt went; a finished attempt is never rewritten (False)."""
+    statement = (
+        sa.update(webhook_executions)
+        .where(
+            webhook_executions.c.id == execution_id,
+            webhook_executions.c.request_status.in_(IN_FLIGHT),
+        )
+        .values(
+            request_status=request_status,
+            response_status=response_status,
+            error_message=error_message,
+            response_excerpt=response_excerpt,
+            duration_ms=duration_ms,
+        )
+    )
+    return bool(await w.execute(statement))
+
+
+async def drop_execution(w: Write, execution_id: str) -> None:
+    """Delete an attempt that was written but will not be sent (its webhook changed)."""
+    await w.execute(
+        sa.delete(webhook_executions).where(
+            webhook_executions.c.id == execution_id,
+            webhook_executions.c.request_status == "pending",
+        )
+    )
 
 
 async def execution(r: Read, worker_id: str, execution_id: str) -> ExecutionRow | None:
@@ -192,10 +265,13 @@ async def execution(r: Read, worker_id: str, execution_id: str) -> ExecutionRow 
 
 
 async def page_of_executions(
-    r: Read, worker_id: str, *, page: int, size: int
+    r: Read, worker_id: str, *, page: int, size: int, in_flight: bool = False
 ) -> tuple[list[ExecutionRow], int]:
-    """A page of the worker's delivery attempts, newest first, and how many there are."""
+    """A page of the worker's delivery attempts, newest first, and how many there are; those
+    still being sent only with `in_flight`."""
     where = webhook_executions.c.worker_id == worker_id
+    if not in_flight:
+        where &= webhook_executions.c.request_status.in_(FINISHED)
     total = await r.scalar(select(func.count()).where(where))
     rows = await r.all(
         _EXECUTIONS.where(where)

@@ -44,7 +44,16 @@ class WebhookExecution(_Response):
     event_id: str = Field(alias="eventId", description="The `webhook-id` the attempt carried.")
     attempt: int = Field(ge=1, description="Which attempt of its event this was (1, 2, ...).")
     url: str
-    request_status: Literal["success", "error"] = Field(alias="requestStatus")
+    request_status: Literal["success", "error"] = Field(
+        alias="requestStatus",
+        description="`success` when the endpoint answered 2xx, `error` otherwise (and when "
+        "unknown).",
+    )
+    outcome: Literal["success", "error", "unknown"] = Field(
+        description="Kennel's extension: `requestStatus`, or `unknown` when the server stopped "
+        "while the attempt was being sent and no answer was recorded (the endpoint may have "
+        "received it; it counts as a failed try)."
+    )
     response_status: int | None = Field(None, alias="responseStatus")
     error_message: str | None = Field(None, alias="errorMessage")
     response_excerpt: str = Field(

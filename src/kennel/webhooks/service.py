@@ -79,13 +79,14 @@ async def regenerate_token(
 
 
 async def list_executions(
-    db: Database, caller: Caller, worker_id: str, *, page: int
+    db: Database, caller: Caller, worker_id: str, *, page: int, in_flight: bool = False
 ) -> tuple[list[ExecutionRow], int]:
-    """A page of delivery attempts, newest first; the page count and the total."""
+    """A page of delivery attempts, newest first, and the total; those still being sent only
+    with `in_flight` (the API lists an attempt once it has an answer, or none for good)."""
     async with db.read() as r:
         worker = await workers_service.visible_worker(r, caller, worker_id)
         rows, total = await repo.page_of_executions(
-            r, worker.id, page=page, size=EXECUTIONS_PAGE_SIZE
+            r, worker.id, page=page, size=EXECUTIONS_PAGE_SIZE, in_flight=in_flight
         )
     return rows, total
 
@@ -102,6 +103,8 @@ async def redeliver(
     if await get_webhook(db, caller, worker_id) is None:
         raise NotFound("webhook of worker", worker_id)
     new_id = await send_again(found.event_id)
+    if new_id is None:  # the webhook was removed meanwhile
+        raise NotFound("webhook of worker", worker_id)
     async with db.read() as r:
         return await repo.execution(r, worker_id, new_id)
 
