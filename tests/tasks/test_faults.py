@@ -76,9 +76,7 @@ async def test_a_turn_queued_after_a_fault_is_answered_and_swept(
     done = await eventually(lambda: _task(client, member, task_id), _ended, "the swept turn")
     assert done["task"]["status"] == "completed", done
     assert await starting.queue_stranded_turns(app.state.runtime, grace=timedelta(0)) == 0
-    listed = await client.get(
-        "/api/tasks", params={"workerId": worker_id}, headers=member.headers
-    )
+    listed = await client.get("/api/tasks", params={"workerId": worker_id}, headers=member.headers)
     assert listed.json()["totalCount"] == 1
 
 

@@ -49,7 +49,7 @@ schedule_runs = Table(
     # Later due times this firing stood for besides its own (`due_at`): the ones folded into it
     # because they were missed during downtime or came while the previous run was going.
     Column("missed_count", Integer, nullable=False, default=0),
-    # The executor id of the process that fired it (`KENNEL_EXECUTOR_ID`); NULL before 0012b.
+    # The executor id of the process that fired it (`KENNEL_EXECUTOR_ID`); NULL before 0014.
     Column("fired_by", String(200), nullable=True),
     Index("ix_schedule_runs_schedule_fired", "schedule_id", "fired_at"),
 )

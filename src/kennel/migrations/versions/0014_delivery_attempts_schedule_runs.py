@@ -1,8 +1,8 @@
 """a schedule run's folded due times and the process that fired it; delivery attempts begun
 before they are sent
 
-Revision ID: 0012b
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-07 20:30:00.000000
 
 `webhook_executions` keeps its columns: an attempt is now written before its POST (states
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012b"
-down_revision: str | None = "0011"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
