@@ -89,7 +89,7 @@ async def test_a_turn_outlives_a_write_lock_held_past_the_busy_timeout(
 ) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite's write lock")
-    reconfigure(model=OfflineModel(delay_seconds=0.3), task_wait_seconds=0)
+    reconfigure(model=OfflineModel(delay_seconds=1), task_wait_seconds=0)
     monkeypatch.setattr(sqlite_db, "_BUSY_TIMEOUT_SECONDS", 0.3)
     worker_id = await new_worker_id(client, member)
     r = await post_task(client, member, input="Count the cats", workerId=worker_id)
@@ -103,6 +103,11 @@ async def test_a_turn_outlives_a_write_lock_held_past_the_busy_timeout(
     holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=0)
     try:
         holder.execute("BEGIN IMMEDIATE")  # another process's write lock, for seconds
+        (status,) = holder.execute(
+            "SELECT status FROM turns WHERE task_id = (SELECT id FROM tasks WHERE public_id = ?)",
+            (task_id,),
+        ).fetchone()
+        assert status == "running"  # its end is still to be recorded
         await asyncio.sleep(4)  # the model answers meanwhile; recording its end must wait
     finally:
         holder.rollback()

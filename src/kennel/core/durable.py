@@ -55,6 +55,32 @@ WHILE_TRANSIENT: StepOptions = {
 }
 
 
+def _wait_out_a_full_disk() -> None:
+    """Make DBOS wait out a full disk on SQLite as it does on PostgreSQL.
+
+    DBOS retries its own statements while the database is unreachable, and on PostgreSQL
+    while it lacks resources (class 53, `disk_full` included), but on SQLite only while it is
+    locked: a step whose work was done (a model's answer) but whose result could not be
+    recorded for lack of disk raised, and the turn ended `internal_error`. Its test for a
+    SQLite error worth retrying is widened to "database or disk is full" (DBOS 3.4; the test
+    `tests/e2e/test_disk_full.py` shows whether a release still needs it)."""
+    import dbos._sys_db as sys_db
+
+    only_locked = sys_db.retriable_sqlite_exception  # type: ignore[attr-defined]  # imported there
+    if getattr(only_locked, "kennel", False):
+        return
+
+    def locked_or_full(e: Exception) -> bool:
+        orig = getattr(e, "orig", None)
+        return only_locked(e) or "database or disk is full" in str(e if orig is None else orig)
+
+    locked_or_full.kennel = True  # type: ignore[attr-defined]
+    sys_db.retriable_sqlite_exception = locked_or_full  # type: ignore[attr-defined]  # see above
+
+
+_wait_out_a_full_disk()
+
+
 def application_version() -> str:
     return f"kennel-{__version__}"
 

@@ -24,6 +24,7 @@ from datetime import datetime
 
 from kennel.api.errors import ApiError
 from kennel.auth import Caller
+from kennel.core.causes import transient_cause
 from kennel.core.runtime import Runtime
 from kennel.core.timestamps import iso_z, utcnow
 from kennel.db import Write
@@ -98,8 +99,11 @@ class Dispatcher:
                 wait = poll
                 if earliest is not None:
                     wait = min(poll, max(0.0, (earliest - utcnow()).total_seconds()))
-            except Exception:  # a database hiccup must not stop every schedule for good
-                log.exception("firing schedules failed; trying again in %s s", poll)
+            except Exception as exc:  # a database hiccup must not stop every schedule for good
+                if cause := transient_cause(exc):
+                    log.warning("firing schedules waits: %s; trying again in %s s", cause, poll)
+                else:
+                    log.exception("firing schedules failed; trying again in %s s", poll)
                 wait = poll
             self._woken.clear()
             with contextlib.suppress(TimeoutError):
