@@ -24,7 +24,7 @@ from sqlalchemy import exc as sa_exc
 
 from kennel.agents.offline_model import OfflineModel
 from kennel.db import sqlite as sqlite_db
-from kennel.tasks import starting
+from kennel.tasks import starting, workflows
 from tests.factories import Member
 from tests.factories.polling import eventually
 from tests.factories.tasks import post_task
@@ -87,32 +87,33 @@ async def test_a_turn_outlives_a_write_lock_held_past_the_busy_timeout(
     reconfigure: Callable[..., None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Another process takes SQLite's write lock just as the turn's end is to be recorded
+    (after DBOS recorded the model's answer), and holds it ten times Kennel's wait."""
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite's write lock")
-    reconfigure(model=OfflineModel(delay_seconds=1), task_wait_seconds=0)
+    reconfigure(task_wait_seconds=0)
     monkeypatch.setattr(sqlite_db, "_BUSY_TIMEOUT_SECONDS", 0.3)
-    worker_id = await new_worker_id(client, member)
-    r = await post_task(client, member, input="Count the cats", workerId=worker_id)
-    assert r.status_code == 200, r.text
-    task_id = r.json()["metadata"]["taskId"]
-    await eventually(
-        lambda: _task(client, member, task_id),
-        lambda body: body["task"]["status"] == "running",
-        "the turn to start",
-    )
     holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=0)
+    held: list[float] = []
+    real_record_outcome = workflows._record_outcome
+
+    async def record_outcome_under_a_held_lock(*args: Any, **kwargs: Any) -> Any:
+        if not held:
+            holder.execute("BEGIN IMMEDIATE")
+            held.append(time.monotonic())
+            asyncio.get_running_loop().call_later(3, holder.rollback)
+        return await real_record_outcome(*args, **kwargs)
+
+    monkeypatch.setattr(workflows, "_record_outcome", record_outcome_under_a_held_lock)
     try:
-        holder.execute("BEGIN IMMEDIATE")  # another process's write lock, for seconds
-        (status,) = holder.execute(
-            "SELECT status FROM turns WHERE task_id = (SELECT id FROM tasks WHERE public_id = ?)",
-            (task_id,),
-        ).fetchone()
-        assert status == "running"  # its end is still to be recorded
-        await asyncio.sleep(4)  # the model answers meanwhile; recording its end must wait
+        worker_id = await new_worker_id(client, member)
+        r = await post_task(client, member, input="Count the cats", workerId=worker_id)
+        assert r.status_code == 200, r.text
+        task_id = r.json()["metadata"]["taskId"]
+        done = await eventually(lambda: _task(client, member, task_id), _ended, "the turn's end")
     finally:
-        holder.rollback()
         holder.close()
-    done = await eventually(lambda: _task(client, member, task_id), _ended, "the turn's end")
+    assert held  # the lock was taken as the end was to be recorded
     (turn,) = done["turns"]
     assert turn["status"] == "completed", turn
     assert turn["error"] is None
