@@ -36,7 +36,7 @@ from kennel.mail import answers as mail_answers
 from kennel.mail import workflows as mail_workflows
 from kennel.mail.endpoints import router as mail_router
 from kennel.mail.front_door import FrontDoor
-from kennel.mail.workflows import mail_queue
+from kennel.mail.workflows import mail_queue, queue_stranded_intakes
 from kennel.mcp import MCP_METHODS, MCP_PATH, McpDoor
 from kennel.mcp_servers.endpoints import router as mcp_servers_router
 from kennel.schedules.dispatcher import Dispatcher
@@ -85,7 +85,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await launch_dbos(settings, workflows=WORKFLOWS, queues=_queues(settings))
         await finish_abandoned_turns(rt)
         await queue_stranded_turns(rt, grace=timedelta(0))
-        takeover = Takeover(rt, sweeps=[queue_stranded_turns])
+        sweeps = [queue_stranded_turns, *([queue_stranded_intakes] if listener else [])]
+        takeover = Takeover(rt, sweeps=sweeps)
         wanted: list[BackgroundService] = [
             takeover,
             Dispatcher(rt),

@@ -125,9 +125,13 @@ async def is_mail_turn(r: Read, turn_id: str) -> bool:
     return await r.first(_MAIL_TURN, {"turn_id": turn_id}) is not None
 
 
-async def stored_ids(r: Read) -> list[str]:
-    """Messages taken in whose intake has not decided yet (a crash right after the 250)."""
-    rows = await r.all(select(mail_messages.c.id).where(mail_messages.c.status == "stored"))
+async def stored_ids(r: Read, *, received_before: datetime | None = None) -> list[str]:
+    """Messages taken in whose intake has not decided yet (a crash right after the 250), all
+    or those received before `received_before`."""
+    query = select(mail_messages.c.id).where(mail_messages.c.status == "stored")
+    if received_before is not None:
+        query = query.where(mail_messages.c.received_at < received_before)
+    rows = await r.all(query)
     return [row.id for row in rows]
 
 

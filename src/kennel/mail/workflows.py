@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Required, TypedDict
 
 from dbos import DBOS, SetWorkflowID
@@ -20,6 +21,7 @@ from kennel.core.durable import Queue
 from kennel.core.ids import new_id
 from kennel.core.runtime import Runtime
 from kennel.core.settings import Settings
+from kennel.core.timestamps import utcnow
 from kennel.mail import repository as repo
 from kennel.mail.message import InboundMessage, UnreadableMessage, parse_message
 from kennel.mail.policy import is_allowed, worker_of_address
@@ -37,6 +39,7 @@ __all__ = [
     "MAIL_POLLING_SECONDS",
     "MAIL_QUEUE",
     "mail_queue",
+    "queue_stranded_intakes",
     "replay_workflow_id",
     "resume_intakes",
     "start_intake",
@@ -260,10 +263,19 @@ async def _start(message_id: str, decision: Decision) -> tuple[str, str | None]:
     return "started", started.turn.id
 
 
-async def resume_intakes(rt: Runtime) -> int:
-    """Start the intake of every message still `stored` (idempotent); how many."""
+async def resume_intakes(rt: Runtime, *, grace: timedelta | None = None) -> int:
+    """Start the intake of every message still `stored` (idempotent); how many. With
+    `grace`, only of those received longer ago: the heartbeat's sweep (`core.takeover`) finds
+    a message whose process died between its 250 and queueing its intake."""
     async with rt.db.read() as r:
-        waiting = await repo.stored_ids(r)
+        waiting = await repo.stored_ids(
+            r, received_before=utcnow() - grace if grace is not None else None
+        )
     for message_id in waiting:
         await start_intake(message_id)
     return len(waiting)
+
+
+async def queue_stranded_intakes(rt: Runtime) -> int:
+    """The heartbeat's sweep of mail: intakes not queued 10 s after their message came."""
+    return await resume_intakes(rt, grace=timedelta(seconds=10))
