@@ -17,6 +17,7 @@ from typing import Any
 from dbos import DBOS
 
 from kennel.core import runtime
+from kennel.core.durable import WHILE_TRANSIENT
 from kennel.core.settings import Settings
 from kennel.mail import repository as repo
 from kennel.mail.message import thread_headers
@@ -71,7 +72,7 @@ async def answer_mail(turn_id: str) -> str:
     return "sent"
 
 
-@DBOS.step()
+@DBOS.step(**WHILE_TRANSIENT)
 async def _compose(turn_id: str) -> bytes | str | None:
     """The answer, as the bytes to send (None: the turn did not come by mail)."""
     rt = runtime.current()
@@ -139,7 +140,7 @@ async def _send(raw: bytes) -> None:
         raise
 
 
-@DBOS.step()
+@DBOS.step(**WHILE_TRANSIENT)
 async def _note(turn_id: str, status: str, *, error: str | None = None) -> None:
     """How the answer went: on the message, and in the task's metadata."""
     rt = runtime.current()

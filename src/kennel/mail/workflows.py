@@ -17,7 +17,7 @@ from dbos import DBOS, SetWorkflowID
 from kennel.api.errors import ApiError
 from kennel.auth import Caller
 from kennel.core import runtime
-from kennel.core.durable import Queue
+from kennel.core.durable import WHILE_TRANSIENT, Queue
 from kennel.core.ids import new_id
 from kennel.core.runtime import Runtime
 from kennel.core.settings import Settings
@@ -130,7 +130,7 @@ async def _start_and_queue(rt: Runtime, message_id: str, decision: Decision) -> 
     return outcome
 
 
-@DBOS.step()
+@DBOS.step(**WHILE_TRANSIENT)
 async def _decide(message_id: str) -> Decision:
     rt = runtime.current()
     settings = rt.settings
@@ -207,7 +207,7 @@ async def _refuse(message_id: str, reason: str, *, status: str = "refused") -> D
     return {"action": status}
 
 
-@DBOS.step()
+@DBOS.step(**WHILE_TRANSIENT)
 async def _start(message_id: str, decision: Decision) -> tuple[str, str | None]:
     """Record the turn (and task) with the attachments in the workspace: the outcome, and the
     turn to queue; "busy" while the task of a reply runs a turn."""

@@ -33,6 +33,8 @@ from sqlalchemy.exc import IntegrityError
 
 from kennel import __version__
 from kennel.core import runtime
+from kennel.core.causes import is_transient
+from kennel.core.durable import WHILE_TRANSIENT
 from kennel.core.ids import derived_id, new_id
 from kennel.core.timestamps import iso_z, utcnow
 from kennel.tasks import repository as tasks_repo
@@ -85,7 +87,7 @@ async def redeliver(event_id: str) -> str | None:
     return execution_id
 
 
-@DBOS.step()
+@DBOS.step(**WHILE_TRANSIENT)
 async def _make_event(turn_id: str) -> str | None:
     rt = runtime.current()
     async with rt.db.write() as w:
@@ -156,8 +158,10 @@ async def _attempt(event_id: str, number: int, retries: bool = True) -> dict[str
 @DBOS.step(
     retries_allowed=True,
     interval_seconds=0.05,
-    max_attempts=5,
-    should_retry=lambda exc: isinstance(exc, IntegrityError),  # a redelivery took the number
+    backoff_rate=2.0,
+    max_attempts=16,  # 0.05 s to half an hour apart
+    # A redelivery took the number, or the database failed for a while.
+    should_retry=lambda exc: isinstance(exc, IntegrityError) or is_transient(exc),
 )
 async def _begin_attempt(event_id: str, execution_id: str, retries: bool) -> str | None:
     """Write the attempt as `pending`, numbered after the event's latest; its id (None: not
@@ -241,7 +245,7 @@ async def _send_attempt(event_id: str, execution_id: str, retries: bool) -> dict
     return {"sent": "claimed", **dataclasses.asdict(attempt)}
 
 
-@DBOS.step()
+@DBOS.step(**WHILE_TRANSIENT)
 async def _finish_attempt(
     event_id: str, execution_id: str, number: int, sent: dict[str, Any], retries: bool
 ) -> dict[str, Any]:
