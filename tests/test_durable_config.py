@@ -17,7 +17,17 @@ def test_sqlite_connections_are_not_pinged_and_postgresql_ones_are(tmp_path: Pat
     assert sqlite["db_engine_kwargs"]["pool_pre_ping"] is False  # a local file never goes stale
     postgres = config(make_settings("postgresql://postgres@127.0.0.1:5432/kennel", tmp_path))
     assert postgres["system_database_url"].startswith("postgresql")
-    assert "db_engine_kwargs" not in postgres  # DBOS's default: ping before use
+    assert postgres["db_engine_kwargs"]["pool_pre_ping"] is True  # DBOS's default, kept
+
+
+def test_dbos_takes_its_share_of_the_connection_budget(tmp_path: Path) -> None:
+    settings = make_settings(
+        "postgresql://postgres@127.0.0.1:5432/kennel", tmp_path, database_connections=30
+    )
+    shares = settings.connection_shares
+    engine = config(settings)["db_engine_kwargs"]
+    assert engine["pool_size"] + engine["max_overflow"] + 1 == shares.dbos  # + its LISTEN one
+    assert shares.dbos + shares.http + shares.smtp == 30
 
 
 def test_dbos_sqlite_connections_are_synchronous_normal_on_the_apps_file(tmp_path: Path) -> None:

@@ -43,9 +43,18 @@ def new_worker(http: httpx.Client, **body: Any) -> dict[str, Any]:
 
 
 def run(http: httpx.Client, **body: Any) -> dict[str, Any]:
+    """The Worker object once the turn ended: the POST's answer, or (past the server's wait,
+    on a loaded machine) what the worker's page says then, as an SDK client would poll."""
     r = http.post("/api/tasks", json=body)
     assert r.status_code == 200, r.text
-    return r.json()
+    state: dict[str, Any] = r.json()
+    deadline = time.monotonic() + 120
+    while state["running"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        r = http.get(f"/api/workers/{state['id']}")
+        assert r.status_code == 200, r.text
+        state = r.json()
+    return state
 
 
 def turns(http: httpx.Client, task_id: str) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from kennel.tasks.workflows import finish_abandoned_turns
 from kennel.webhooks import service as webhooks_service
 from kennel.webhooks import verify, workflows
 from tests.factories import Member
+from tests.factories.polling import eventually
 from tests.factories.receiver import Answer, Receiver
 from tests.factories.tasks import post_task
 from tests.factories.workers import new_worker_id
@@ -235,8 +236,14 @@ class TestDelivery:
         assert answer["status"] == "completed"
         assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is None
         monkeypatch.undo()
-        steps = await DBOS.list_workflow_steps_async(turn_id)
-        assert [step["function_name"] for step in steps] == ["kennel_turn__model.request_stream"]
+        steps = await eventually(  # the answer comes as the end commits, before DBOS records it
+            lambda: DBOS.list_workflow_steps_async(turn_id), lambda found: len(found) == 3
+        )
+        assert [step["function_name"] for step in steps] == [
+            "_mark_running",
+            "kennel_turn__model.request_stream",
+            "_record_outcome",
+        ]
         last = max(step["function_id"] for step in steps)
         rerun = await DBOS.fork_workflow_async(turn_id, last + 1)  # every step replayed
         assert await rerun.get_result() == "completed"

@@ -74,7 +74,7 @@ def _wait_out_a_full_disk() -> None:
         orig = getattr(e, "orig", None)
         return only_locked(e) or "database or disk is full" in str(e if orig is None else orig)
 
-    locked_or_full.kennel = True  # type: ignore[attr-defined]
+    locked_or_full.kennel = True  # type: ignore[attr-defined]  # the mark of the patched test
     sys_db.retriable_sqlite_exception = locked_or_full  # type: ignore[attr-defined]  # see above
 
 
@@ -99,13 +99,12 @@ def config(settings: Settings) -> DBOSConfig:
         "notification_listener_polling_interval_sec": settings.queue_polling_seconds,
     }
     if not settings.is_sqlite:
-        # Its share of the process's budget: a few kept, the rest closed when given back,
-        # one of them its LISTEN connection (taken from the pool and detached).
-        share = settings.connection_shares.dbos - 1
-        kept = min(4, share)
+        # Its share of the process's budget, its LISTEN connection (taken from the pool and
+        # detached) among them. Opened as needed and kept: closing them on return made a
+        # busy process reconnect for most of DBOS's statements.
         dbos_config["db_engine_kwargs"] = {
-            "pool_size": kept,
-            "max_overflow": share - kept,
+            "pool_size": settings.connection_shares.dbos - 1,
+            "max_overflow": 0,
             "pool_timeout": 30,
             "pool_pre_ping": True,
             "connect_args": {"application_name": "kennel-dbos"},

@@ -36,11 +36,10 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from dbos import DBOS
-from sqlalchemy import delete, insert, select, update
 
 from kennel.core.runtime import Runtime
+from kennel.core.takeover import repository as repo
 from kennel.core.timestamps import utcnow
-from kennel.models import executors
 
 __all__ = ["Sweep", "Takeover", "host_identity"]
 
@@ -84,19 +83,8 @@ class Takeover:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        now = utcnow()
         async with self._rt.db.write() as w:
-            await w.execute(delete(executors).where(executors.c.executor_id == self._me))
-            await w.execute(
-                insert(executors),
-                {
-                    "executor_id": self._me,
-                    "host": host_identity(),
-                    "pid": os.getpid(),
-                    "started_at": now,
-                    "heartbeat_at": now,
-                },
-            )
+            await repo.register(w, self._me, host_identity(), os.getpid(), utcnow())
         await self.beat()  # a previous life on this host is taken over before anything else
         self._task = asyncio.create_task(self._run(), name="kennel-heartbeat")
 
@@ -111,11 +99,7 @@ class Takeover:
         this one's unfinished work over at their next beat."""
         try:
             async with self._rt.db.write() as w:
-                await w.execute(
-                    update(executors)
-                    .where(executors.c.executor_id == self._me)
-                    .values(heartbeat_at=_STOPPED)
-                )
+                await repo.beat(w, self._me, _STOPPED)
         except Exception as exc:  # stopping anyway: the others wait for the silence instead
             log.warning("could not mark this process as stopped: %s", exc)
 
@@ -132,32 +116,11 @@ class Takeover:
         """Say this process is alive, take over the dead, and run the sweeps."""
         now = utcnow()
         async with self._rt.db.write() as w:
-            found = await w.execute(
-                update(executors)
-                .where(executors.c.executor_id == self._me)
-                .values(heartbeat_at=now)
-            )
-            if not found:
+            if not await repo.beat(w, self._me, now):
                 log.warning("this process (%s) was taken for dead by another; it goes on", self._me)
-                await w.execute(
-                    insert(executors),
-                    {
-                        "executor_id": self._me,
-                        "host": host_identity(),
-                        "pid": os.getpid(),
-                        "started_at": now,
-                        "heartbeat_at": now,
-                    },
-                )
+                await repo.register(w, self._me, host_identity(), os.getpid(), now)
         async with self._rt.db.read() as r:
-            others = await r.all(
-                select(
-                    executors.c.executor_id,
-                    executors.c.host,
-                    executors.c.pid,
-                    executors.c.heartbeat_at,
-                ).where(executors.c.executor_id != self._me)
-            )
+            others = await repo.others(r, self._me)
         silent_since = now - timedelta(seconds=self._rt.settings.takeover_after_seconds)
         for executor_id, host, pid, heartbeat_at in others:
             if heartbeat_at < silent_since:
@@ -172,13 +135,8 @@ class Takeover:
 
     async def _take_over(self, executor_id: str, heartbeat_at: datetime, why: str) -> None:
         handles = await asyncio.to_thread(DBOS._recover_pending_workflows, [executor_id])
-        async with self._rt.db.write() as w:  # unless it beat meanwhile: then it lives
-            await w.execute(
-                delete(executors).where(
-                    executors.c.executor_id == executor_id,
-                    executors.c.heartbeat_at == heartbeat_at,
-                )
-            )
+        async with self._rt.db.write() as w:
+            await repo.forget(w, executor_id, heartbeat_at)
         ids = [handle.get_workflow_id() for handle in handles]
         if ids:
             log.warning(
