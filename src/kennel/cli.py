@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from types import FrameType
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from kennel.core.settings import Settings, SettingsError, load_settings
+from kennel.core.settings import Settings, SettingsError, load_settings, unknown_variables
 
 if TYPE_CHECKING:
     from kennel.db import Database
@@ -31,10 +32,14 @@ app.add_typer(mail_app, name="mail")
 
 def _settings(**overrides: object) -> Settings:
     try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         typer.echo(f"kennel: {exc}", err=True)
         raise typer.Exit(2) from None
+    for name, close in unknown_variables(os.environ):
+        hint = f" (did you mean {close}?)" if close else ""
+        typer.echo(f"kennel: warning: {name} is not a setting{hint}; it is ignored", err=True)
+    return settings
 
 
 @app.command()

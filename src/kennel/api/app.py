@@ -21,6 +21,7 @@ from kennel.api.http import add_routes
 from kennel.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.api.openapi import install_openapi
 from kennel.api.startup import startup_block, startup_facts
+from kennel.api.unavailable import RETRY_AFTER_SECONDS, transient_cause
 from kennel.auth.dependencies import VerifiedKeys
 from kennel.auth.service import bootstrap
 from kennel.core import runtime
@@ -31,7 +32,7 @@ from kennel.core.durable import shutdown as shutdown_dbos
 from kennel.core.settings import Settings, load_settings
 from kennel.core.takeover import Takeover
 from kennel.dashboard import install_dashboard
-from kennel.db import migrate, open_database
+from kennel.db import head_revision, migrate, open_database, schema_revision
 from kennel.mail import answers as mail_answers
 from kennel.mail import workflows as mail_workflows
 from kennel.mail.endpoints import router as mail_router
@@ -58,7 +59,7 @@ log = logging.getLogger("kennel")
 # The only routes served without an API key; a test walks app.routes against this list.
 # The dashboard's pages need a signed-in session instead, except its sign-in page and files.
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/docs", "/docs/oauth2-redirect", "/docs/assets", "/openapi.json"}
+    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/docs/assets", "/openapi.json"}
     | {"/login", "/static"}
 )
 
@@ -83,6 +84,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if durable:
         runtime.install(rt)
         await launch_dbos(settings, workflows=WORKFLOWS, queues=_queues(settings))
+        app.state.durable_running = True
         await finish_abandoned_turns(rt)
         await queue_stranded_turns(rt, grace=timedelta(0))
         sweeps = [queue_stranded_turns, *([queue_stranded_intakes] if listener else [])]
@@ -108,6 +110,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if durable:
             for service in reversed(services):
                 await service.stop()
+            app.state.durable_running = False
             shutdown_dbos()
             if takeover in services:  # only now: nothing of this process runs any more
                 await takeover.release()
@@ -151,6 +154,8 @@ def create_app(
     app.state.runtime = runtime.Runtime(settings, open_database(settings), model)
     app.state.verified_keys = VerifiedKeys()
     app.state.durable = durable
+    app.state.durable_running = False
+    app.state.head_revision = head_revision()
     app.state.announce = announce
     install_error_handlers(app)
     install_openapi(app)
@@ -165,8 +170,20 @@ def create_app(
 
     @app.get("/healthz", tags=["Operations"])
     async def healthz() -> JSONResponse:
-        """Liveness for load balancers (no auth)."""
+        """Liveness for load balancers (no auth): the process answers."""
         return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", tags=["Operations"])
+    async def readyz() -> JSONResponse:
+        """Readiness (no auth): the database answers within 2 s, its schema is this code's,
+        and durable work (DBOS) runs. 503 with each failed check's cause otherwise."""
+        checks = await _readiness(app)
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+            headers=None if ready else {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     add_routes(app, workers_router)
     add_routes(app, worker_state_router)
@@ -181,3 +198,23 @@ def create_app(
     app.router.routes.append(Route(MCP_PATH, app.state.mcp, methods=list(MCP_METHODS)))
     install_dashboard(app)
     return app
+
+
+async def _readiness(app: FastAPI) -> dict[str, str]:
+    rt: runtime.Runtime = app.state.runtime
+    checks = {"database": "ok", "migrations": "ok", "durable": "ok"}
+    try:
+        revision = await asyncio.wait_for(schema_revision(rt.db), 2)
+    except TimeoutError:
+        checks["database"] = "The database did not answer within 2 s"
+        checks["migrations"] = "unknown"
+    except Exception as exc:
+        checks["database"] = transient_cause(exc) or f"{type(exc).__name__}: {exc}"
+        checks["migrations"] = "unknown"
+    else:
+        head = app.state.head_revision
+        if revision != head:
+            checks["migrations"] = f"the database is at {revision}, this code at {head}"
+    if app.state.durable and not app.state.durable_running:
+        checks["durable"] = "DBOS is not running (starting or stopping)"
+    return checks

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +40,7 @@ __all__ = [
     "SettingsError",
     "default_executor_id",
     "load_settings",
+    "unknown_variables",
 ]
 
 _DEFAULT_DATA_DIR = Path("data")
@@ -495,3 +498,20 @@ def load_settings(**overrides: object) -> Settings:
             raise SettingsError(f"invalid settings: {first['msg']}") from None
         field = str(first["loc"][0])
         raise SettingsError(f"invalid setting KENNEL_{field.upper()}: {first['msg']}") from None
+
+
+# The test suite's own switches, read by it and never by the server.
+_NOT_SETTINGS = ("KENNEL_TEST_",)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """`KENNEL_*` variables that are no setting (a typo, or one a newer or older version
+    had), each with the closest setting's name, if one is close."""
+    known = [f"KENNEL_{name.upper()}" for name in Settings.model_fields]
+    found: list[tuple[str, str | None]] = []
+    for name in sorted(environ):
+        if not name.startswith("KENNEL_") or name in known or name.startswith(_NOT_SETTINGS):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        found.append((name, close[0] if close else None))
+    return found

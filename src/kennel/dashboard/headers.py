@@ -29,7 +29,7 @@ SECURITY_HEADERS: dict[str, str] = {
 }
 _RAW = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
 # The API and its reference keep their own headers: /docs is Swagger UI, which runs inline script.
-_NOT_DASHBOARD = ("/api/", "/docs", "/openapi.json", "/healthz")
+_NOT_DASHBOARD = ("/api/", "/docs", "/openapi.json", "/healthz", "/readyz")
 
 
 class DashboardHeadersMiddleware:

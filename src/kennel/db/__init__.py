@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Executable, FromClause, Select, select
+from sqlalchemy import Executable, FromClause, Select, select, text
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from kennel.core.settings import Settings
@@ -40,9 +40,11 @@ __all__ = [
     "Params",
     "Read",
     "Write",
+    "head_revision",
     "migrate",
     "open_database",
     "row_columns",
+    "schema_revision",
     "select_rows",
 ]
 
@@ -121,3 +123,21 @@ def migrate(settings: Settings, revision: str = "head") -> None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["url"] = sync_url.render_as_string(hide_password=False)
     command.upgrade(config, revision)
+
+
+def head_revision() -> str:
+    """The newest migration this code has."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None, "Kennel has migrations"
+    return head
+
+
+async def schema_revision(db: Database) -> str | None:
+    """The migration the database is at (None: never migrated)."""
+    async with db.read(snapshot=False) as r:
+        found = await r.scalar(text("SELECT version_num FROM alembic_version"))
+    return None if found is None else str(found)

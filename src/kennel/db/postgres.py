@@ -441,6 +441,7 @@ def _dropped(conn: asyncpg.Connection, error: BaseException) -> bool:
 
 def _is_operational(error: asyncpg.PostgresError) -> bool:
     sqlstate = getattr(error, "sqlstate", "") or ""
-    # 08: connection exception, 53: insufficient resources, 57: operator intervention,
+    # 08: connection exception, 53: insufficient resources, 55: not in a state to (a database
+    # refusing connections, a lock not available), 57: operator intervention,
     # 40: transaction rollback (serialization failure, deadlock).
-    return sqlstate[:2] in {"08", "53", "57", "40"}
+    return sqlstate[:2] in {"08", "53", "55", "57", "40"}
