@@ -212,6 +212,7 @@ class TestDelivery:
         assert await DBOS.get_workflow_status_async(f"{turn_id}:webhook") is not None
         assert await DBOS.get_workflow_status_async(f"{turn_id}:mail") is None  # not by mail
 
+    @pytest.mark.parametrize("end_step", ["recorded", "not_recorded"])
     async def test_a_turn_recovered_after_its_end_delivers_its_webhook(
         self,
         client: httpx.AsyncClient,
@@ -219,11 +220,13 @@ class TestDelivery:
         private_webhooks: None,
         receiver: Receiver,
         monkeypatch: pytest.MonkeyPatch,
+        end_step: str,
     ) -> None:
         """The process dies between a turn's recorded end and its listeners' start: the turn's
         workflow, run again over its recorded steps as recovery runs it, starts them from what
         the end stored (a listener's start numbered after the agent's steps could not be
-        reached again)."""
+        reached again). `not_recorded`: it died after the end committed but before DBOS
+        recorded the step that wrote it, which recovery then runs again (and finds the end)."""
         worker_id = await new_worker_id(client, member)
         await set_hook(client, member, worker_id, receiver.url(P["recovered"]))
 
@@ -245,7 +248,10 @@ class TestDelivery:
             "_record_outcome",
         ]
         last = max(step["function_id"] for step in steps)
-        rerun = await DBOS.fork_workflow_async(turn_id, last + 1)  # every step replayed
+        # From after the last step: every step replayed; from the last: the end's step re-run.
+        rerun = await DBOS.fork_workflow_async(
+            turn_id, last + 1 if end_step == "recorded" else last
+        )
         assert await rerun.get_result() == "completed"
         (delivery,) = await arrived(receiver, 1, P["recovered"])
         assert json.loads(delivery.body)["turn"]["id"] == turn_id

@@ -135,15 +135,7 @@ async def run_turn(turn_id: str, context: TurnContext) -> str:
     # until it passes (`WHILE_TRANSIENT`), never the end of a turn whose model had answered.
     rt = runtime.current()
     if not await DBOS.run_step_async(WHILE_TRANSIENT, _mark_running, rt, turn_id):
-        # Aborted before it started: whoever aborted it starts the listeners. Or recovered
-        # after it ended: the listeners stored with its end are started (again: a no-op).
-        async with rt.db.read(snapshot=False) as r:
-            end = await repo.end_of(r, turn_id)
-        if end is None:
-            return "aborted"
-        if end.status != "aborted":
-            await listeners.start_listeners(turn_id, end.listeners)
-        return end.status
+        return await _ended_already(rt, turn_id)  # aborted before it started
     began = time.monotonic()
     try:
         outcome = await _run_agent(context)
@@ -161,11 +153,26 @@ async def run_turn(turn_id: str, context: TurnContext) -> str:
         concerned = await DBOS.run_step_async(
             WHILE_TRANSIENT, _record_outcome, rt, turn_id, outcome
         )
-    if concerned is not None:
-        _log_end(turn_id, outcome, time.monotonic() - began)
-    # None: aborted meanwhile (archived, worker deleted), and whoever aborted it starts them.
-    await listeners.start_listeners(turn_id, concerned or ())
+    if concerned is None:
+        # Ended already: aborted meanwhile (archived, worker deleted), or by this very step
+        # run before a crash that came before DBOS recorded it.
+        return await _ended_already(rt, turn_id)
+    _log_end(turn_id, outcome, time.monotonic() - began)
+    await listeners.start_listeners(turn_id, concerned)
     return str(outcome["status"])
+
+
+async def _ended_already(rt: Runtime, turn_id: str) -> str:
+    """The end of a turn this run did not record: aborted (whoever aborted it starts the
+    listeners), or recorded by an earlier run of this workflow, cut short by a crash before
+    it started the listeners stored with the end: they are started (again: a no-op)."""
+    async with rt.db.read(snapshot=False) as r:
+        end = await repo.end_of(r, turn_id)
+    if end is None:
+        return "aborted"
+    if end.status != "aborted":
+        await listeners.start_listeners(turn_id, end.listeners)
+    return end.status
 
 
 def _log_end(turn_id: str, outcome: TurnOutcome, seconds: float) -> None:
