@@ -30,7 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -148,6 +148,18 @@ class LiveServer:
             return "\n".join(self.log_text().splitlines()[-lines:])
         except OSError as exc:
             return f"(no log: {exc})"
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+        """Call `check` until it returns something truthy, and return it; fail with the log's
+        tail if the server exits or `timeout` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while not (value := check()):
+            if self.process.poll() is not None:
+                pytest.fail(f"the server exited while waiting for {what}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout}s waiting for {what}\n{self.log_tail()}")
+            time.sleep(0.05)
+        return value
 
     def close_clients(self) -> None:
         while self._clients:

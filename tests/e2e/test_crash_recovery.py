@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +34,6 @@ def trace_lines(trace: Path) -> list[dict[str, Any]]:
     if not trace.exists():
         return []
     return [json.loads(line) for line in trace.read_text().splitlines() if line.strip()]
-
-
-def wait_for(what: str, check: Callable[[], Any], server: LiveServer | None = None) -> Any:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        value = check()
-        if value:
-            return value
-        if server is not None and server.process.poll() is not None:
-            pytest.fail(f"the server exited while waiting for {what}:\n{server.log_tail()}")
-        if time.monotonic() > deadline:
-            tail = server.log_tail() if server is not None else ""
-            pytest.fail(f"timed out after {DEADLINE_SECONDS}s waiting for {what}\n{tail}")
-        time.sleep(0.05)
 
 
 def sigkill(server: LiveServer) -> None:
@@ -85,13 +70,13 @@ def test_turn_survives_sigkill(empty_database_url: str, tmp_path: Path) -> None:
             # The first request answered (a web_fetch call), the page was fetched, and the
             # second request has begun: its trace line is written as it starts, and it then
             # streams its answer for a few seconds.
-            wait_for("the page fetch", lambda: page.requests, first)
+            first.wait_for("the page fetch", lambda: page.requests)
             if not trace_lines(trace):
                 pytest.fail(
                     "the offline model answered a request but wrote nothing to"
                     f" KENNEL_OFFLINE_MODEL_TRACE_FILE ({trace}): the setting is not applied"
                 )
-            wait_for("the second model request", lambda: len(trace_lines(trace)) >= 2, first)
+            first.wait_for("the second model request", lambda: len(trace_lines(trace)) >= 2)
             assert page.requests == ["/page.html"]
             time.sleep(DELAY_SECONDS / 2)
             sigkill(first)
@@ -109,7 +94,7 @@ def test_turn_survives_sigkill(empty_database_url: str, tmp_path: Path) -> None:
                     body = r.json()
                     return body if body["task"]["status"] not in ("pending", "running") else None
 
-                done = wait_for("the recovered turn to finish", finished, second)
+                done = second.wait_for("the recovered turn to finish", finished)
                 worker = http.get(f"/api/workers/{started['id']}").json()
                 turns = http.get(f"/api/tasks/{task_id}/turns").json()["items"]
             second_pid = second.process.pid

@@ -14,15 +14,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import LiveServer, start_live_server
+from tests.e2e.conftest import start_live_server
 
 pytestmark = pytest.mark.e2e
-
-DEADLINE_SECONDS = 60.0
 
 
 @contextlib.contextmanager
@@ -58,19 +55,6 @@ def fill(path: Path) -> int:
                     return written
 
 
-def wait_for(what: str, check: Any, server: LiveServer) -> Any:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        value = check()
-        if value:
-            return value
-        if server.process.poll() is not None:
-            pytest.fail(f"the server exited while waiting for {what}:\n{server.log_tail()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}\n{server.log_tail()}")
-        time.sleep(0.1)
-
-
 def test_a_full_disk_is_a_503_and_the_turn_ends_once_there_is_room(tmp_path: Path) -> None:
     env = {
         "KENNEL_OFFLINE_MODEL_DELAY_SECONDS": "1",
@@ -88,7 +72,7 @@ def test_a_full_disk_is_a_503_and_the_turn_ends_once_there_is_room(tmp_path: Pat
                 def status() -> str:
                     return str(http.get(f"/api/tasks/{task_id}").json()["task"]["status"])
 
-                wait_for("the turn to run", lambda: status() == "running", server)
+                server.wait_for("the turn to run", lambda: status() == "running")
                 fill(filler)
                 answers = []
                 for n in range(20):  # big inputs: new pages, which a full disk cannot take
@@ -99,7 +83,7 @@ def test_a_full_disk_is_a_503_and_the_turn_ends_once_there_is_room(tmp_path: Pat
                 time.sleep(3)  # the model answers meanwhile; its end cannot be recorded
                 still = status()
                 os.unlink(filler)
-                wait_for("the turn's end", lambda: status() not in ("pending", "running"), server)
+                server.wait_for("the turn's end", lambda: status() not in ("pending", "running"))
                 turn = http.get(f"/api/tasks/{task_id}").json()["turns"][0]
                 after = http.post("/api/tasks", json={"input": "Count the cats please"})
             log = server.log_text()

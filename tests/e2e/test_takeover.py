@@ -15,14 +15,13 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import fresh_postgres_database
-from tests.e2e.conftest import LiveServer, start_live_server
+from tests.e2e.conftest import start_live_server
 
 pytestmark = pytest.mark.e2e
 
@@ -37,21 +36,6 @@ def trace_lines(trace: Path) -> list[dict[str, Any]]:
     if not trace.exists():
         return []
     return [json.loads(line) for line in trace.read_text().splitlines() if line.strip()]
-
-
-def wait_for(what: str, check: Callable[[], Any], server: LiveServer) -> Any:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        value = check()
-        if value:
-            return value
-        if server.process.poll() is not None:
-            pytest.fail(f"the server exited while waiting for {what}:\n{server.log_tail()}")
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"timed out after {DEADLINE_SECONDS}s waiting for {what}\n{server.log_tail()}"
-            )
-        time.sleep(0.1)
 
 
 def test_a_killed_processs_turns_finish_on_the_other(tmp_path: Path) -> None:
@@ -80,7 +64,7 @@ def test_a_killed_processs_turns_finish_on_the_other(tmp_path: Path) -> None:
         def started_on_first() -> list[str]:
             return [line["prompt"] for line in trace_lines(trace) if line["pid"] == first_pid]
 
-        in_flight = wait_for("a turn running on the first process", started_on_first, first)
+        in_flight = first.wait_for("a turn running on the first process", started_on_first)
         os.killpg(first.process.pid, signal.SIGKILL)  # no shutdown code runs; never restarted
         first.process.wait(timeout=10)
         killed_at = time.monotonic()
@@ -92,7 +76,9 @@ def test_a_killed_processs_turns_finish_on_the_other(tmp_path: Path) -> None:
                 ended = [t for t in found if t["status"] not in ("pending", "running")]
                 return found if len(ended) == len(found) else None
 
-            ended = wait_for("every turn to end on the second process", all_ended, second)
+            ended = second.wait_for(
+                "every turn to end on the second process", all_ended, DEADLINE_SECONDS
+            )
         took = time.monotonic() - killed_at
         log = second.log_text()
 
