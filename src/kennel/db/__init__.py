@@ -23,6 +23,7 @@ Errors are SQLAlchemy's on both backends (`sqlalchemy.exc.IntegrityError` for a 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -125,8 +126,9 @@ def migrate(settings: Settings, revision: str = "head") -> None:
     command.upgrade(config, revision)
 
 
+@functools.cache
 def head_revision() -> str:
-    """The newest migration this code has."""
+    """The newest migration this code has (read from the migration files once a process)."""
     from alembic.script import ScriptDirectory
 
     config = Config()
