@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete, insert, select
 
 from kennel.core.runtime import Runtime
+from kennel.core.settings import SettingsError, load_settings
 from kennel.core.takeover import Takeover, host_identity
 from kennel.core.timestamps import utcnow
 from kennel.models import executors
@@ -87,3 +88,9 @@ async def test_a_stopped_process_is_taken_over_at_the_next_beat(app: FastAPI) ->
     await Takeover(other).release()  # ...stopped by SIGTERM, once its DBOS shut down
     await Takeover(rt).beat()
     assert "stopping" not in await _rows(app)
+
+
+def test_a_takeover_sooner_than_two_heartbeats_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="KENNEL_TAKEOVER_AFTER_SECONDS must be at least"):
+        load_settings(heartbeat_seconds=10, takeover_after_seconds=15)
+    assert load_settings(heartbeat_seconds=10, takeover_after_seconds=20).heartbeat_seconds == 10

@@ -395,6 +395,15 @@ class Settings(BaseSettings):
             parse_host_port(self.smtp_relay, 25)  # a bad host:port says so now
         return self
 
+    @model_validator(mode="after")
+    def _silence_outlasts_heartbeats(self) -> Settings:
+        # Shorter, and a live process between two beats would be taken for dead.
+        if self.takeover_after_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "KENNEL_TAKEOVER_AFTER_SECONDS must be at least twice KENNEL_HEARTBEAT_SECONDS"
+            )
+        return self
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
