@@ -15,7 +15,7 @@ import pytest
 from kennel.webhooks import verify
 from tests.conftest import BACKENDS, fresh_database
 from tests.e2e.conftest import LiveServer, start_live_server
-from tests.e2e.test_crash_recovery import sigkill, trace_lines, wait_for
+from tests.e2e.test_crash_recovery import sigkill, trace_lines
 from tests.factories.receiver import Answer, Receiver
 
 pytestmark = pytest.mark.e2e
@@ -119,7 +119,7 @@ def test_a_delivery_survives_sigkill_and_the_turn_is_not_run_again(
                 worker = sdk.workers.create(title="Crash")
                 hook = sdk.workers.webhooks.update(worker.id, url=receiver.url("/slow"))
                 sdk.tasks.create(input="Deliver me", worker_id=worker.id)
-            wait_for("the first attempt", lambda: receiver.wait_for(1, 30, "/slow"), first)
+            first.wait_for("the first attempt", lambda: receiver.wait_for(1, 30, "/slow"))
             sigkill(first)  # the receiver is still sleeping on its answer
         (workdir / "server.log").rename(workdir / "first-server.log")
         with start_live_server(workdir, empty_database_url, extra_env=env) as second:
