@@ -244,7 +244,15 @@ def test_a_webhook_from_the_form_logs_its_delivery(browser_page: BrowserPage) ->
         (delivered,) = receiver.wait_for(1)
         assert delivered.headers["x-handinger-token"] == token
         # The delivery is sent after the turn ends, often after the page refreshed at its
-        # end: the test reloads to see it in the log.
+        # end, and logged once the receiver has answered: wait for the log through the
+        # API, then reload to see it.
+        with server.http(server.api_key) as api:
+
+            def logged() -> bool:
+                logs = api.get(f"/api/workers/{worker_id}/webhook/executions").json()["logs"]
+                return bool(logs) and logs[0]["responseStatus"] == 200
+
+            server.wait_for("the delivery logged with its answer", logged, timeout=30)
         page.reload()
         log = page.locator("#webhook-log")
         expect(log.locator("tbody tr")).to_have_count(1)
