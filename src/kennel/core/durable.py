@@ -18,11 +18,13 @@ from typing import Any
 from dbos import DBOS, DBOSConfig, StepOptions
 
 from kennel import __version__
+from kennel.core import wakeup
 from kennel.core.causes import is_transient
 from kennel.core.settings import Settings
 from kennel.db.sqlite import SYNCHRONOUS
 
 __all__ = [
+    "STREAM_POLLING_SECONDS",
     "WHILE_TRANSIENT",
     "Queue",
     "application_version",
@@ -32,6 +34,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("kennel.durable")
+
+
+# How often a reader of a turn's stream (or, on SQLite, a waiter on a DBOS notification) looks
+# for what is new: only while someone reads, so it can be short (server-sent events).
+STREAM_POLLING_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +103,7 @@ def config(settings: Settings) -> DBOSConfig:
         "executor_id": settings.executor_id,
         "log_level": "WARNING",
         # Stream readers poll on SQLite (there is no LISTEN/NOTIFY): a second is too slow for SSE.
-        "notification_listener_polling_interval_sec": settings.queue_polling_seconds,
+        "notification_listener_polling_interval_sec": STREAM_POLLING_SECONDS,
     }
     if not settings.is_sqlite:
         # Its share of the process's budget, its LISTEN connection (taken from the pool and
@@ -142,6 +149,7 @@ async def launch(
     `workflows`: the modules that declare them, imported by the caller: DBOS must know every
     workflow before it launches, or it cannot recover one."""
     log.debug("launching DBOS with the workflows of %s", ", ".join(m.__name__ for m in workflows))
+    wakeup.install({queue.name: queue.concurrency for queue in queues})
     DBOS(config=config(settings))
     DBOS.launch()
     for queue in queues:

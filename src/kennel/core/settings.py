@@ -181,9 +181,12 @@ class Settings(BaseSettings):
         ),
     )
     queue_polling_seconds: float = Field(
-        0.05,
+        1.0,
         gt=0,
-        description="How often an idle process looks for queued turns (DBOS polls 1 s by default).",
+        description=(
+            "How often a process looks for work queued by other processes (or taken over from"
+            " a dead one); work queued by this process starts at once."
+        ),
     )
     executor_id: str = Field(
         default_factory=lambda: default_executor_id(),

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kennel.api.errors import ApiError, BadRequest, Conflict
 from kennel.auth import Caller
+from kennel.core import wakeup
 from kennel.core.causes import transient_cause
 from kennel.core.ids import new_id
 from kennel.core.runtime import Runtime
@@ -312,6 +313,7 @@ async def enqueue_turn(rt: Runtime, turn_id: str) -> None:
         return
     with SetWorkflowID(turn_id):
         await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id, context)
+    wakeup.ring(TURN_QUEUE)
 
 
 # A pending turn this old that DBOS does not know was stranded between its commit and its

@@ -92,7 +92,7 @@ class TurnOutcome(TypedDict):
 
 
 def turn_queue(settings: Settings) -> Queue:
-    """The queue turns wait in, polled every `queue_polling_seconds` for their start latency."""
+    """The queue turns wait in (a turn queued here wakes its runner: `core.wakeup`)."""
     return Queue(TURN_QUEUE, settings.turn_concurrency, settings.queue_polling_seconds)
 
 
