@@ -25,9 +25,7 @@ WITHIN_SECONDS = 12.0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_turn_queued_here_starts_without_waiting_for_a_poll(
-    backend: str, tmp_path: Path
-) -> None:
+def test_a_turn_queued_here_starts_without_waiting_for_a_poll(backend: str, tmp_path: Path) -> None:
     env = {**SLOW_POLL, "KENNEL_TURN_CONCURRENCY": "1", "KENNEL_TASK_WAIT_SECONDS": "0"}
     with (
         fresh_database(backend, tmp_path) as url,

@@ -31,6 +31,7 @@ from kennel.core.durable import launch as launch_dbos
 from kennel.core.durable import shutdown as shutdown_dbos
 from kennel.core.settings import Settings, load_settings
 from kennel.core.takeover import Takeover
+from kennel.core.wakeup import watching_lag
 from kennel.dashboard import install_dashboard
 from kennel.db import head_revision, migrate, open_database, schema_revision
 from kennel.mail import answers as mail_answers
@@ -104,7 +105,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sys.stdout.write(startup_block(facts))
         sys.stdout.flush()
     try:
-        async with app.state.mcp.running():
+        async with app.state.mcp.running(), watching_lag():
             yield
     finally:
         if durable:

@@ -13,6 +13,14 @@ once by what this process knows means work:
 
 The queue is still the only way work starts: a wake-up only makes the next poll sooner.
 
+The same wait is the admission control of a loaded process. Turns run on the server's event
+loop, beside its requests; a runner that dequeues while the loop is already behind (its lag,
+sampled every 50 ms, above `LAG_LIMIT_SECONDS`) only adds work that competes with the turns
+running and the requests waiting: offered 4x what it could do, a server took every turn at
+once, answered POSTs in seconds and reads in more, and finished fewer turns. The runner now
+waits while the loop is behind, so queued work stays queued (where another process can take
+it) until this one has room (`bench/overload.py`).
+
 DBOS 3.4 has no API to wake a runner, so two of its internals are wrapped (`install`, before
 `DBOS.launch`): the function each runner thread runs, given a stop event whose `wait` also
 returns on a ring, and the release of a running workflow's slot. `tests/e2e/test_wakeup.py`
@@ -20,10 +28,18 @@ fails if a DBOS release stops calling either."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
-__all__ = ["install", "ring"]
+__all__ = ["LAG_LIMIT_SECONDS", "install", "ring", "watching_lag"]
+
+# A loop this far behind has more than enough to do: dequeue nothing more until it catches up.
+LAG_LIMIT_SECONDS = 0.05
+_SAMPLE_SECONDS = 0.05
+_lag = 0.0  # how late the loop's latest sample woke
 
 
 class _Bell:
@@ -46,6 +62,8 @@ class _Bell:
         self._rung.wait(timeout)
         # Cleared before the poll that follows: work queued after this is rung again.
         self._rung.clear()
+        while _lag > LAG_LIMIT_SECONDS and not self._stop.wait(_SAMPLE_SECONDS):
+            pass
         return self._stop.is_set()
 
 
@@ -97,4 +115,27 @@ def install(concurrency: dict[str, int]) -> None:
                 ring(name)
 
         remove_and_ring.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
-        core.ActiveWorkflowById._remove = remove_and_ring  # type: ignore[method-assign]
+        core.ActiveWorkflowById._remove = remove_and_ring  # type: ignore[method-assign]  # see above
+
+
+@contextlib.asynccontextmanager
+async def watching_lag() -> AsyncIterator[None]:
+    """Sample the running loop's lag while the block runs (the server's lifetime)."""
+
+    async def sample() -> None:
+        global _lag
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            await asyncio.sleep(_SAMPLE_SECONDS)
+            _lag = max(0.0, loop.time() - began - _SAMPLE_SECONDS)
+
+    sampler = asyncio.create_task(sample(), name="kennel-loop-lag")
+    try:
+        yield
+    finally:
+        global _lag
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        _lag = 0.0
