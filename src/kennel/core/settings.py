@@ -361,6 +361,16 @@ class Settings(BaseSettings):
         ),
     )
 
+    # -- metrics (GET /metrics) -------------------------------------------------------------
+    metrics_token: SecretStr | None = Field(
+        None,
+        description=(
+            "When set, `GET /metrics` asks for `Authorization: Bearer <this>` (401 otherwise). "
+            "Unset, it is open like `/healthz`: on a port only your monitoring reaches."
+        ),
+        repr=False,
+    )
+
     @field_validator("public_url", "search_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
