@@ -371,6 +371,14 @@ class Settings(BaseSettings):
         repr=False,
     )
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # Empty, it would be a token anyone "knows"; unset is the way to leave /metrics open.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (unset it to leave /metrics open)")
+        return value
+
     @field_validator("public_url", "search_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:

@@ -176,6 +176,11 @@ for _kind in ("input", "output"):
     TOKENS.labels(_kind)
 for _outcome in ("success", "error", "unknown"):
     WEBHOOK_DELIVERIES.labels(_outcome)
+for _outcome in ("success", "error"):
+    WEBHOOK_DURATION.labels(_outcome)
+SCHEDULE_FIRINGS.labels("started")
+for _reason in ("unknown_recipient", "sender_not_allowed"):
+    MAIL_REFUSED.labels(_reason)
 for _outcome in ("started", "refused", "failed"):
     MAIL_INTAKES.labels(_outcome)
 for _kind in ("transient", "other"):
