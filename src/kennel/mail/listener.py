@@ -33,7 +33,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kennel.mail.addresses import normalize_address
 from kennel.mail.message import structure_problem
-from kennel.metrics import record_mail_accepted, record_mail_refused
+from kennel.metrics import record_database_error, record_mail_accepted, record_mail_refused
 
 __all__ = [
     "ACCEPT",
@@ -132,9 +132,10 @@ class _Handler:
             return "452 4.5.3 Too many recipients"
         try:
             decision = await self._accept_recipient(address, _return_path(envelope))
-        except Exception:
+        except Exception as exc:
             log.exception("accept_recipient failed for %r", address)
             record_mail_refused("recipient_error")
+            record_database_error(exc, "mail")
             return "451 4.3.0 Temporary failure, try again later"
         if decision.accepted:
             envelope.rcpt_tos.append(address)
@@ -155,9 +156,10 @@ class _Handler:
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         try:
             stored = await self._store(_return_path(envelope), list(envelope.rcpt_tos), raw, peer)
-        except Exception:
+        except Exception as exc:
             log.exception("could not store a message from %r", peer)
             record_mail_refused("store_error")
+            record_database_error(exc, "mail")
             return "451 4.3.0 Could not store the message, try again later"
         record_mail_accepted()
         if not _QUEUE_ID.fullmatch(stored):

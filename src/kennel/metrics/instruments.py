@@ -37,7 +37,7 @@ __all__ = [
 
 # No `_created` series beside each counter and histogram: a timestamp per series doubles a
 # scrape's lines, and Prometheus reads a restart from a counter's drop without it.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated in prometheus-client
 # Kennel's own registry, not prometheus_client's global one: what a library registers there
 # does not leak into /metrics, and the process collectors are chosen here.
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -147,7 +147,7 @@ DATABASE_ERRORS = Counter(
     "kennel_database_errors",
     "Database errors met where Kennel catches or retries them, by kind (transient: the "
     "database unreachable or busy, the disk full; other) and where (request, step, "
-    "dispatcher, scrape).",
+    "dispatcher, heartbeat, queueing, mail, scrape).",
     ["kind", "where"],
     registry=REGISTRY,
 )
