@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import exc as sa_exc
 
+from kennel.core.settings import SettingsError, load_settings
 from kennel.metrics.instruments import REGISTRY
 from kennel.metrics.scrape import queue_metrics
 from kennel.tasks import control
@@ -75,6 +77,10 @@ class TestAccess:
     ) -> None:
         reconfigure(metrics_token=SecretStr("s3cret-token"))
         assert (await client.get("/metrics", headers=member.headers)).status_code == 401
+
+    def test_an_empty_token_is_refused_at_start_up(self) -> None:
+        with pytest.raises(SettingsError, match=r"^invalid setting KENNEL_METRICS_TOKEN: .*empty"):
+            load_settings(metrics_token=" ")
 
 
 class TestFormat:
