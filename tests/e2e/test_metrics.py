@@ -90,7 +90,7 @@ def test_the_metrics_move_with_a_task_a_firing_a_delivery_and_mail(server: LiveS
                 )
 
         # Three turns (the task's, the firing's, the mail's), each delivered to the webhook.
-        receiver.wait_for(3, path=target.removeprefix(receiver.url("")))
+        receiver.wait_for(3, timeout=60, path=target.removeprefix(receiver.url("")))
 
         def all_counted() -> Samples | None:
             samples = scrape(server)
