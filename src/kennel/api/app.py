@@ -41,6 +41,8 @@ from kennel.mail.front_door import FrontDoor
 from kennel.mail.workflows import mail_queue, queue_stranded_intakes
 from kennel.mcp import MCP_METHODS, MCP_PATH, McpDoor
 from kennel.mcp_servers.endpoints import router as mcp_servers_router
+from kennel.metrics.http import HttpMetricsMiddleware
+from kennel.metrics.scrape import METRICS_PATH, install_metrics
 from kennel.schedules.dispatcher import Dispatcher
 from kennel.schedules.endpoints import router as schedules_router
 from kennel.tasks import workflows as tasks_workflows
@@ -62,6 +64,7 @@ log = logging.getLogger("kennel")
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/docs/assets", "/openapi.json"}
     | {"/login", "/static"}
+    | {METRICS_PATH}  # KENNEL_METRICS_TOKEN instead, when set
 )
 
 _OFFLINE_BANNER = (
@@ -167,6 +170,7 @@ def create_app(
         return now.max_json_body_bytes, now.max_upload_request_bytes
 
     app.add_middleware(BodyLimitMiddleware, limits=limits)
+    app.add_middleware(HttpMetricsMiddleware)  # inside the next: it sees unhandled errors
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", tags=["Operations"])
@@ -186,6 +190,7 @@ def create_app(
             headers=None if ready else {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
+    install_metrics(app)
     add_routes(app, workers_router)
     add_routes(app, worker_state_router)
     add_routes(app, tasks_router)

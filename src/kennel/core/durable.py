@@ -22,6 +22,7 @@ from kennel.core import wakeup
 from kennel.core.causes import is_transient
 from kennel.core.settings import Settings
 from kennel.db.sqlite import SYNCHRONOUS
+from kennel.metrics import record_database_error
 
 __all__ = [
     "STREAM_POLLING_SECONDS",
@@ -50,6 +51,12 @@ class Queue:
     polling_seconds: float
 
 
+def _retry_if_transient(exc: BaseException) -> bool:
+    """`is_transient`, counting each database error a step meets (the metrics' `step`)."""
+    record_database_error(exc, "step")
+    return is_transient(exc)
+
+
 # A step that meets a passing database or disk fault (a dropped connection, a held lock, a
 # full disk) is tried again, 0.5 s later and then half as long again each time (at most an
 # hour apart, for hours in all); any other error is the step's answer at once.
@@ -58,7 +65,7 @@ WHILE_TRANSIENT: StepOptions = {
     "interval_seconds": 0.5,
     "backoff_rate": 1.5,
     "max_attempts": 25,
-    "should_retry": is_transient,
+    "should_retry": _retry_if_transient,
 }
 
 

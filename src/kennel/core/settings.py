@@ -361,6 +361,24 @@ class Settings(BaseSettings):
         ),
     )
 
+    # -- metrics (GET /metrics) -------------------------------------------------------------
+    metrics_token: SecretStr | None = Field(
+        None,
+        description=(
+            "When set, `GET /metrics` asks for `Authorization: Bearer <this>` (401 otherwise). "
+            "Unset, it is open like `/healthz`: on a port only your monitoring reaches."
+        ),
+        repr=False,
+    )
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # Empty, it would be a token anyone "knows"; unset is the way to leave /metrics open.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (unset it to leave /metrics open)")
+        return value
+
     @field_validator("public_url", "search_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:

@@ -26,6 +26,7 @@ from kennel.mail import repository as repo
 from kennel.mail.message import InboundMessage, UnreadableMessage, parse_message
 from kennel.mail.policy import is_allowed, worker_of_address
 from kennel.mail.senders import SenderAuth, check_sender
+from kennel.metrics import record_mail_intake
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.starting import (
     TurnInFlight,
@@ -199,6 +200,7 @@ async def _refuse(message_id: str, reason: str, *, status: str = "refused") -> D
     rt = runtime.current()
     async with rt.db.write() as w:
         await repo.set_outcome(w, message_id, status, reason=reason)
+    record_mail_intake(status)
     log.info("mail %s %s: %s", message_id, status, reason)
     return {"action": status}
 
@@ -256,6 +258,7 @@ async def _start(message_id: str, decision: Decision) -> tuple[str, str | None]:
         await _refuse(message_id, exc.message, status="failed")
         return "failed", None
     _read.pop(message_id, None)
+    record_mail_intake("started")
     return "started", started.turn.id
 
 

@@ -29,6 +29,7 @@ from kennel.core.runtime import Runtime
 from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write
 from kennel.idempotency import Idempotency, recorded, remember
+from kennel.metrics import record_database_error
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import Budget, TaskCreate, TriggeredBy
@@ -123,6 +124,7 @@ async def run_task(
     try:
         await enqueue_turn(rt, started.turn.id)
     except Exception as exc:
+        record_database_error(exc, "queueing")
         # The rows have committed: the request answers with them, and the turn is queued by
         # the next heartbeat's sweep (`queue_stranded_turns`) rather than lost or reported as
         # a failure that a retrying client would turn into a duplicate.
