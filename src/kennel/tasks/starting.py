@@ -20,7 +20,7 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 from sqlalchemy.exc import IntegrityError
 
-from kennel.api.errors import ApiError, BadRequest, Conflict
+from kennel.api.errors import ApiError, BadRequest, Conflict, TooBusy
 from kennel.auth import Caller
 from kennel.core import wakeup
 from kennel.core.causes import transient_cause
@@ -115,11 +115,38 @@ class StartedTurn:
     uploads: Mapping[str, Upload] = field(default_factory=dict)
 
 
+# Admission control: how many requests one process takes in (records and queues a turn for)
+# at once. Each is a few ms of the event loop that the turns running on it also need; past
+# this many at once the loop is already behind, and taking in more only made every request,
+# read or write, wait longer (offered 4x what it could do, a server answered POSTs in 60 s
+# and finished fewer turns: `bench/overload.py`). The rest get 429 with Retry-After, which
+# the official SDKs honour by retrying.
+STARTING_AT_ONCE = 32
+_starting = 0
+
+
 async def run_task(
     rt: Runtime, request: TurnRequest, *, idempotency: Idempotency | None = None
 ) -> StartedTurn:
     """Start the turn and queue it to run; with a key already used for this request, the turn
-    it started (queued again: a no-op)."""
+    it started (queued again: a no-op). 429 while `STARTING_AT_ONCE` others are starting."""
+    global _starting
+    if _starting >= STARTING_AT_ONCE:
+        raise TooBusy(
+            f"This server is taking in {_starting} tasks at once, as many as it can; "
+            "retry in a second.",
+            retry_after=1,
+        )
+    _starting += 1
+    try:
+        return await _run_task(rt, request, idempotency=idempotency)
+    finally:
+        _starting -= 1
+
+
+async def _run_task(
+    rt: Runtime, request: TurnRequest, *, idempotency: Idempotency | None
+) -> StartedTurn:
     started = await start_turn(rt, request, idempotency=idempotency)
     try:
         await enqueue_turn(rt, started.turn.id)
