@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -193,7 +193,7 @@ def prune(
     dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
 ) -> None:
     """Delete old tasks, their turns and mail, old deliveries, runs and DBOS's workflows."""
-    from kennel.retention import COUNTED, prune
+    from kennel.retention import COUNTED, PruneReport, prune
 
     settings = _settings()
     days = days or settings.retention_days
@@ -201,32 +201,39 @@ def prune(
         typer.echo("kennel: give --days N or set KENNEL_RETENTION_DAYS", err=True)
         raise typer.Exit(2)
     typer.echo(f"database {settings.database_url_object.render_as_string(hide_password=True)}")
-    with _workflow_store(settings) as store:
-        report = _with_database(
-            settings, lambda db: prune(db, days=days, workflows=store, dry_run=dry_run)
-        )
-    if store is None:
+
+    async def work(db: Database) -> tuple[PruneReport, bool]:
+        # After the migration `_with_database` ran: the file exists, DBOS's tables may not.
+        store = await asyncio.to_thread(_workflow_store, settings)
+        try:
+            report = await prune(db, days=days, workflows=store, dry_run=dry_run)
+        finally:
+            if store is not None:
+                store.destroy()
+        return report, store is not None
+
+    report, with_dbos = _with_database(settings, work)
+    if not with_dbos:
         typer.echo("DBOS's tables are not there yet (the server never ran): none deleted")
     for name in COUNTED:
         typer.echo(f"{name}\t{report.counts[name]}")
     typer.echo(report.summary())
 
 
-@contextlib.contextmanager
-def _workflow_store(settings: Settings) -> Iterator[Any]:
+def _workflow_store(settings: Settings) -> Any:
     """A DBOS client on the database, or None when DBOS has not made its tables there."""
     from dbos import DBOSClient
 
     try:
         client = DBOSClient(system_database_url=settings.sync_database_url)
+    except Exception:
+        return None
+    try:
         client.list_workflows(limit=1, load_input=False, load_output=False)
     except Exception:  # no tables: a database no server has run on
-        yield None
-        return
-    try:
-        yield client
-    finally:
         client.destroy()
+        return None
+    return client
 
 
 @app.command()

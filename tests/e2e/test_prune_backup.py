@@ -242,15 +242,35 @@ def test_backup_while_the_server_writes(live_server: LiveServer, tmp_path: Path)
 
 
 def test_a_backup_restores_into_a_working_server(live_server: LiveServer, tmp_path: Path) -> None:
-    if live_server.backend != "sqlite":
-        pytest.skip("a SQLite backup; PostgreSQL's is pg_dump's")
+    """SQLite: `kennel backup`; PostgreSQL: the README's pg_dump and pg_restore commands."""
     member = live_server.create_member()
     made = make_tasks(live_server, member.key, 1)
-    copy = tmp_path / "copy.sqlite3"
-    live_server.cli("backup", str(copy))
-    with start_live_server(tmp_path / "restored", f"sqlite:///{copy}") as restored:
-        with httpx.Client(
-            base_url=restored.base_url, headers={"Authorization": f"Bearer {member.key}"}
-        ) as http:
-            r = http.get(f"/api/tasks/{made[0]}")
-            assert r.status_code == 200, r.text
+    if live_server.backend == "sqlite":
+        copy = tmp_path / "copy.sqlite3"
+        live_server.cli("backup", str(copy))
+        with start_live_server(tmp_path / "restored", f"sqlite:///{copy}") as restored:
+            assert_task_readable(restored, member.key, made[0])
+        return
+    source = live_server.env["KENNEL_DATABASE_URL"]
+    dump = tmp_path / "kennel.dump"
+    subprocess.run(["pg_dump", "--format=custom", f"--file={dump}", source], check=True)
+    target = make_url(source).set(database=f"{make_url(source).database}_restored")
+    admin = make_url(source).set(database="postgres").render_as_string(hide_password=False)
+    subprocess.run(["psql", admin, "-c", f'CREATE DATABASE "{target.database}"'], check=True)
+    try:
+        url = target.render_as_string(hide_password=False)
+        subprocess.run(["pg_restore", "--no-owner", f"--dbname={url}", str(dump)], check=True)
+        with start_live_server(tmp_path / "restored", url, backend="postgresql") as restored:
+            assert_task_readable(restored, member.key, made[0])
+    finally:
+        subprocess.run(
+            ["psql", admin, "-c", f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'],
+            check=True,
+        )
+
+
+def assert_task_readable(server: LiveServer, key: str, public_id: str) -> None:
+    with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+        r = http.get(f"/api/tasks/{public_id}")
+        assert r.status_code == 200, r.text
+        assert r.json()["task"]["status"] == "completed"
