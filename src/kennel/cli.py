@@ -218,6 +218,11 @@ def prune(
     for name in COUNTED:
         typer.echo(f"{name}\t{report.counts[name]}")
     typer.echo(report.summary())
+    if report.transactions:
+        typer.echo(
+            f"{report.transactions} transactions, the longest"
+            f" {report.longest_seconds * 1000:.0f} ms"
+        )
 
 
 def _workflow_store(settings: Settings) -> Any:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from kennel.core.timestamps import utcnow
-from kennel.db import Database
+from kennel.db import Database, Write
 from kennel.retention import durable_rows
 from kennel.retention import repository as repo
 from kennel.retention.durable_rows import WorkflowStore
@@ -42,7 +45,8 @@ class PruneReport:
     cutoff: datetime
     dry_run: bool
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTED, 0))
-    notes: list[str] = field(default_factory=list)
+    transactions: int = 0
+    longest_seconds: float = 0.0  # the longest of its write transactions
 
     def add(self, counts: dict[str, int]) -> None:
         for name, count in counts.items():
@@ -96,6 +100,18 @@ class _Steps:
     async def _breathe(self) -> None:
         await asyncio.sleep(self.pause)
 
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[Write]:
+        """A write transaction, timed: how long others may have waited on it (SQLite)."""
+        started = time.monotonic()
+        async with self.db.write() as w:
+            yield w
+        self._timed(time.monotonic() - started)
+
+    def _timed(self, seconds: float) -> None:
+        self.report.transactions += 1
+        self.report.longest_seconds = max(self.report.longest_seconds, seconds)
+
     async def tasks(self) -> None:
         after = ""
         while True:
@@ -109,7 +125,7 @@ class _Steps:
                 return
             after = found.ids[-1]
             if not self.dry_run:
-                async with self.db.write() as w:
+                async with self._write() as w:
                     self.report.add(await repo.delete_tasks(w, found.ids, self.cutoff))
             await self._breathe()
 
@@ -124,7 +140,7 @@ class _Steps:
             if self.dry_run:
                 self.report.add({"mail_messages": len(ids)})
             else:
-                async with self.db.write() as w:
+                async with self._write() as w:
                     self.report.add({"mail_messages": await repo.delete_mail(w, ids, self.cutoff)})
             await self._breathe()
 
@@ -149,7 +165,7 @@ class _Steps:
                     attempts = await repo.count_attempts(r, ids)
                 self.report.add({"webhook_events": len(ids), "webhook_attempts": attempts})
             elif ids:
-                async with self.db.write() as w:
+                async with self._write() as w:
                     self.report.add(await repo.delete_events(w, ids))
             await self._breathe()
 
@@ -164,7 +180,7 @@ class _Steps:
             if self.dry_run:
                 self.report.add({"schedule_runs": len(ids)})
             else:
-                async with self.db.write() as w:
+                async with self._write() as w:
                     self.report.add({"schedule_runs": await repo.delete_schedule_runs(w, ids)})
             await self._breathe()
 
@@ -179,23 +195,27 @@ class _Steps:
             if self.dry_run:
                 self.report.add({"idempotency_keys": len(keys)})
             else:
-                async with self.db.write() as w:
+                async with self._write() as w:
                     deleted = await repo.delete_idempotency_keys(w, keys)
                 self.report.add({"idempotency_keys": deleted})
             await self._breathe()
 
     async def dbos_workflows(self, workflows: WorkflowStore) -> None:
         offset = 0
+        previous: list[str] = []
         while True:
             # A real run deletes each page, so the next one starts at the front again.
             ids = await durable_rows.finished_before(
                 workflows, self.cutoff, limit=self.batch, offset=offset
             )
-            if not ids:
+            if not ids or ids == previous:  # the same page again: it could not be deleted
                 return
+            previous = ids
             if self.dry_run:
                 offset += len(ids)
             else:
-                await durable_rows.forget(workflows, ids)
+                started = time.monotonic()
+                await durable_rows.forget(workflows, ids)  # one transaction of DBOS's
+                self._timed(time.monotonic() - started)
             self.report.add({"dbos_workflows": len(ids)})
             await self._breathe()
