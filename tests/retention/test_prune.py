@@ -391,3 +391,55 @@ class _StillRunning:
 
 
 pytestmark = pytest.mark.usefixtures("app")
+
+
+class TestAlongsideRequests:
+    async def test_requests_are_served_between_the_batches(
+        self, app: FastAPI, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        """A prune of small batches in the server's own loop: requests answered while it runs,
+        between its transactions, and none fails."""
+        import asyncio
+        import time
+
+        worker_id = await new_worker_id(client, member)
+        made = [await run_task(app, client, member, worker_id) for _ in range(12)]
+        for task_id, _ in made:
+            await age_task(app, task_id)
+        answered: list[tuple[float, int]] = []
+        pruning = asyncio.Event()
+
+        async def requests() -> None:
+            await pruning.wait()
+            n = 0
+            while pruning.is_set():
+                n += 1
+                for r in (
+                    await client.post(
+                        "/api/tasks",
+                        json={"input": f"Busy {n}", "workerId": worker_id},
+                        headers=member.headers,
+                    ),
+                    await client.get(
+                        "/api/tasks", params={"workerId": worker_id}, headers=member.headers
+                    ),
+                ):
+                    answered.append((time.monotonic(), r.status_code))
+
+        async def pruned() -> tuple[float, float, Any]:
+            pruning.set()
+            await asyncio.sleep(0.2)  # the requests are under way
+            started = time.monotonic()
+            report = await prune(
+                app.state.runtime.db, days=DAYS, workflows=DBOS, batch=1, pause_seconds=0.05
+            )
+            ended = time.monotonic()
+            pruning.clear()
+            return started, ended, report
+
+        (started, ended, report), _ = await asyncio.gather(pruned(), requests())
+        assert report.counts["tasks"] == 12
+        assert report.transactions >= 12  # one task a transaction
+        assert [code for _, code in answered if code != 200] == []
+        during = [at for at, _ in answered if started < at < ended]
+        assert len(during) >= 2, (len(answered), ended - started)
