@@ -160,6 +160,8 @@ class TestTasks:
             )
         assert await count(app, turn_files, turn_files.c.turn_id == old_turn) == 1
         assert await count_system(app, "workflow_status", old_turn) == 1
+        for table in ("operation_outputs", "streams"):  # its steps, its live events
+            assert await count_system(app, table, old_turn) >= 1
 
         dry = await prune(db, days=DAYS, workflows=DBOS, dry_run=True)
         assert (dry.counts["tasks"], dry.counts["turns"], dry.counts["turn_files"]) == (2, 2, 1)
