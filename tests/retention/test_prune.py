@@ -192,6 +192,17 @@ class TestTasks:
         again = await prune(db, days=DAYS, workflows=DBOS)
         assert again.total == 0
 
+    async def test_archiving_is_activity(
+        self, app: FastAPI, client: httpx.AsyncClient, member: Member
+    ) -> None:
+        """A task whose last turn is old but which was archived recently stays."""
+        worker_id = await new_worker_id(client, member)
+        task_id, _ = await run_task(app, client, member, worker_id)
+        await age_task(app, task_id)
+        await archive(client, member, await public_id_of(app, task_id))  # archived now
+        await prune(app.state.runtime.db, days=DAYS, workflows=None)
+        assert await count(app, tasks, tasks.c.id == task_id) == 1
+
     async def test_a_task_with_a_turn_in_flight_stays_however_old(
         self, app: FastAPI, client: httpx.AsyncClient, member: Member
     ) -> None:
