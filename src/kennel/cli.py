@@ -1,4 +1,4 @@
-"""The `kennel` command: serve, db upgrade, keys create / revoke / list."""
+"""The `kennel` command: serve, db upgrade, keys create / revoke / list, prune, backup."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -181,6 +182,91 @@ def keys_list() -> None:
     for row in rows:
         state = "revoked" if row.revoked_at else "active"
         typer.echo(f"{row.key_id}\t{row.prefix}…\t{state}\t{row.email}\t{row.organization}")
+
+
+@app.command()
+def prune(
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Older than this many days (default: KENNEL_RETENTION_DAYS)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
+) -> None:
+    """Delete old tasks, their turns and mail, old deliveries, runs and DBOS's workflows."""
+    from kennel.retention import COUNTED, PruneReport, prune
+
+    settings = _settings()
+    days = days or settings.retention_days
+    if days is None:
+        typer.echo("kennel: give --days N or set KENNEL_RETENTION_DAYS", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"database {settings.database_url_object.render_as_string(hide_password=True)}")
+
+    async def work(db: Database) -> tuple[PruneReport, bool]:
+        # After the migration `_with_database` ran: the file exists, DBOS's tables may not.
+        store = await asyncio.to_thread(_workflow_store, settings)
+        try:
+            report = await prune(db, days=days, workflows=store, dry_run=dry_run)
+        finally:
+            if store is not None:
+                store.destroy()
+        return report, store is not None
+
+    report, with_dbos = _with_database(settings, work)
+    if not with_dbos:
+        typer.echo("DBOS's tables are not there yet (the server never ran): none deleted")
+    for name in COUNTED:
+        typer.echo(f"{name}\t{report.counts[name]}")
+    typer.echo(report.summary())
+    if report.transactions:
+        typer.echo(
+            f"{report.transactions} transactions, the longest"
+            f" {report.longest_seconds * 1000:.0f} ms"
+        )
+
+
+def _workflow_store(settings: Settings) -> Any:
+    """A DBOS client on the database, or None when DBOS has not made its tables there."""
+    from dbos import DBOSClient
+
+    try:
+        client = DBOSClient(system_database_url=settings.sync_database_url)
+    except Exception:
+        return None
+    try:
+        client.list_workflows(limit=1, load_input=False, load_output=False)
+    except Exception:  # no tables: a database no server has run on
+        client.destroy()
+        return None
+    return client
+
+
+@app.command()
+def backup(
+    path: Annotated[Path, typer.Argument(help="Where the copy goes; must not exist.")],
+) -> None:
+    """Copy the SQLite database while the server runs (PostgreSQL: use pg_dump; README)."""
+    from kennel.db.backup import BackupError, backup_sqlite
+
+    settings = _settings()
+    if not settings.is_sqlite:
+        typer.echo(
+            "kennel: backup copies a SQLite database; this one is PostgreSQL: use pg_dump"
+            ' (README, "Backups and upgrades")',
+            err=True,
+        )
+        raise typer.Exit(2)
+    source = Path(settings.database_url_object.database or "")
+    typer.echo(f"database {source.resolve()}")
+    try:
+        done = backup_sqlite(source, path.resolve())
+    except BackupError as exc:
+        typer.echo(f"kennel: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"copied to {done.path} ({done.size} bytes, integrity ok, {done.tasks} tasks,"
+        f" {done.turns} turns)"
+    )
 
 
 @mail_app.command("list")

@@ -43,6 +43,8 @@ from kennel.mcp import MCP_METHODS, MCP_PATH, McpDoor
 from kennel.mcp_servers.endpoints import router as mcp_servers_router
 from kennel.metrics.http import HttpMetricsMiddleware
 from kennel.metrics.scrape import METRICS_PATH, install_metrics
+from kennel.retention import periodic as retention_periodic
+from kennel.retention.periodic import RetentionService
 from kennel.schedules.dispatcher import Dispatcher
 from kennel.schedules.endpoints import router as schedules_router
 from kennel.tasks import workflows as tasks_workflows
@@ -97,6 +99,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             takeover,
             Dispatcher(rt),
             *([listener] if listener else []),
+            *([RetentionService(rt, settings.retention_days)] if settings.retention_days else []),
         ]
         for service in wanted:
             await service.start()
@@ -123,7 +126,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 # Every module that declares DBOS workflows: DBOS must know them all before it launches.
-WORKFLOWS = (tasks_workflows, webhooks_workflows, mail_workflows, mail_answers)
+WORKFLOWS = (
+    tasks_workflows,
+    webhooks_workflows,
+    mail_workflows,
+    mail_answers,
+    retention_periodic,
+)
 
 
 def _queues(settings: Settings) -> list[Queue]:

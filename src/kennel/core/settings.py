@@ -379,6 +379,17 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty (unset it to leave /metrics open)")
         return value
 
+    # --- Data over time (retention) ---
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Delete tasks idle for this many days (with their turns and mail), older deliveries,"
+            " schedule runs, idempotency keys and DBOS's finished workflows, once an hour"
+            " (unset: nothing is ever deleted; `kennel prune` does it by hand)."
+        ),
+    )
+
     @field_validator("public_url", "search_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
