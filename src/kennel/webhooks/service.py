@@ -19,6 +19,7 @@ from kennel.workers.events import on_worker_deleted
 
 __all__ = [
     "EXECUTIONS_PAGE_SIZE",
+    "delivery_bodies",
     "get_webhook",
     "list_executions",
     "redeliver",
@@ -89,6 +90,16 @@ async def list_executions(
             r, worker.id, page=page, size=EXECUTIONS_PAGE_SIZE, in_flight=in_flight
         )
     return rows, total
+
+
+async def delivery_bodies(
+    db: Database, caller: Caller, worker_id: str, executions: list[ExecutionRow]
+) -> dict[str, str]:
+    """`{event id: the request body its attempts sent}` for these attempts of the worker."""
+    async with db.read() as r:
+        worker = await workers_service.visible_worker(r, caller, worker_id)
+        ids = sorted({x.event_id for x in executions})
+        return await repo.event_bodies(r, worker.id, ids)
 
 
 async def redeliver(
