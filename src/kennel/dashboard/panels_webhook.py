@@ -14,8 +14,10 @@ from kennel.core.runtime import Runtime, of_request
 from kennel.core.timestamps import utcnow
 from kennel.dashboard import forms, panel_forms
 from kennel.dashboard.auth import SignedInDep
+from kennel.dashboard.deliveries import sent_request
+from kennel.dashboard.flash import flash_redirect
 from kennel.dashboard.routes import render_worker_page
-from kennel.dashboard.routing import DashboardRoute, redirect
+from kennel.dashboard.routing import DashboardRoute
 from kennel.webhooks import service
 from kennel.workers.repository import WorkerRow
 
@@ -26,11 +28,12 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
 async def webhook_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dict[str, Any]:
     """The panel's context: the webhook (None when unset) and the newest delivery attempts,
-    those being sent included."""
+    those being sent included, each with what it sent."""
     webhook = await service.get_webhook(rt.db, caller, worker.id)
     executions, total = await service.list_executions(
         rt.db, caller, worker.id, page=1, in_flight=True
     )
+    bodies = await service.delivery_bodies(rt.db, caller, worker.id, executions)
     previous_until = None
     if webhook and webhook.previous_token_until and webhook.previous_token_until > utcnow():
         previous_until = webhook.previous_token_until
@@ -39,11 +42,12 @@ async def webhook_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dict[
         "previous_until": previous_until,
         "executions": executions,
         "total": total,
+        "sent": {x.id: sent_request(x, bodies.get(x.event_id, "")) for x in executions},
     }
 
 
-def _back(worker_id: str) -> Response:
-    return redirect(f"/workers/{worker_id}#panel-webhook")
+def _back(worker_id: str, flash: str) -> Response:
+    return flash_redirect(f"/workers/{worker_id}#panel-webhook", flash)
 
 
 @router.post("/workers/{worker_id}/webhook")
@@ -65,7 +69,7 @@ async def set_webhook(worker_id: str, request: Request, who: SignedInDep) -> Res
             panel_values=form.fields,
             status=exc.status,
         )
-    return _back(worker_id)
+    return _back(worker_id, "webhook-saved")
 
 
 @router.post("/workers/{worker_id}/webhook/remove")
@@ -74,7 +78,7 @@ async def remove_webhook(worker_id: str, request: Request, who: SignedInDep) -> 
     rt = of_request(request)
     await forms.read_signed_form(request, who)
     await service.remove_webhook(rt.db, who.caller, worker_id)
-    return _back(worker_id)
+    return _back(worker_id, "webhook-removed")
 
 
 @router.post("/workers/{worker_id}/webhook/token")
@@ -83,7 +87,7 @@ async def regenerate_token(worker_id: str, request: Request, who: SignedInDep) -
     rt = of_request(request)
     await forms.read_signed_form(request, who)
     await service.regenerate_token(rt.db, rt.settings, who.caller, worker_id)
-    return _back(worker_id)
+    return _back(worker_id, "token-regenerated")
 
 
 @router.post("/workers/{worker_id}/webhook/executions/{execution_id}/redeliver")
@@ -95,4 +99,4 @@ async def redeliver(
     await forms.read_signed_form(request, who)
     if await service.redeliver(rt.db, who.caller, worker_id, execution_id) is None:
         raise NotFound("execution", execution_id)
-    return _back(worker_id)
+    return _back(worker_id, "redelivered")
