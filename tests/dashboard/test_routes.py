@@ -159,7 +159,7 @@ class TestWorkerPage:
             "visibility": "public",
         }
         r = await browser.post(f"/workers/{worker_id}/template", data=form)
-        assert (r.status_code, r.headers["location"]) == (303, f"/workers/{worker_id}")
+        assert (r.status_code, r.headers["location"]) == (303, f"/workers/{worker_id}#template")
         template = (await client.get("/api/workers", headers=member.headers)).json()["workers"][0]
         assert (template["title"], template["instructionsVersion"]) == ("New title", 1)
         r = await browser.post(
