@@ -7,12 +7,14 @@ and nothing to sign. It lives for one page view (or a minute, if that view never
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from fastapi import Request
 from starlette.responses import RedirectResponse, Response
 
-__all__ = ["MESSAGES", "current_flash", "flash_redirect", "forget_flash", "take_flash"]
+__all__ = ["MESSAGES", "current_flash", "flash_of", "flash_redirect", "forget_flash"]
 
 _COOKIE = "kennel_flash"
 MESSAGES = {
@@ -44,13 +46,17 @@ def flash_redirect(path: str, key: str) -> RedirectResponse:
     return response
 
 
-def take_flash(request: Request) -> bool:
-    """Make the cookie's message the one this request's page shows; whether there was one."""
+@contextmanager
+def flash_of(request: Request) -> Iterator[bool]:
+    """Within: the cookie's message is the one this request's page shows. Yields whether the
+    request carried one. The message is reset after, so it never outlives its request (an
+    in-process client runs every request in one context)."""
     key = request.cookies.get(_COOKIE)
-    if key is None:
-        return False
-    _current.set(MESSAGES.get(key))
-    return True
+    token = _current.set(MESSAGES.get(key) if key else None)
+    try:
+        yield key is not None
+    finally:
+        _current.reset(token)
 
 
 def forget_flash(response: Response) -> None:

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from kennel.api.errors import ApiError
 from kennel.dashboard.auth import CsrfRefused, SignInRequired, login_url
-from kennel.dashboard.flash import forget_flash, take_flash
+from kennel.dashboard.flash import flash_of, forget_flash
 from kennel.dashboard.templating import render
 
 __all__ = ["DashboardRoute", "error_page", "page_number", "redirect"]
@@ -35,8 +35,8 @@ class DashboardRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
-            flashed = take_flash(request)
-            response = await self._answer(handler, request)
+            with flash_of(request) as flashed:
+                response = await self._answer(handler, request)
             if flashed and response.media_type == "text/html":
                 forget_flash(response)  # shown on this page, or on the error page
             return response
