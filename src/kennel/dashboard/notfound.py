@@ -4,6 +4,7 @@ navigation for a signed-in browser, instead of the API's JSON error."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
@@ -28,9 +29,10 @@ def _wants_page(request: Request) -> bool:
 def install_not_found_page(app: FastAPI) -> None:
     """Answer a browser's 404 with the dashboard's page; everything else as before (the API's
     handler, which must be installed first)."""
-    api_handler: Handler | None = app.exception_handlers.get(HTTPException)  # type: ignore[assignment]
-    if api_handler is None:
+    found = app.exception_handlers.get(HTTPException)
+    if found is None:
         raise RuntimeError("install the API's error handlers before the dashboard")
+    api_handler = cast(Handler, found)  # kennel.api.errors' handler is a coroutine function
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
