@@ -306,7 +306,7 @@
       link.textContent = title || url;
       item.appendChild(link);
       sources.appendChild(item);
-      sources.hidden = false;
+      byId("live-found").hidden = false;
     }
 
     // A model request ends with the last part of its response.
