@@ -114,5 +114,5 @@ class TestDeliveryHeaders:
         assert not sent.cut
         long = sent_request(row, "x" * 30_000)
         assert long.cut
-        assert len(long.body) == 20_000
+        assert len(long.body) == 10_000
         assert long.body_size == 30_000

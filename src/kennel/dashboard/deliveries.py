@@ -18,8 +18,9 @@ from kennel.webhooks.signing import TOKEN_PREFIX
 
 __all__ = ["MAX_BODY_SHOWN", "SentRequest", "sent_request"]
 
-# A turn's answer can be long; the log shows this much of a body and says when it cut it.
-MAX_BODY_SHOWN = 20_000
+# A turn's answer can be long, and the log lists 50 attempts on a page that reloads after each
+# turn: it shows this much of a body, and says when it cut it.
+MAX_BODY_SHOWN = 10_000
 # The token is a secret that signs every delivery: the log names it, never shows it.
 MASKED_TOKEN = TOKEN_PREFIX + "•" * 8 + " (hidden: the webhook's token)"
 
