@@ -144,11 +144,43 @@ def test_what_changes_or_destroys_asks_first_and_says_what_it_did(
     # Delete the worker: back on the list, which no longer holds it.
     page.goto(f"/workers/{worker_id}#template")
     page.get_by_role("button", name="Delete worker").click()
-    confirm_dialog(page, accept=True, says="Delete the worker “Careful Corgi”?")
+    expect(page.locator("#confirm-subject")).to_have_text("Careful Corgi")
+    confirm_dialog(page, accept=True, says="Delete this worker?")
     page.wait_for_url(server.base_url + "/workers")
     flash(page, "Worker deleted")
     expect(page.locator("main")).not_to_contain_text("Careful Corgi", ignore_case=False)
     browser_page.shot("flash-worker-deleted")
+
+
+def test_without_javascript_a_page_asks_instead(browser_page: BrowserPage) -> None:
+    server = browser_page.server
+    worker_id = new_worker(browser_page, "Scriptless Spaniel")
+    with api(browser_page) as client:
+        client.put(f"/api/workers/{worker_id}/webhook", json={"url": "https://example.com/h"})
+    browser = browser_page.page.context.browser
+    assert browser is not None
+    context = browser.new_context(base_url=server.base_url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto("/login")
+        page.get_by_label("API key").fill(server.api_key)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(server.base_url + "/")
+        page.goto(f"/workers/{worker_id}")
+        expect(page.locator("#panel-webhook")).to_be_visible()  # every panel shows
+        page.locator("#panel-webhook").get_by_role("button", name="Remove webhook").click()
+        expect(page.locator("h1")).to_have_text("Remove webhook?")
+        with api(browser_page) as client:
+            assert client.get(f"/api/workers/{worker_id}/webhook").json()["url"] is not None
+        page.get_by_role("link", name="Keep it").click()
+        page.wait_for_url(re.compile(rf".*/workers/{worker_id}#panel-webhook$"))
+        page.locator("#panel-webhook").get_by_role("button", name="Remove webhook").click()
+        page.locator("#confirm-page").get_by_role("button", name="Remove webhook").click()
+        flash(page, "Webhook removed")
+        with api(browser_page) as client:
+            assert client.get(f"/api/workers/{worker_id}/webhook").json()["url"] is None
+    finally:
+        context.close()
 
 
 def test_a_planted_flash_cookie_shows_no_text_of_its_own(browser_page: BrowserPage) -> None:

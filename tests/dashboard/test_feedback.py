@@ -116,3 +116,33 @@ class TestDeliveryHeaders:
         assert long.cut
         assert len(long.body) == 10_000
         assert long.body_size == 30_000
+
+
+class TestConfirm:
+    async def test_delete_worker_asks_then_deletes(
+        self, client: httpx.AsyncClient, member: Member, browser: httpx.AsyncClient
+    ) -> None:
+        worker_id = await new_worker_id(client, member, title="Doomed <Dachshund>")
+        page = await browser.get(f"/workers/{worker_id}")
+        assert 'data-confirm-subject="Doomed &lt;Dachshund&gt;"' in page.text
+        form = {"csrf": csrf_of(page.text)}
+        asked = await browser.post(f"/workers/{worker_id}/delete", data=form)
+        assert asked.status_code == 200
+        assert "Delete this worker?" in asked.text
+        assert "Doomed &lt;Dachshund&gt;" in asked.text
+        assert f'href="/workers/{worker_id}#template">Keep it</a>' in asked.text
+        still = await client.get(f"/api/workers/{worker_id}", headers=member.headers)
+        assert still.status_code == 200
+        done = await browser.post(f"/workers/{worker_id}/delete", data={**form, "confirmed": "yes"})
+        assert (done.status_code, done.headers["location"]) == (303, "/workers")
+        gone = await client.get(f"/api/workers/{worker_id}", headers=member.headers)
+        assert gone.status_code == 404
+
+    async def test_nothing_is_asked_about_what_the_user_may_not_see(
+        self, browser: httpx.AsyncClient
+    ) -> None:
+        page = await browser.get("/workers")
+        form = {"csrf": csrf_of(page.text)}
+        for path in ("/workers/wrk_nope/delete", "/workers/wrk_nope/webhook/remove"):
+            r = await browser.post(path, data=form)
+            assert r.status_code == 404, path

@@ -105,6 +105,11 @@ class TestPanel:
 
         page = f"/workers/{worker_id}"
         r = await post_form(browser, page, f"/workers/{worker_id}/webhook/token")
+        assert r.status_code == 200  # asked first
+        assert "Make a new token?" in r.text
+        assert (await hook_of(client, member, worker_id))["token"] == hook["token"]
+        yes = {"confirmed": "yes"}
+        r = await post_form(browser, page, f"/workers/{worker_id}/webhook/token", yes)
         assert r.status_code == 303, r.text
         rotated = await hook_of(client, member, worker_id)
         assert rotated["url"] == url
@@ -115,6 +120,9 @@ class TestPanel:
         assert "The previous token also signs deliveries until" in shown
 
         r = await post_form(browser, page, f"/workers/{worker_id}/webhook/remove")
+        assert "Remove the webhook?" in r.text
+        assert (await hook_of(client, member, worker_id))["url"] == url
+        r = await post_form(browser, page, f"/workers/{worker_id}/webhook/remove", yes)
         assert r.status_code == 303, r.text
         assert await hook_of(client, member, worker_id) == {"url": None, "token": None}
         assert "Set webhook" in panel((await browser.get(page)).text, "webhook")

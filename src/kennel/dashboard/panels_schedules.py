@@ -16,6 +16,7 @@ from kennel.core.parsers import parse_timezone
 from kennel.core.runtime import Runtime, of_request
 from kennel.dashboard import forms, panel_forms
 from kennel.dashboard.auth import SignedIn, SignedInDep
+from kennel.dashboard.confirm import require_confirmed
 from kennel.dashboard.flash import flash_redirect
 from kennel.dashboard.routes import render_worker_page
 from kennel.dashboard.routing import DashboardRoute
@@ -133,10 +134,22 @@ async def _act(
     schedule_id: str,
     action: Callable[[Runtime, Caller], Awaitable[object]],
     flash: str,
+    *,
+    confirm: str | None = None,
 ) -> Response:
-    """One of a listed schedule's buttons; a refusal is shown next to that schedule."""
+    """One of a listed schedule's buttons; a refusal is shown next to that schedule.
+    `confirm`: the kind of question (`kennel.dashboard.confirm`) asked first."""
     rt = of_request(request)
-    await forms.read_signed_form(request, who)
+    form = await forms.read_signed_form(request, who)
+    if confirm is not None:
+        found = await service.get_schedule(rt, who.caller, worker_id, schedule_id)
+        require_confirmed(
+            form,
+            confirm,
+            action=request.url.path,  # the answer posts here again
+            back=f"/workers/{found.worker_id}#panel-schedules",
+            subject=found.input,
+        )
     try:
         await action(rt, who.caller)
     except ApiError as exc:
@@ -194,4 +207,12 @@ async def cancel_schedule(
     async def cancel(rt: Runtime, caller: Caller) -> None:
         await service.cancel_schedule(rt, caller, worker_id, schedule_id)
 
-    return await _act(request, who, worker_id, schedule_id, cancel, "schedule-cancelled")
+    return await _act(
+        request,
+        who,
+        worker_id,
+        schedule_id,
+        cancel,
+        "schedule-cancelled",
+        confirm="cancel-schedule",
+    )

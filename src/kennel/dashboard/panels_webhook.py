@@ -13,9 +13,11 @@ from kennel.auth import Caller
 from kennel.core.runtime import Runtime, of_request
 from kennel.core.timestamps import utcnow
 from kennel.dashboard import forms, panel_forms
-from kennel.dashboard.auth import SignedInDep
+from kennel.dashboard.auth import SignedIn, SignedInDep
+from kennel.dashboard.confirm import require_confirmed
 from kennel.dashboard.deliveries import sent_request
 from kennel.dashboard.flash import flash_redirect
+from kennel.dashboard.forms import SubmittedForm
 from kennel.dashboard.routes import render_worker_page
 from kennel.dashboard.routing import DashboardRoute
 from kennel.webhooks import service
@@ -44,6 +46,15 @@ async def webhook_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dict[
         "total": total,
         "sent": {x.id: sent_request(x, bodies.get(x.event_id, "")) for x in executions},
     }
+
+
+async def _ask(
+    rt: Runtime, who: SignedIn, form: SubmittedForm, kind: str, worker_id: str, action: str
+) -> None:
+    """Confirm first; the question is asked only of a webhook the user may see."""
+    if await service.get_webhook(rt.db, who.caller, worker_id) is None:
+        raise NotFound("webhook of worker", worker_id)
+    require_confirmed(form, kind, action=action, back=f"/workers/{worker_id}#panel-webhook")
 
 
 def _back(worker_id: str, flash: str) -> Response:
@@ -76,7 +87,8 @@ async def set_webhook(worker_id: str, request: Request, who: SignedInDep) -> Res
 async def remove_webhook(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Remove the webhook and its token; retries of earlier events stop."""
     rt = of_request(request)
-    await forms.read_signed_form(request, who)
+    form = await forms.read_signed_form(request, who)
+    await _ask(rt, who, form, "remove-webhook", worker_id, request.url.path)
     await service.remove_webhook(rt.db, who.caller, worker_id)
     return _back(worker_id, "webhook-removed")
 
@@ -85,7 +97,8 @@ async def remove_webhook(worker_id: str, request: Request, who: SignedInDep) -> 
 async def regenerate_token(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """A new token; the old one still signs deliveries for the grace period."""
     rt = of_request(request)
-    await forms.read_signed_form(request, who)
+    form = await forms.read_signed_form(request, who)
+    await _ask(rt, who, form, "regenerate-token", worker_id, request.url.path)
     await service.regenerate_token(rt.db, rt.settings, who.caller, worker_id)
     return _back(worker_id, "token-regenerated")
 

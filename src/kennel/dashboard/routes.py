@@ -21,6 +21,7 @@ from kennel.auth import Caller
 from kennel.core.runtime import Runtime, of_request
 from kennel.dashboard import forms
 from kennel.dashboard.auth import SignedIn, SignedInDep
+from kennel.dashboard.confirm import require_confirmed
 from kennel.dashboard.conversation import conversation
 from kennel.dashboard.filters import (
     TASK_STATUSES,
@@ -264,8 +265,16 @@ async def save_template(worker_id: str, request: Request, who: SignedInDep) -> R
 async def delete_worker(worker_id: str, request: Request, who: SignedInDep) -> Response:
     """Delete the worker (its creator only): its schedules are cancelled, its webhook removed."""
     rt = of_request(request)
-    await forms.read_signed_form(request, who)
-    await workers_service.delete_worker(rt.db, who.caller, worker_id)
+    form = await forms.read_signed_form(request, who)
+    worker = await workers_service.get_worker(rt.db, who.caller, worker_id)
+    require_confirmed(
+        form,
+        "delete-worker",
+        action=f"/workers/{worker.id}/delete",
+        back=f"/workers/{worker.id}#template",
+        subject=worker.title,
+    )
+    await workers_service.delete_worker(rt.db, who.caller, worker.id)
     return flash_redirect("/workers", "worker-deleted")
 
 
@@ -340,7 +349,9 @@ async def task_page(task_id: str, request: Request, who: SignedInDep) -> Respons
 async def archive_task(task_id: str, request: Request, who: SignedInDep) -> Response:
     """Archive the task (the worker's creator only), aborting its turn in flight."""
     rt = of_request(request)
-    await forms.read_signed_form(request, who)
+    form = await forms.read_signed_form(request, who)
     task, _, _ = await tasks_service.get_task(rt, who.caller, task_id)
+    here = f"/tasks/{quote(task.public_id, safe='')}"
+    require_confirmed(form, "archive-task", action=f"{here}/archive", back=here, subject=task.title)
     await tasks_service.archive_task(rt, who.caller, task.public_id)
     return flash_redirect(f"/tasks/{quote(task.public_id, safe='')}", "task-archived")

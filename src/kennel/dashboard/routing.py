@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from kennel.api.errors import ApiError
 from kennel.dashboard.auth import CsrfRefused, SignInRequired, login_url
+from kennel.dashboard.confirm import ConfirmFirst
 from kennel.dashboard.flash import flash_of, forget_flash
 from kennel.dashboard.templating import render
 
@@ -59,6 +60,21 @@ class DashboardRoute(APIRoute):
             return error_page(403, message, request)
         except ApiError as exc:
             return error_page(exc.status, exc.message, request)
+        except ConfirmFirst as ask:
+            return _confirm_page(ask, request)
+
+
+def _confirm_page(ask: ConfirmFirst, request: Request) -> Response:
+    who = request.state.signed_in  # a form was read: the browser is signed in
+    context = {
+        "question": ask.question,
+        "action": ask.action,
+        "back": ask.back,
+        "subject": ask.subject,
+        "signed_in": who,
+        "csrf": who.csrf,
+    }
+    return render("confirm.html", context)
 
 
 def error_page(status: int, message: str, request: Request | None = None) -> Response:

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
+from kennel.dashboard.confirm import QUESTIONS
 from kennel.dashboard.flash import current_flash
 
 __all__ = ["TEMPLATES", "render"]
@@ -75,6 +76,8 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+# The confirm step's questions, for the forms' `data-confirm` (the routes ask the same).
+_env.globals["QUESTIONS"] = QUESTIONS
 _env.filters.update(
     when=_when,
     iso=_iso,

@@ -2,7 +2,8 @@
 // at a time, follows the turn in flight through the worker's event stream (the answer as it
 // arrives, a clock, each model request and tool call with its duration, the sources found),
 // looks again when a schedule comes due, and copies the address and token with the Copy
-// buttons. Forms marked `data-confirm` ask first, in the page's own dialog.
+// buttons. Forms marked `data-confirm` ask first, in the page's own dialog (without the script
+// their routes ask on a page instead).
 (function () {
   "use strict";
 
@@ -453,11 +454,20 @@
         return; // no dialog support: the form posts as it does without the script
       }
       event.preventDefault();
+      var subject = form.getAttribute("data-confirm-subject");
+      byId("confirm-subject").textContent = subject || "";
+      byId("confirm-subject").hidden = !subject;
       byId("confirm-message").textContent = message;
       byId("confirm-ok").textContent = form.getAttribute("data-confirm-button") || "Confirm";
       dialog.returnValue = "";
       dialog.onclose = function () {
         if (dialog.returnValue === "confirm") {
+          // The route acts only on a confirmed form; else it asks on a page of its own.
+          var confirmed = document.createElement("input");
+          confirmed.type = "hidden";
+          confirmed.name = "confirmed";
+          confirmed.value = "yes";
+          form.appendChild(confirmed);
           form.setAttribute("data-confirmed", "yes");
           form.submit();
         }
