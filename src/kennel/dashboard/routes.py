@@ -229,7 +229,10 @@ async def _turn_started(rt: Runtime, caller: Caller, state: WorkerState) -> date
     task_id = state.metadata.get("taskId")
     if not state.running or not task_id:
         return None
-    _, turns, _ = await tasks_service.get_task(rt, caller, str(task_id))
+    try:
+        _, turns, _ = await tasks_service.get_task(rt, caller, str(task_id))
+    except ApiError:  # archived or gone meanwhile: the clock counts from the page's opening
+        return None
     latest = turns[-1] if turns else None
     return (latest.started_at or latest.created_at) if latest else None
 
