@@ -237,8 +237,9 @@ def mail_list(
         async with db.read() as r:
             return await messages(r, failed_only=failed)
 
+    rows = _with_database(_settings(), listing)
     typer.echo("ID\tRECEIVED\tSTATUS\tFROM\tTO\tREASON")
-    for row in _with_database(_settings(), listing):
+    for row in rows:
         received = row.received_at.strftime("%Y-%m-%d %H:%M:%S")
         sender = row.sender or row.envelope_from or "<>"
         reason = (row.reason or "").replace("\t", " ")
