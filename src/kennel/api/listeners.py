@@ -3,7 +3,8 @@
 Binding first makes a busy port one line and an exit within a second, instead of what it was:
 migrations, DBOS and the start-up block ("ready") first, then uvicorn's bind error (HTTP), or
 a traceback from the lifespan (SMTP). The bound sockets are handed to uvicorn and to the SMTP
-listener, so no other program can take the port in between.
+listener, so no other program can take the port in between; they listen from then on, and a
+connection made during start-up waits to be answered instead of being refused.
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ class PortUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Listeners:
-    """Bound (not yet listening) sockets: uvicorn's, and the SMTP listener's (None: off)."""
+    """Listening sockets: uvicorn's, and the SMTP listener's (None: off)."""
 
     http: list[socket.socket]
     smtp: list[socket.socket] | None
 
-    def close(self) -> None:
-        for sock in [*self.http, *(self.smtp or [])]:
-            sock.close()
 
+_BACKLOG = 2048  # uvicorn's default; it and asyncio listen again with their own
 
 # What to change, by the kind of failure: the port, or the address.
 _HTTP_SETTING = ("set KENNEL_PORT or --port to a free one", "KENNEL_HOST or --host")
@@ -86,6 +85,10 @@ def bind_address(
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((address[0], chosen, *address[2:]))
             chosen = sock.getsockname()[1]  # port 0 (any free one): the same on every address
+            # Listening at once holds the port: two sockets with SO_REUSEADDR may both bind
+            # it while neither listens (two servers starting together). Connections made
+            # during start-up wait in the backlog until the server takes them.
+            sock.listen(_BACKLOG)
     except OSError as exc:
         for sock in sockets:
             sock.close()
