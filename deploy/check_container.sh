@@ -5,7 +5,7 @@
 # that each SMTP port greets, and which executors ran the turns. Removes everything at the end.
 #
 #   deploy/check_container.sh
-#   BASE_IMAGE=... POSTGRES_IMAGE=... deploy/check_container.sh   # stand-ins, offline machines
+#   BASE_IMAGE=... POSTGRES_IMAGE=... deploy/check_container.sh   # stand-ins: deploy/offline/
 set -eu
 cd "$(dirname "$0")/.."
 PROJECT=kennel-check
