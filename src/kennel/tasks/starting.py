@@ -22,12 +22,14 @@ from sqlalchemy.exc import IntegrityError
 
 from kennel.api.errors import ApiError, BadRequest, Conflict
 from kennel.auth import Caller
+from kennel.core import wakeup
 from kennel.core.causes import transient_cause
 from kennel.core.ids import new_id
 from kennel.core.runtime import Runtime
 from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write
 from kennel.idempotency import Idempotency, recorded, remember
+from kennel.metrics import record_database_error
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import Budget, TaskCreate, TriggeredBy
@@ -122,6 +124,7 @@ async def run_task(
     try:
         await enqueue_turn(rt, started.turn.id)
     except Exception as exc:
+        record_database_error(exc, "queueing")
         # The rows have committed: the request answers with them, and the turn is queued by
         # the next heartbeat's sweep (`queue_stranded_turns`) rather than lost or reported as
         # a failure that a retrying client would turn into a duplicate.
@@ -312,6 +315,7 @@ async def enqueue_turn(rt: Runtime, turn_id: str) -> None:
         return
     with SetWorkflowID(turn_id):
         await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id, context)
+    wakeup.ring(TURN_QUEUE)
 
 
 # A pending turn this old that DBOS does not know was stranded between its commit and its
