@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -55,7 +56,7 @@ def serve(
     from kennel.db.setup import DatabaseSetupError, ensure_database
 
     try:
-        ensure_database(settings)
+        ensure_database(settings)  # a SQLite file is made in its folder; PostgreSQL must exist
     except DatabaseSetupError as exc:
         typer.echo(f"kennel: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -64,6 +65,8 @@ def serve(
 
     from kennel.agents import ModelConfigError
     from kennel.api.app import create_app
+    from kennel.api.listeners import PortUnavailable, bind_listeners
+    from kennel.api.startup import announce_ready
     from kennel.core.logs import configure_logging
 
     configure_logging(settings.log_level)
@@ -72,6 +75,13 @@ def serve(
     except ModelConfigError as exc:
         typer.echo(f"kennel: {exc}", err=True)
         raise typer.Exit(2) from None
+    # Bound before the lifespan (migrations, DBOS): a busy port is this one line, at once.
+    try:
+        listeners = bind_listeners(settings)
+    except PortUnavailable as exc:
+        typer.echo(f"kennel: {exc}", err=True)
+        raise typer.Exit(2) from None
+    application.state.smtp_sockets = listeners.smtp
     config = uvicorn.Config(
         application,
         host=settings.host,
@@ -88,24 +98,39 @@ def serve(
 
     class StoppingServer(uvicorn.Server):
         """uvicorn's server, which also tells the app it is stopping when a signal comes: the
-        streams and waiting requests that would hold it up end at once with what they have."""
+        streams and waiting requests that would hold it up end at once with what they have;
+        and says "ready" once it accepts connections (its lifespan runs before that)."""
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             with contextlib.suppress(RuntimeError):  # no loop running yet: nothing to end
                 asyncio.get_running_loop().call_soon_threadsafe(stopping.set)
             super().handle_exit(sig, frame)
 
-    StoppingServer(config).run()
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                announce_ready(application.state.startup_facts, to_stdout=True)
+
+    StoppingServer(config).run(sockets=listeners.http)
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply the database migrations (the server also does this when it starts)."""
+def db_upgrade(
+    revision: Annotated[str, typer.Argument()] = "head",
+    create_database: Annotated[
+        bool, typer.Option(help="Create the PostgreSQL database when it does not exist.")
+    ] = False,
+) -> None:
+    """Apply the database migrations (the server also does this when it starts); a new SQLite
+    file is made, a new PostgreSQL database only with --create-database."""
     from kennel.db import migrate
-    from kennel.db.setup import DatabaseSetupError
+    from kennel.db.setup import DatabaseSetupError, ensure_database
 
     settings = _settings()
+    _say_database(settings)
     try:
+        if ensure_database(settings, create_sqlite=True, create_postgres=create_database):
+            typer.echo("kennel: the database did not exist; created it", err=True)
         migrate(settings, revision)
     except DatabaseSetupError as exc:
         typer.echo(f"kennel: {exc}", err=True)
@@ -113,11 +138,29 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     typer.echo(f"database at {revision}")
 
 
+def _say_database(settings: Settings) -> None:
+    """Which database a command works on, on stderr: run from another folder, the default
+    SQLite file is another one than the server's."""
+    from kennel.db.setup import database_in_use
+
+    typer.echo(f"kennel: {database_in_use(settings)}", err=True)
+
+
 def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work` on the configured database, which must exist already (made by `kennel
+    serve` or `kennel db upgrade`): a key made in a new empty database is one no server knows."""
     from kennel.db import migrate, open_database
+    from kennel.db.setup import DatabaseSetupError, ensure_database
+
+    _say_database(settings)
+    try:
+        ensure_database(settings, create_sqlite=False)
+    except DatabaseSetupError as exc:
+        typer.echo(f"kennel: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     async def run() -> T:
-        await asyncio.to_thread(migrate, settings)
+        await asyncio.to_thread(migrate, settings, create_sqlite=False)
         db = open_database(settings)
         try:
             return await work(db)
@@ -280,8 +323,9 @@ def mail_list(
         async with db.read() as r:
             return await messages(r, failed_only=failed)
 
+    rows = _with_database(_settings(), listing)
     typer.echo("ID\tRECEIVED\tSTATUS\tFROM\tTO\tREASON")
-    for row in _with_database(_settings(), listing):
+    for row in rows:
         received = row.received_at.strftime("%Y-%m-%d %H:%M:%S")
         sender = row.sender or row.envelope_from or "<>"
         reason = (row.reason or "").replace("\t", " ")

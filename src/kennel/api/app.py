@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -20,7 +19,7 @@ from kennel.api.errors import install_error_handlers
 from kennel.api.http import add_routes
 from kennel.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.api.openapi import install_openapi
-from kennel.api.startup import startup_block, startup_facts
+from kennel.api.startup import announce_ready, startup_facts
 from kennel.api.unavailable import RETRY_AFTER_SECONDS, transient_cause
 from kennel.auth.dependencies import VerifiedKeys
 from kennel.auth.service import bootstrap
@@ -85,7 +84,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if is_offline(settings.model):
         log.warning("*" * 20 + " " + _OFFLINE_BANNER + " " + "*" * 20)
     durable = app.state.durable
-    listener = FrontDoor(rt) if durable and settings.smtp_enabled else None
+    listener = (
+        FrontDoor(rt, sockets=app.state.smtp_sockets) if durable and settings.smtp_enabled else None
+    )
     services: list[BackgroundService] = []
     if durable:
         runtime.install(rt)
@@ -105,11 +106,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await service.start()
             services.append(service)
     app.state.mail_listener = listener
-    facts = await startup_facts(rt, listener.address if listener else None)
-    log.info("kennel %s ready", __version__, extra=facts)
-    if app.state.announce:  # for people, on stdout: stderr carries the JSON-lines log
-        sys.stdout.write(startup_block(facts))
-        sys.stdout.flush()
+    facts = app.state.startup_facts = await startup_facts(
+        rt, listener.address if listener else None
+    )
+    if not app.state.announce:  # `kennel serve` says it once its HTTP port listens too
+        announce_ready(facts, to_stdout=False)
     try:
         async with app.state.mcp.running(), watching_lag():
             yield
@@ -145,8 +146,8 @@ def create_app(
     """Build the app; the database is migrated by its lifespan.
 
     `durable=False` leaves DBOS (task runs) off: for tools and tests that only need the API
-    of a second app in a process where another one runs tasks. `announce` prints where things
-    are once it has started (`kennel serve`).
+    of a second app in a process where another one runs tasks. `announce`: the caller says
+    "ready" (`kennel serve`, once uvicorn listens), from `app.state.startup_facts`.
     """
     settings = settings or load_settings()
     app = FastAPI(
@@ -170,6 +171,7 @@ def create_app(
     app.state.durable_running = False
     app.state.head_revision = head_revision()
     app.state.announce = announce
+    app.state.smtp_sockets = None  # bound already by `kennel serve` (api/listeners.py)
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)
