@@ -243,7 +243,6 @@ def prune(
     if days is None:
         typer.echo("kennel: give --days N or set KENNEL_RETENTION_DAYS", err=True)
         raise typer.Exit(2)
-    typer.echo(f"database {settings.database_url_object.render_as_string(hide_password=True)}")
 
     async def work(db: Database) -> tuple[PruneReport, bool]:
         # After the migration `_with_database` ran: the file exists, DBOS's tables may not.
@@ -300,7 +299,7 @@ def backup(
         )
         raise typer.Exit(2)
     source = Path(settings.database_url_object.database or "")
-    typer.echo(f"database {source.resolve()}")
+    _say_database(settings)
     try:
         done = backup_sqlite(source, path.resolve())
     except BackupError as exc:
