@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from starlette.routing import Mount, Route
 
@@ -341,6 +342,7 @@ def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e  # the `kennel` command as a process of its own
 async def test_keys_create_and_revoke_commands(empty_database_url: str, tmp_path: Path) -> None:
     upgraded = run_cli(empty_database_url, "db", "upgrade")  # the key commands make none
     assert upgraded.returncode == 0, upgraded.stderr
@@ -384,6 +386,7 @@ async def test_keys_create_and_revoke_commands(empty_database_url: str, tmp_path
     assert (again.returncode, again.stdout.strip()) == (0, "already revoked; nothing to do")
 
 
+@pytest.mark.e2e  # the `kennel` command as a process of its own
 def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KENNEL_")}
     bad = [

@@ -43,6 +43,7 @@ async def test_a_schema_of_another_version_or_stopped_dbos_is_not_ready(
 
 
 @pytest.mark.e2e
+@pytest.mark.e2e
 def test_readiness_follows_the_database(tmp_path: Path) -> None:
     """PostgreSQL stops taking connections (as when it restarts), then takes them again."""
     with fresh_postgres_database() as url:

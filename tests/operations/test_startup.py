@@ -23,6 +23,9 @@ from sqlalchemy import make_url
 from tests.conftest import POSTGRES_ENV
 from tests.e2e.conftest import free_port
 
+# Each test runs `python -m kennel` as a process of its own: end to end, not the fast suite.
+pytestmark = pytest.mark.e2e
+
 TIMEOUT_SECONDS = 120
 
 
