@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from kennel import __version__
 from kennel.agents import build_model, is_offline
+from kennel.agents.agent import instrument_turns
 from kennel.api.docs import install_docs
 from kennel.api.errors import install_error_handlers
 from kennel.api.http import add_routes
@@ -31,6 +32,7 @@ from kennel.core.durable import launch as launch_dbos
 from kennel.core.durable import shutdown as shutdown_dbos
 from kennel.core.settings import Settings, load_settings
 from kennel.core.takeover import Takeover
+from kennel.core.tracing import configure_tracing
 from kennel.dashboard import install_dashboard
 from kennel.db import head_revision, migrate, open_database, schema_revision
 from kennel.mail import answers as mail_answers
@@ -136,6 +138,10 @@ def create_app(
     are once it has started (`kennel serve`).
     """
     settings = settings or load_settings()
+    # Before the app (FastAPI's request spans use the provider it finds), before DBOS launches
+    # (it takes the provider then) and before any turn runs.
+    if configure_tracing(settings.executor_id):
+        instrument_turns(include_content=settings.trace_content)
     app = FastAPI(
         title="Kennel",
         version=__version__,
@@ -143,6 +149,10 @@ def create_app(
         lifespan=_lifespan,
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own request spans (`POST /api/tasks`, the route template; the caller's
+        # `traceparent` continued), on when a tracer provider is installed. Without its spans
+        # per dependency, endpoint and serialization: three more for every request.
+        telemetry={"operation_spans": False},
     )
     # The model is built here, not in the lifespan, so a bad KENNEL_MODEL fails before anything
     # starts; the database is only opened (no connection is made until the lifespan).

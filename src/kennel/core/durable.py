@@ -20,6 +20,7 @@ from dbos import DBOS, DBOSConfig, StepOptions
 from kennel import __version__
 from kennel.core.causes import is_transient
 from kennel.core.settings import Settings
+from kennel.core.tracing import tracing_enabled
 from kennel.db.sqlite import SYNCHRONOUS
 
 __all__ = [
@@ -98,6 +99,11 @@ def config(settings: Settings) -> DBOSConfig:
         # Stream readers poll on SQLite (there is no LISTEN/NOTIFY): a second is too slow for SSE.
         "notification_listener_polling_interval_sec": settings.queue_polling_seconds,
     }
+    if tracing_enabled():
+        # DBOS's own spans (one per workflow and step), made with the tracer provider Kennel
+        # installed (`kennel.core.tracing`): with no endpoints of its own it adds no exporter.
+        dbos_config["enable_otlp"] = True
+        dbos_config["otel_attribute_format"] = "semconv"
     if not settings.is_sqlite:
         # Its share of the process's budget, its LISTEN connection (taken from the pool and
         # detached) among them. Opened as needed and kept: closing them on return made a
@@ -142,6 +148,8 @@ async def launch(
     `workflows`: the modules that declare them, imported by the caller: DBOS must know every
     workflow before it launches, or it cannot recover one."""
     log.debug("launching DBOS with the workflows of %s", ", ".join(m.__name__ for m in workflows))
+    if tracing_enabled():
+        logging.getLogger("dbos").addFilter(_no_log_exporter_warning)
     DBOS(config=config(settings))
     DBOS.launch()
     for queue in queues:
@@ -150,6 +158,12 @@ async def launch(
             worker_concurrency=queue.concurrency,
             polling_interval_sec=queue.polling_seconds,
         )
+
+
+def _no_log_exporter_warning(record: logging.LogRecord) -> bool:
+    """Drop DBOS's warning that OTLP is on without a logger provider, at each launch: Kennel
+    sends traces over OTLP, and its log to stderr, on purpose."""
+    return not str(record.msg).startswith("OTLP is enabled but logger provider not set")
 
 
 def shutdown() -> None:
