@@ -166,3 +166,41 @@ def test_no_endpoint_no_spans(tmp_path: Path) -> None:
             assert "exporting traces" not in server.log_text()
             assert "traceId" not in server.log_text()
         assert collector.requests == 0
+
+
+def test_trace_content_puts_prompts_and_tool_arguments_in_the_spans(tmp_path: Path) -> None:
+    marker = f"zebra{secrets.token_hex(4)}"
+    with otlp_receiver() as collector, fresh_database("sqlite", tmp_path) as url:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "KENNEL_TRACE_CONTENT": "true",
+        }
+        with start_live_server(tmp_path, url, extra_env=env) as server:
+            with server.http(server.api_key) as http:
+                prompt = f"write a file named notes.txt containing {marker}"
+                r = http.post("/api/tasks", json={"input": prompt})
+                assert r.json()["status"] == "completed", r.text
+            tool = server.wait_for(
+                "the tool call's span",
+                lambda: next(iter(collector.named("execute_tool write_file")), None),
+            )
+    assert marker in tool.text()  # its arguments
+    chats = collector.named("chat kennel-offline")
+    assert any(marker in chat.text() for chat in chats)  # the prompt sent to the model
+
+
+def test_a_stopping_server_sends_its_last_spans(tmp_path: Path) -> None:
+    """Spans still waiting in the batch when SIGTERM comes are sent before the process ends."""
+    with otlp_receiver() as collector, fresh_database("sqlite", tmp_path) as url:
+        # Ten minutes: only the flush at shutdown can send them.
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "600000"}
+        with start_live_server(tmp_path, url, extra_env=env) as server:
+            with server.http(server.api_key) as http:
+                r = http.post("/api/tasks", json={"input": "write a file named a.txt"})
+                turn_id = r.json()["metadata"]["turnId"]
+            assert collector.requests == 0
+        # Stopped (start_live_server waits for the process to exit).
+    assert _turn_spans(collector, turn_id)
+    assert collector.named("execute_tool write_file")
+    assert collector.named("POST /api/tasks")

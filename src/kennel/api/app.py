@@ -32,7 +32,7 @@ from kennel.core.durable import launch as launch_dbos
 from kennel.core.durable import shutdown as shutdown_dbos
 from kennel.core.settings import Settings, load_settings
 from kennel.core.takeover import Takeover
-from kennel.core.tracing import configure_tracing
+from kennel.core.tracing import configure_tracing, flush_traces
 from kennel.dashboard import install_dashboard
 from kennel.db import head_revision, migrate, open_database, schema_revision
 from kennel.mail import answers as mail_answers
@@ -118,6 +118,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await takeover.release()
             runtime.uninstall()
         await rt.db.dispose()
+        await asyncio.to_thread(flush_traces)  # the last spans, DBOS's and the requests' done
 
 
 # Every module that declares DBOS workflows: DBOS must know them all before it launches.
