@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import BACKENDS, fresh_database
 from tests.e2e.conftest import LiveServer, start_live_server
 from tests.e2e.otlp import OtlpReceiver, Span, otlp_receiver
+from tests.e2e.test_crash_recovery import sigkill
 from tests.factories.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -204,3 +205,48 @@ def test_a_stopping_server_sends_its_last_spans(tmp_path: Path) -> None:
     assert _turn_spans(collector, turn_id)
     assert collector.named("execute_tool write_file")
     assert collector.named("POST /api/tasks")
+
+
+def test_a_turn_recovered_after_sigkill_stays_in_the_requests_trace(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """The trace context is kept in DBOS's row: the run after a restart joins the trace."""
+    model_log = tmp_path / "model-trace.jsonl"
+    with otlp_receiver() as collector:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "KENNEL_OFFLINE_MODEL_DELAY_SECONDS": "1",  # each answer streams for seconds
+            "KENNEL_OFFLINE_MODEL_TRACE_FILE": str(model_log),
+            "KENNEL_TASK_WAIT_SECONDS": "0",  # POST answers at once with running: true
+            "KENNEL_EXECUTOR_ID": "traces-crash-test",  # the same twice: the restart recovers
+        }
+        workdir = tmp_path / "server"
+        with start_live_server(workdir, empty_database_url, extra_env=env) as first:
+            api_key = first.api_key
+            with first.http(api_key) as http:
+                r = http.post("/api/tasks", json={"input": "write a file named a.txt"})
+                assert r.json()["running"] is True, r.text
+                task_id = r.json()["metadata"]["taskId"]
+                turn_id = r.json()["metadata"]["turnId"]
+            request = first.wait_for(
+                "the request's span", lambda: next(iter(collector.named("POST /api/tasks")), None)
+            )
+            first.wait_for("the first model request", lambda: model_log.exists())
+            sigkill(first)
+        assert not _turn_spans(collector, turn_id)  # cut off: it never ended
+        (workdir / "server.log").rename(workdir / "first-server.log")
+        with start_live_server(workdir, empty_database_url, extra_env=env) as second:
+            with second.http(api_key) as http:
+
+                def ended() -> bool:
+                    task = http.get(f"/api/tasks/{task_id}").json()["task"]
+                    return task["status"] not in ("pending", "running")
+
+                second.wait_for("the recovered turn to end", ended)
+            turn = second.wait_for(
+                "the recovered turn's span",
+                lambda: next(iter(_turn_spans(collector, turn_id)), None),
+            )
+    assert turn.parent_id == request.span_id
+    assert turn.trace_id == request.trace_id
