@@ -71,12 +71,16 @@ def configure_tracing(executor_id: str) -> bool:
         "service.version": __version__,
         "kennel.executor_id": executor_id,
     }
-    if not os.environ.get("OTEL_SERVICE_NAME"):  # the operator's name wins over ours
+    named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    )
+    if not named:  # the operator's name wins over ours
         attributes[SERVICE_NAME] = "kennel"
     provider = TracerProvider(resource=Resource.create(attributes))
     # The exporter reads its endpoint (adding /v1/traces), headers and timeout from the
     # environment; the batch its delay and sizes. Spans leave in the background, never in a
-    # request's or a turn's way; an unreachable collector costs dropped spans and a log line.
+    # request's or a turn's way. A collector that cannot be reached costs the batch's spans
+    # and a few warnings (the exporter's retries, 10 s in all), not the turns' time.
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _enabled = True
