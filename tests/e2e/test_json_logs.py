@@ -106,6 +106,8 @@ def test_every_line_is_json_through_a_database_fault(backend: str, tmp_path: Pat
     assert {"dbos", "uvicorn.error", "alembic.runtime.migration", "kennel.access"} <= loggers
     dbos = [e for e in entries if e["logger"] == "dbos"]
     assert all(e["level"] in ("WARNING", "ERROR") for e in dbos), dbos[:3]
+    # Once each: not also through the root logger's handler.
+    assert len({(e["time"], e["message"]) for e in dbos}) == len(dbos)
     assert not any("OTLP is enabled" in str(e["message"]) for e in dbos)
     turn_lines = [e for e in entries if e["logger"] == "kennel.tasks" and "turnId" in e]
     assert turn_lines, "no turn-end line"
