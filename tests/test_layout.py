@@ -93,7 +93,10 @@ _WEB_PLUMBING = {
 }
 LEVELS: tuple[frozenset[str], ...] = (
     # `workspaces` is here, not with `workers`: the agents' file tools, a level below, use it.
-    frozenset({"", "api", "core", "db", "idempotency", "models", "workspaces", *_WEB_PLUMBING}),
+    # `metrics` too: every domain records its events there, and it knows none of them.
+    frozenset(
+        {"", "api", "core", "db", "idempotency", "metrics", "models", "workspaces", *_WEB_PLUMBING}
+    ),
     frozenset({"auth"}),
     frozenset({"mcp_servers"}),  # the MCP servers agents call, below the agents that call them
     frozenset({"agents"}),

@@ -33,6 +33,7 @@ from kennel.core.durable import shutdown as shutdown_dbos
 from kennel.core.settings import Settings, load_settings
 from kennel.core.takeover import Takeover
 from kennel.core.tracing import configure_tracing, flush_traces
+from kennel.core.wakeup import watching_lag
 from kennel.dashboard import install_dashboard
 from kennel.db import head_revision, migrate, open_database, schema_revision
 from kennel.mail import answers as mail_answers
@@ -42,6 +43,8 @@ from kennel.mail.front_door import FrontDoor
 from kennel.mail.workflows import mail_queue, queue_stranded_intakes
 from kennel.mcp import MCP_METHODS, MCP_PATH, McpDoor
 from kennel.mcp_servers.endpoints import router as mcp_servers_router
+from kennel.metrics.http import HttpMetricsMiddleware
+from kennel.metrics.scrape import METRICS_PATH, install_metrics
 from kennel.schedules.dispatcher import Dispatcher
 from kennel.schedules.endpoints import router as schedules_router
 from kennel.tasks import workflows as tasks_workflows
@@ -63,6 +66,7 @@ log = logging.getLogger("kennel")
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/docs/assets", "/openapi.json"}
     | {"/login", "/static"}
+    | {METRICS_PATH}  # KENNEL_METRICS_TOKEN instead, when set
 )
 
 _OFFLINE_BANNER = (
@@ -106,7 +110,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sys.stdout.write(startup_block(facts))
         sys.stdout.flush()
     try:
-        async with app.state.mcp.running():
+        async with app.state.mcp.running(), watching_lag():
             yield
     finally:
         if durable:
@@ -177,6 +181,7 @@ def create_app(
         return now.max_json_body_bytes, now.max_upload_request_bytes
 
     app.add_middleware(BodyLimitMiddleware, limits=limits)
+    app.add_middleware(HttpMetricsMiddleware)  # inside the next: it sees unhandled errors
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", tags=["Operations"])
@@ -196,6 +201,7 @@ def create_app(
             headers=None if ready else {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
+    install_metrics(app)
     add_routes(app, workers_router)
     add_routes(app, worker_state_router)
     add_routes(app, tasks_router)

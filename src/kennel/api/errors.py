@@ -48,13 +48,20 @@ class ApiError(Exception):
     """An error the API answers with: a status, a type, a message and the field at fault."""
 
     def __init__(
-        self, status: int, message: str, *, param: str | None = None, type: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.type = type or _TYPE_BY_STATUS.get(status, "api_error")
+        self.headers = headers
 
 
 class BadRequest(ApiError):
@@ -82,6 +89,13 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     def __init__(self, message: str) -> None:
         super().__init__(409, message)
+
+
+class TooBusy(ApiError):
+    """429: this process is taking in as much as it can; the client should come back."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(429, message, headers={"Retry-After": str(retry_after)})
 
 
 class UpstreamModelError(ApiError):
@@ -148,7 +162,9 @@ _UNION_TAGS = {"when": frozenset({"scheduled", "delayed", "cron", "interval"})}
 
 def api_error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(
-        error_body(exc.status, exc.message, exc.param, exc.type), status_code=exc.status
+        error_body(exc.status, exc.message, exc.param, exc.type),
+        status_code=exc.status,
+        headers=exc.headers,
     )
 
 

@@ -181,9 +181,12 @@ class Settings(BaseSettings):
         ),
     )
     queue_polling_seconds: float = Field(
-        0.05,
+        1.0,
         gt=0,
-        description="How often an idle process looks for queued turns (DBOS polls 1 s by default).",
+        description=(
+            "How often a process looks for work queued by other processes (or taken over from"
+            " a dead one); work queued by this process starts at once."
+        ),
     )
     executor_id: str = Field(
         default_factory=lambda: default_executor_id(),
@@ -357,6 +360,24 @@ class Settings(BaseSettings):
             "began, however active)."
         ),
     )
+
+    # -- metrics (GET /metrics) -------------------------------------------------------------
+    metrics_token: SecretStr | None = Field(
+        None,
+        description=(
+            "When set, `GET /metrics` asks for `Authorization: Bearer <this>` (401 otherwise). "
+            "Unset, it is open like `/healthz`: on a port only your monitoring reaches."
+        ),
+        repr=False,
+    )
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # Empty, it would be a token anyone "knows"; unset is the way to leave /metrics open.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (unset it to leave /metrics open)")
+        return value
 
     # --- Traces and logs (OpenTelemetry traces are on when OTEL_EXPORTER_OTLP_ENDPOINT is set) ---
     trace_content: bool = Field(

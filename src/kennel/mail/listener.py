@@ -33,6 +33,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kennel.mail.addresses import normalize_address
 from kennel.mail.message import structure_problem
+from kennel.metrics import record_database_error, record_mail_accepted, record_mail_refused
 
 __all__ = [
     "ACCEPT",
@@ -76,6 +77,8 @@ class RcptDecision:
 ACCEPT = RcptDecision(250, "2.1.5 OK")
 NO_SUCH_MAILBOX = RcptDecision(550, "5.1.1 No such mailbox")
 SENDER_REFUSED = RcptDecision(550, "5.7.1 Sender not allowed to write to this mailbox")
+# The metrics' names of the refusals Kennel makes (kennel_mail_refused_total's `reason`).
+_REFUSAL_REASONS = {NO_SUCH_MAILBOX: "unknown_recipient", SENDER_REFUSED: "sender_not_allowed"}
 
 AcceptRecipient = Callable[[str, str], Awaitable[RcptDecision]]
 """(recipient, envelope sender; "" for the null sender `<>`) -> decision."""
@@ -125,30 +128,40 @@ class _Handler:
         if address in envelope.rcpt_tos:
             return ACCEPT.reply
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            record_mail_refused("too_many_recipients")
             return "452 4.5.3 Too many recipients"
         try:
             decision = await self._accept_recipient(address, _return_path(envelope))
-        except Exception:
+        except Exception as exc:
             log.exception("accept_recipient failed for %r", address)
+            record_mail_refused("recipient_error")
+            record_database_error(exc, "mail")
             return "451 4.3.0 Temporary failure, try again later"
         if decision.accepted:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
+        else:
+            record_mail_refused(_REFUSAL_REASONS.get(decision, "recipient_refused"))
         return decision.reply
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         if _BARE_CR_OR_LF.search(raw):
+            record_mail_refused("bare_cr_lf")
             return "550 5.5.2 Bare CR or LF in message text: lines must end with CRLF"
         if (problem := structure_problem(raw)) is not None:
             # Refused before the 250, so the sender knows; parsing it would cost seconds.
+            record_mail_refused("too_complex")
             return f"552 5.3.4 Message too complex to read: {problem}"
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         try:
             stored = await self._store(_return_path(envelope), list(envelope.rcpt_tos), raw, peer)
-        except Exception:
+        except Exception as exc:
             log.exception("could not store a message from %r", peer)
+            record_mail_refused("store_error")
+            record_database_error(exc, "mail")
             return "451 4.3.0 Could not store the message, try again later"
+        record_mail_accepted()
         if not _QUEUE_ID.fullmatch(stored):
             # Stored already: answering anything but 250 would make the sender send it twice.
             log.error("store returned an id unfit for a reply line: %r", stored)

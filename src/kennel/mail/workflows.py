@@ -16,7 +16,7 @@ from dbos import DBOS, SetWorkflowID
 
 from kennel.api.errors import ApiError
 from kennel.auth import Caller
-from kennel.core import runtime
+from kennel.core import runtime, wakeup
 from kennel.core.durable import WHILE_TRANSIENT, Queue
 from kennel.core.ids import new_id
 from kennel.core.runtime import Runtime
@@ -26,6 +26,7 @@ from kennel.mail import repository as repo
 from kennel.mail.message import InboundMessage, UnreadableMessage, parse_message
 from kennel.mail.policy import is_allowed, worker_of_address
 from kennel.mail.senders import SenderAuth, check_sender
+from kennel.metrics import record_mail_intake
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.starting import (
     TurnInFlight,
@@ -36,7 +37,6 @@ from kennel.tasks.starting import (
 )
 
 __all__ = [
-    "MAIL_POLLING_SECONDS",
     "MAIL_QUEUE",
     "mail_queue",
     "queue_stranded_intakes",
@@ -50,15 +50,11 @@ __all__ = [
 log = logging.getLogger("kennel.mail")
 
 MAIL_QUEUE = "kennel_mail"  # intakes of stored messages; the CLI's `mail replay` queues here too
-# Each poll of a DBOS queue is a transaction of several statements that DBOS builds anew
-# (a few ms of CPU): turns are polled every `queue_polling_seconds` for their start latency,
-# mail, which is rare and already seconds old when it arrives, less often.
-MAIL_POLLING_SECONDS = 0.25
 
 
 def mail_queue(settings: Settings) -> Queue:
-    """The queue of intakes: four at a time, polled at most every `MAIL_POLLING_SECONDS`."""
-    return Queue(MAIL_QUEUE, 4, max(settings.queue_polling_seconds, MAIL_POLLING_SECONDS))
+    """The queue of intakes: four at a time (an intake queued here wakes its runner)."""
+    return Queue(MAIL_QUEUE, 4, settings.queue_polling_seconds)
 
 
 class Decision(TypedDict, total=False):
@@ -89,6 +85,7 @@ async def start_intake(message_id: str, *, attempt: str = "") -> None:
     """Queue the message's intake (idempotent: the workflow id is the message's)."""
     with SetWorkflowID(f"mail:{message_id}{attempt}"):
         await DBOS.enqueue_workflow_async(MAIL_QUEUE, take_in_mail, message_id)
+    wakeup.ring(MAIL_QUEUE)
 
 
 def replay_workflow_id(message_id: str) -> str:
@@ -203,6 +200,7 @@ async def _refuse(message_id: str, reason: str, *, status: str = "refused") -> D
     rt = runtime.current()
     async with rt.db.write() as w:
         await repo.set_outcome(w, message_id, status, reason=reason)
+    record_mail_intake(status)
     log.info("mail %s %s: %s", message_id, status, reason)
     return {"action": status}
 
@@ -260,6 +258,7 @@ async def _start(message_id: str, decision: Decision) -> tuple[str, str | None]:
         await _refuse(message_id, exc.message, status="failed")
         return "failed", None
     _read.pop(message_id, None)
+    record_mail_intake("started")
     return "started", started.turn.id
 
 

@@ -32,6 +32,7 @@ from kennel.core.runtime import Runtime
 from kennel.core.timestamps import iso_z, utcnow
 from kennel.core.tracing import tracer
 from kennel.db import Write
+from kennel.metrics import record_database_error, record_firing
 from kennel.schedules import repository as repo
 from kennel.schedules.repository import RunRow, ScheduleRow
 from kennel.schedules.schemas import RunOutcome
@@ -120,6 +121,7 @@ class Dispatcher:
                 if earliest is not None:
                     wait = min(poll, max(0.0, (earliest - utcnow()).total_seconds()))
             except Exception as exc:  # a database hiccup must not stop every schedule for good
+                record_database_error(exc, "dispatcher")
                 if cause := transient_cause(exc):
                     log.warning("firing schedules waits: %s; trying again in %s s", cause, poll)
                 else:
@@ -135,6 +137,7 @@ async def fire_due(rt: Runtime, now: datetime) -> int:
     in the background, so that the next batch is claimed at once."""
     firings: list[tuple[str, Span]] = []
     spans: list[Span] = []
+    runs: list[RunRow] = []
     try:
         async with rt.db.write() as w:
             due = await repo.claim_due(w, now, BATCH)
@@ -144,7 +147,9 @@ async def fire_due(rt: Runtime, now: datetime) -> int:
                 span = firing_span(schedule.id, schedule.next_run_at)
                 spans.append(span)
                 with trace.use_span(span, end_on_exit=False):
-                    turn_id = await _fire(w, rt, schedule, now)
+                    run, turn_id = await _fire(w, rt, schedule, now)
+                runs.append(run)
+                span.set_attribute("kennel.schedule.outcome", run.outcome)
                 if turn_id is not None:
                     span.set_attribute("kennel.turn_id", turn_id)
                     firings.append((turn_id, span))
@@ -152,6 +157,8 @@ async def fire_due(rt: Runtime, now: datetime) -> int:
         for span in spans:
             span.end()  # rolled back: nothing was fired
         raise
+    for run in runs:  # committed: counted once
+        record_firing(run.outcome, (run.fired_at - run.due_at).total_seconds())
     for span in spans:
         if all(span is not queued for _, queued in firings):
             span.end()  # skipped or failed: nothing to queue
@@ -174,8 +181,10 @@ async def _enqueue(rt: Runtime, firings: list[tuple[str, Span]]) -> None:
                 log.exception("queueing the turn %s of a schedule failed", turn_id)
 
 
-async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> str | None:
-    """Record one firing in `w` and move the schedule on; the turn to queue, if any."""
+async def _fire(
+    w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime
+) -> tuple[RunRow, str | None]:
+    """Record one firing in `w` and move the schedule on; its run, and the turn to queue."""
     due = schedule.next_run_at
     assert due is not None
     zone = rt.settings.schedule_timezone
@@ -205,9 +214,10 @@ async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> 
         later is not None
         and await repo.last_started_task_status(w, schedule.id) in tasks_repo.IN_FLIGHT
     ):
-        await repo.insert_run(w, run._replace(outcome="skipped_overlap"))
+        skipped = run._replace(outcome="skipped_overlap")
+        await repo.insert_run(w, skipped)
         log.info("schedule %s: skipped %s, its previous task still runs", schedule.id, iso_z(due))
-        return None
+        return skipped, None
     turn = TurnRequest(
         origin="schedule",
         caller=Caller.acting_for(
@@ -226,13 +236,15 @@ async def _fire(w: Write, rt: Runtime, schedule: ScheduleRow, now: datetime) -> 
     except ApiError as exc:  # the worker is gone, or its creator may no longer use it
         reason = "This due time has been fired already." if isinstance(exc, TaskExists) else None
         message = reason or exc.message
-        await repo.insert_run(w, run._replace(outcome="failed", error=message))
+        failed = run._replace(outcome="failed", error=message)
+        await repo.insert_run(w, failed)
         log.warning("schedule %s: firing %s failed: %s", schedule.id, iso_z(due), message)
-        return None
+        return failed, None
     late = (now - due).total_seconds()
     outcome: RunOutcome = "caught_up" if late > CATCH_UP_SECONDS else "started"
-    await repo.insert_run(w, run._replace(outcome=outcome, task_id=started.task.id))
-    return started.turn.id
+    run = run._replace(outcome=outcome, task_id=started.task.id)
+    await repo.insert_run(w, run)
+    return run, started.turn.id
 
 
 def _missed(schedule: ScheduleRow, due: datetime, now: datetime, zone: str) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 from dbos import DBOS
 
 from kennel.db import Write
+from kennel.metrics import record_turn_end
 from kennel.tasks import listeners, waiters
 from kennel.tasks import repository as repo
 from kennel.workers.events import AfterCommit, on_worker_deleted
@@ -48,6 +49,7 @@ async def cancel_turn_workflows(aborted: dict[str, list[str]]) -> None:
     """Once the aborts are committed: stop the turns' workflows, wake their waiters and start
     their listeners."""
     for turn_id, concerned in aborted.items():
+        record_turn_end("aborted", "aborted")
         await DBOS.cancel_workflow_async(turn_id)
         waiters.notify(turn_id)
         await listeners.start_listeners(turn_id, concerned)

@@ -16,6 +16,7 @@ from pydantic_ai.messages import AgentStreamEvent
 
 from kennel.api.errors import Forbidden, NotFound
 from kennel.auth import Caller
+from kennel.core.durable import STREAM_POLLING_SECONDS
 from kennel.core.runtime import Runtime
 from kennel.core.timestamps import utcnow
 from kennel.tasks import control, waiters
@@ -191,7 +192,7 @@ async def credits_per_day(
 async def turn_events(rt: Runtime, turn_id: str) -> AsyncIterator[AgentStreamEvent]:
     """A turn's events as they happen; `TurnFailed` at the end when it ended in error, or
     when the server stops first."""
-    polling = rt.settings.queue_polling_seconds
+    polling = STREAM_POLLING_SECONDS
     async for event in until_stopping(live_events(turn_id, polling_seconds=polling), rt.stopping):
         yield event
     await _raise_if_failed(rt, turn_id)
@@ -221,7 +222,7 @@ async def worker_events(
         task, turns = await repo.task_and_turns(r, worker_id=worker.id, task_id=internal_id)
     live = turns[-1].id if turns and turns[-1].status in repo.IN_FLIGHT else None
     finished = [t for t in turns if t.id != live]
-    polling = rt.settings.queue_polling_seconds
+    polling = STREAM_POLLING_SECONDS
 
     async def events() -> AsyncIterator[AgentStreamEvent]:
         for event in replayed_events(finished):

@@ -20,14 +20,16 @@ from typing import Any
 from dbos import DBOS, PropagateOtelContext, SetWorkflowID
 from sqlalchemy.exc import IntegrityError
 
-from kennel.api.errors import ApiError, BadRequest, Conflict
+from kennel.api.errors import ApiError, BadRequest, Conflict, TooBusy
 from kennel.auth import Caller
+from kennel.core import wakeup
 from kennel.core.causes import transient_cause
 from kennel.core.ids import new_id
 from kennel.core.runtime import Runtime
 from kennel.core.timestamps import utcnow
 from kennel.db import Read, Write
 from kennel.idempotency import Idempotency, recorded, remember
+from kennel.metrics import record_database_error
 from kennel.tasks import repository as repo
 from kennel.tasks.repository import TaskRow, TurnFileRow, TurnRow
 from kennel.tasks.schemas import Budget, TaskCreate, TriggeredBy
@@ -113,15 +115,43 @@ class StartedTurn:
     uploads: Mapping[str, Upload] = field(default_factory=dict)
 
 
+# Admission control: how many requests one process takes in (records and queues a turn for)
+# at once. Each is a few ms of the event loop that the turns running on it also need; past
+# this many at once the loop is already behind, and taking in more only made every request,
+# read or write, wait longer (offered 4x what it could do, a server answered POSTs in 60 s
+# and finished fewer turns: `bench/overload.py`). The rest get 429 with Retry-After, which
+# the official SDKs honour by retrying.
+STARTING_AT_ONCE = 32
+_starting = 0
+
+
 async def run_task(
     rt: Runtime, request: TurnRequest, *, idempotency: Idempotency | None = None
 ) -> StartedTurn:
     """Start the turn and queue it to run; with a key already used for this request, the turn
-    it started (queued again: a no-op)."""
+    it started (queued again: a no-op). 429 while `STARTING_AT_ONCE` others are starting."""
+    global _starting
+    if _starting >= STARTING_AT_ONCE:
+        raise TooBusy(
+            f"This server is taking in {_starting} tasks at once, as many as it can; "
+            "retry in a second.",
+            retry_after=1,
+        )
+    _starting += 1
+    try:
+        return await _run_task(rt, request, idempotency=idempotency)
+    finally:
+        _starting -= 1
+
+
+async def _run_task(
+    rt: Runtime, request: TurnRequest, *, idempotency: Idempotency | None
+) -> StartedTurn:
     started = await start_turn(rt, request, idempotency=idempotency)
     try:
         await enqueue_turn(rt, started.turn.id)
     except Exception as exc:
+        record_database_error(exc, "queueing")
         # The rows have committed: the request answers with them, and the turn is queued by
         # the next heartbeat's sweep (`queue_stranded_turns`) rather than lost or reported as
         # a failure that a retrying client would turn into a duplicate.
@@ -315,6 +345,7 @@ async def enqueue_turn(rt: Runtime, turn_id: str) -> None:
     # restart. Nothing is written when traces are off.
     with SetWorkflowID(turn_id), PropagateOtelContext():
         await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id, context)
+    wakeup.ring(TURN_QUEUE)
 
 
 # A pending turn this old that DBOS does not know was stranded between its commit and its

@@ -37,6 +37,7 @@ from kennel.core.durable import WHILE_TRANSIENT, Queue
 from kennel.core.runtime import Runtime
 from kennel.core.settings import BudgetCaps, Settings
 from kennel.db import Read
+from kennel.metrics import record_model_requests, record_turn_end, record_turn_started
 from kennel.tasks import control, listeners, waiters
 from kennel.tasks import repository as repo
 from kennel.tasks.budgets import caps_for, credits_for, model_settings, usage_limits
@@ -93,7 +94,7 @@ class TurnOutcome(TypedDict):
 
 
 def turn_queue(settings: Settings) -> Queue:
-    """The queue turns wait in, polled every `queue_polling_seconds` for their start latency."""
+    """The queue turns wait in (a turn queued here wakes its runner: `core.wakeup`)."""
     return Queue(TURN_QUEUE, settings.turn_concurrency, settings.queue_polling_seconds)
 
 
@@ -138,6 +139,7 @@ async def run_turn(turn_id: str, context: TurnContext) -> str:
     rt = runtime.current()
     if not await DBOS.run_step_async(WHILE_TRANSIENT, _mark_running, rt, turn_id):
         return await _ended_already(rt, turn_id)  # aborted before it started
+    record_turn_started()
     began = time.monotonic()
     cause: str | None = None
     try:
@@ -160,7 +162,16 @@ async def run_turn(turn_id: str, context: TurnContext) -> str:
         # Ended already: aborted meanwhile (archived, worker deleted), or by this very step
         # run before a crash that came before DBOS recorded it.
         return await _ended_already(rt, turn_id)
-    _log_end(context, outcome, time.monotonic() - began, cause)
+    seconds = time.monotonic() - began
+    _log_end(context, outcome, seconds, cause)
+    record_turn_end(
+        outcome["status"],
+        outcome["error_code"],
+        seconds=seconds,
+        input_tokens=outcome["input_tokens"],
+        output_tokens=outcome["output_tokens"],
+        credits=outcome["credits"],
+    )
     await listeners.start_listeners(turn_id, concerned)
     return str(outcome["status"])
 
@@ -254,6 +265,7 @@ async def finish_abandoned_turns(rt: Runtime) -> int:
         if concerned is None:
             continue
         ended += 1
+        record_turn_end("error", "internal_error")
         log.warning("turn %s ended as an error at start-up: %s", turn_id, status.status)
         await listeners.start_listeners(turn_id, concerned)
     return ended
@@ -311,6 +323,7 @@ async def _run_agent(context: TurnContext) -> tuple[TurnOutcome, str | None]:
             )
             cause = cause_of(exc)
     new_messages: list[ModelMessage] = list(captured[len(history) :])
+    record_model_requests(new_messages)
     cut_off = 0
     if error is not None and error[0] == "budget_exceeded" and _response_cut_off(new_messages):
         # The wall time stopped a response mid-stream: it never reported its usage. What it

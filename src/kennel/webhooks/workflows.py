@@ -39,6 +39,7 @@ from kennel.core.durable import WHILE_TRANSIENT
 from kennel.core.ids import derived_id, new_id
 from kennel.core.timestamps import iso_z, utcnow
 from kennel.core.tracing import tracer
+from kennel.metrics import record_webhook_delivery
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.listeners import register_turn_listener
 from kennel.tasks.render import task_out, turn_out
@@ -291,6 +292,7 @@ async def _finish_attempt(
             response_excerpt=attempt.response_excerpt,
             duration_ms=attempt.duration_ms,
         )
+    record_webhook_delivery(status, attempt.duration_ms)
     if status == "unknown":
         log.warning("webhook event %s: attempt %d was cut off by a stop", event_id, number)
     if attempt.ok:

@@ -40,6 +40,7 @@ from dbos import DBOS
 from kennel.core.runtime import Runtime
 from kennel.core.takeover import repository as repo
 from kennel.core.timestamps import utcnow
+from kennel.metrics import record_database_error
 
 __all__ = ["Sweep", "Takeover", "host_identity"]
 
@@ -110,6 +111,7 @@ class Takeover:
             try:
                 await self.beat()
             except Exception as exc:  # a database fault: the next beat tries again
+                record_database_error(exc, "heartbeat")
                 log.warning("heartbeat failed (trying again in %.0f s): %s", period, exc)
 
     async def beat(self) -> None:

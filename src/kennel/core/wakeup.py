@@ -1,0 +1,141 @@
+"""Queue runners that sleep while there is nothing to do and wake when there is.
+
+DBOS runs one thread per queue that polls it: a transaction of several statements every
+`polling_interval_sec`, work or not. Polled every 50 ms for a turn's start latency, an idle
+server spent 6-13 % of a core on it; polled every second, a turn posted to an idle server
+waited up to a second to start. Here the runner waits up to `queue_polling_seconds` (1 s by
+default: work queued by another process, or taken over from a dead one) and is woken at
+once by what this process knows means work:
+
+- this process queued a workflow on it (`ring` after `DBOS.enqueue_workflow_async`);
+- one of this process's workflows on it ended while the runner was full (a slot freed for
+  the next queued one).
+
+The queue is still the only way work starts: a wake-up only makes the next poll sooner.
+
+The same wait is the admission control of a loaded process. Turns run on the server's event
+loop, beside its requests; a runner that dequeues while the loop is already behind (its lag,
+sampled every 50 ms, above `LAG_LIMIT_SECONDS`) only adds work that competes with the turns
+running and the requests waiting: offered 4x what it could do, a server took every turn at
+once, answered POSTs in seconds and reads in more, and finished fewer turns. The runner now
+waits while the loop is behind, so queued work stays queued (where another process can take
+it) until this one has room (`bench/overload.py`).
+
+DBOS 3.4 has no API to wake a runner, so two of its internals are wrapped (`install`, before
+`DBOS.launch`): the function each runner thread runs, given a stop event whose `wait` also
+returns on a ring, and the release of a running workflow's slot. `tests/e2e/test_wakeup.py`
+fails if a DBOS release stops calling either."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+__all__ = ["LAG_LIMIT_SECONDS", "install", "ring", "watching_lag"]
+
+# A loop this far behind has more than enough to do: dequeue nothing more until it catches up.
+LAG_LIMIT_SECONDS = 0.05
+_SAMPLE_SECONDS = 0.05
+_lag = 0.0  # how late the loop's latest sample woke
+
+
+class _Bell:
+    """What a runner thread waits on in place of DBOS's stop event: stop (DBOS's shutdown
+    sets every event it holds, this one among them) or a ring, whichever comes first."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self._rung = threading.Event()
+
+    def is_set(self) -> bool:
+        return self._stop.is_set()
+
+    def set(self) -> None:
+        self._rung.set()
+
+    ring = set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._rung.wait(timeout)
+        # Cleared before the poll that follows: work queued after this is rung again.
+        self._rung.clear()
+        while _lag > LAG_LIMIT_SECONDS and not self._stop.wait(_SAMPLE_SECONDS):
+            pass
+        return self._stop.is_set()
+
+
+_bells: dict[str, _Bell] = {}
+_concurrency: dict[str, int] = {}
+
+
+def ring(queue_name: str) -> None:
+    """Wake this process's runner of `queue_name` (a no-op before it started)."""
+    bell = _bells.get(queue_name)
+    if bell is not None:
+        bell.ring()
+
+
+def install(concurrency: dict[str, int]) -> None:
+    """Wrap DBOS's runner threads and slot releases (idempotent); `concurrency`: each of
+    Kennel's queues' slots in this process, to tell when a release frees a full runner."""
+    import dbos._core as core
+    import dbos._queue as queues
+
+    _concurrency.update(concurrency)
+    run = queues.queue_worker_thread
+    if not getattr(run, "kennel", False):
+
+        def run_with_bell(stop_event: threading.Event, dbos: Any, queue: Any) -> None:
+            bell = _Bell(stop_event)
+            # Shutdown sets the events of this list: a waiting runner then stops at once.
+            dbos.background_thread_stop_events.append(bell)
+            _bells[queue.name] = bell
+            try:
+                run(bell, dbos, queue)  # type: ignore[arg-type]  # an Event in all DBOS uses
+            finally:
+                if _bells.get(queue.name) is bell:
+                    del _bells[queue.name]
+
+        run_with_bell.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
+        queues.queue_worker_thread = run_with_bell
+
+    remove = core.ActiveWorkflowById._remove
+    if not getattr(remove, "kennel", False):
+
+        def remove_and_ring(self: Any, key: str, bucket: Any) -> None:
+            remove(self, key, bucket)
+            if bucket is None:
+                return
+            name = bucket[0]
+            slots = _concurrency.get(name)
+            if slots is not None and self.count_for_queue(name) == slots - 1:
+                ring(name)
+
+        remove_and_ring.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
+        core.ActiveWorkflowById._remove = remove_and_ring  # type: ignore[method-assign]  # see above
+
+
+@contextlib.asynccontextmanager
+async def watching_lag() -> AsyncIterator[None]:
+    """Sample the running loop's lag while the block runs (the server's lifetime)."""
+
+    async def sample() -> None:
+        global _lag
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            await asyncio.sleep(_SAMPLE_SECONDS)
+            _lag = max(0.0, loop.time() - began - _SAMPLE_SECONDS)
+
+    sampler = asyncio.create_task(sample(), name="kennel-loop-lag")
+    try:
+        yield
+    finally:
+        global _lag
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        _lag = 0.0

@@ -1,0 +1,69 @@
+"""Queue runners sleep while idle and wake when this process has work for them (issue 27).
+
+The server polls its queues every 30 s here, so a turn that waited for a poll would take
+about that long: each test's turns must end well before, which only a wake-up can make
+happen. Without `core.wakeup`'s hooks in DBOS (a DBOS release that renamed what it wraps),
+these fail."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kennel.core.wakeup import _Bell
+from tests.conftest import BACKENDS, fresh_database
+from tests.e2e.conftest import start_live_server
+
+pytestmark = pytest.mark.e2e
+
+SLOW_POLL = {"KENNEL_QUEUE_POLLING_SECONDS": "30"}
+# Far under the 30 s poll, far over a turn of the offline model on a busy machine.
+WITHIN_SECONDS = 12.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_turn_queued_here_starts_without_waiting_for_a_poll(backend: str, tmp_path: Path) -> None:
+    env = {**SLOW_POLL, "KENNEL_TURN_CONCURRENCY": "1", "KENNEL_TASK_WAIT_SECONDS": "0"}
+    with (
+        fresh_database(backend, tmp_path) as url,
+        start_live_server(tmp_path, url, extra_env=env) as server,
+        server.http(server.api_key) as http,
+    ):
+        worker = http.post("/api/workers", json={"title": "Wakes"}).json()["id"]
+        time.sleep(2)  # the runner is asleep in its 30 s wait
+        began = time.monotonic()
+        # One slot: the second and third turns start only when a slot frees, which wakes
+        # the runner too.
+        ids = [f"wake-{n}" for n in range(3)]
+        for task_id in ids:
+            r = http.post(
+                "/api/tasks", json={"workerId": worker, "taskId": task_id, "input": "Say hi"}
+            )
+            assert r.status_code == 200, r.text
+
+        def all_completed() -> bool:
+            return all(
+                http.get(f"/api/tasks/{task_id}").json()["task"]["status"] == "completed"
+                for task_id in ids
+            )
+
+        server.wait_for("the three turns to complete", all_completed, timeout=25)
+        took = time.monotonic() - began
+        assert took < WITHIN_SECONDS, f"three turns took {took:.1f} s: a poll, not a wake-up"
+
+
+def test_a_bell_wakes_its_waiter_and_stops_with_dbos() -> None:
+    stop = threading.Event()
+    bell = _Bell(stop)
+    rung = threading.Timer(0.05, bell.ring)
+    rung.start()
+    began = time.monotonic()
+    assert bell.wait(30) is False  # woken, not stopped
+    assert time.monotonic() - began < 10
+    stop.set()
+    bell.set()  # what DBOS's shutdown does to each event it holds
+    assert bell.wait(30) is True
+    assert bell.is_set()
