@@ -85,6 +85,7 @@ def test_a_turn_is_one_trace_from_request_to_tool_call(backend: str, tmp_path: P
                 )
                 _check_trace(server, collector, turn, tool, attempt)
                 _check_a_firing(server, http, collector, worker_id)
+                _check_a_callers_trace_goes_on(server, http, collector, worker_id)
 
     spans = collector.all()
     for span in spans:
@@ -152,6 +153,21 @@ def _check_a_firing(
     assert turn.parent_id == firing.span_id
     assert turn.trace_id == firing.trace_id
     assert firing.parent_id == ""  # the dispatcher's own trace, not some request's
+
+
+def _check_a_callers_trace_goes_on(
+    server: LiveServer, http: httpx.Client, collector: OtlpReceiver, worker_id: str
+) -> None:
+    """A request with a W3C `traceparent` is a span of the caller's trace."""
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    headers = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+    assert http.get(f"/api/workers/{worker_id}", headers=headers).status_code == 200
+    span = server.wait_for(
+        "the request's span",
+        lambda: next((s for s in collector.all() if s.trace_id == trace_id), None),
+    )
+    assert span.name == "GET /api/workers/{workerId}"
+    assert span.parent_id == parent_id
 
 
 def test_no_endpoint_no_spans(tmp_path: Path) -> None:
