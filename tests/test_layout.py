@@ -103,7 +103,7 @@ LEVELS: tuple[frozenset[str], ...] = (
     frozenset({"workers"}),
     frozenset({"tasks"}),
     frozenset({"schedules", "webhooks", "mail"}),
-    frozenset({"dashboard", "mcp"}),
+    frozenset({"dashboard", "mcp", "retention"}),
     # The shell that wires them together.
     frozenset({"api.startup"}),
     frozenset({"api.app"}),

@@ -1,12 +1,14 @@
-"""The `kennel` command: serve, db upgrade, keys create / revoke / list."""
+"""The `kennel` command: serve, db upgrade, keys create / revoke / list, prune, backup."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -54,7 +56,7 @@ def serve(
     from kennel.db.setup import DatabaseSetupError, ensure_database
 
     try:
-        ensure_database(settings)
+        ensure_database(settings)  # a SQLite file is made in its folder; PostgreSQL must exist
     except DatabaseSetupError as exc:
         typer.echo(f"kennel: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -63,6 +65,8 @@ def serve(
 
     from kennel.agents import ModelConfigError
     from kennel.api.app import create_app
+    from kennel.api.listeners import PortUnavailable, bind_listeners
+    from kennel.api.startup import announce_ready
     from kennel.core.logs import configure_logging
 
     configure_logging(settings.log_level)
@@ -71,6 +75,13 @@ def serve(
     except ModelConfigError as exc:
         typer.echo(f"kennel: {exc}", err=True)
         raise typer.Exit(2) from None
+    # Bound before the lifespan (migrations, DBOS): a busy port is this one line, at once.
+    try:
+        listeners = bind_listeners(settings)
+    except PortUnavailable as exc:
+        typer.echo(f"kennel: {exc}", err=True)
+        raise typer.Exit(2) from None
+    application.state.smtp_sockets = listeners.smtp
     config = uvicorn.Config(
         application,
         host=settings.host,
@@ -87,24 +98,39 @@ def serve(
 
     class StoppingServer(uvicorn.Server):
         """uvicorn's server, which also tells the app it is stopping when a signal comes: the
-        streams and waiting requests that would hold it up end at once with what they have."""
+        streams and waiting requests that would hold it up end at once with what they have;
+        and says "ready" once it accepts connections (its lifespan runs before that)."""
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             with contextlib.suppress(RuntimeError):  # no loop running yet: nothing to end
                 asyncio.get_running_loop().call_soon_threadsafe(stopping.set)
             super().handle_exit(sig, frame)
 
-    StoppingServer(config).run()
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                announce_ready(application.state.startup_facts, to_stdout=True)
+
+    StoppingServer(config).run(sockets=listeners.http)
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply the database migrations (the server also does this when it starts)."""
+def db_upgrade(
+    revision: Annotated[str, typer.Argument()] = "head",
+    create_database: Annotated[
+        bool, typer.Option(help="Create the PostgreSQL database when it does not exist.")
+    ] = False,
+) -> None:
+    """Apply the database migrations (the server also does this when it starts); a new SQLite
+    file is made, a new PostgreSQL database only with --create-database."""
     from kennel.db import migrate
-    from kennel.db.setup import DatabaseSetupError
+    from kennel.db.setup import DatabaseSetupError, ensure_database
 
     settings = _settings()
+    _say_database(settings)
     try:
+        if ensure_database(settings, create_sqlite=True, create_postgres=create_database):
+            typer.echo("kennel: the database did not exist; created it", err=True)
         migrate(settings, revision)
     except DatabaseSetupError as exc:
         typer.echo(f"kennel: {exc}", err=True)
@@ -112,11 +138,29 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     typer.echo(f"database at {revision}")
 
 
+def _say_database(settings: Settings) -> None:
+    """Which database a command works on, on stderr: run from another folder, the default
+    SQLite file is another one than the server's."""
+    from kennel.db.setup import database_in_use
+
+    typer.echo(f"kennel: {database_in_use(settings)}", err=True)
+
+
 def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work` on the configured database, which must exist already (made by `kennel
+    serve` or `kennel db upgrade`): a key made in a new empty database is one no server knows."""
     from kennel.db import migrate, open_database
+    from kennel.db.setup import DatabaseSetupError, ensure_database
+
+    _say_database(settings)
+    try:
+        ensure_database(settings, create_sqlite=False)
+    except DatabaseSetupError as exc:
+        typer.echo(f"kennel: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     async def run() -> T:
-        await asyncio.to_thread(migrate, settings)
+        await asyncio.to_thread(migrate, settings, create_sqlite=False)
         db = open_database(settings)
         try:
             return await work(db)
@@ -183,6 +227,90 @@ def keys_list() -> None:
         typer.echo(f"{row.key_id}\t{row.prefix}…\t{state}\t{row.email}\t{row.organization}")
 
 
+@app.command()
+def prune(
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Older than this many days (default: KENNEL_RETENTION_DAYS)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
+) -> None:
+    """Delete old tasks, their turns and mail, old deliveries, runs and DBOS's workflows."""
+    from kennel.retention import COUNTED, PruneReport, prune
+
+    settings = _settings()
+    days = days or settings.retention_days
+    if days is None:
+        typer.echo("kennel: give --days N or set KENNEL_RETENTION_DAYS", err=True)
+        raise typer.Exit(2)
+
+    async def work(db: Database) -> tuple[PruneReport, bool]:
+        # After the migration `_with_database` ran: the file exists, DBOS's tables may not.
+        store = await asyncio.to_thread(_workflow_store, settings)
+        try:
+            report = await prune(db, days=days, workflows=store, dry_run=dry_run)
+        finally:
+            if store is not None:
+                store.destroy()
+        return report, store is not None
+
+    report, with_dbos = _with_database(settings, work)
+    if not with_dbos:
+        typer.echo("DBOS's tables are not there yet (the server never ran): none deleted")
+    for name in COUNTED:
+        typer.echo(f"{name}\t{report.counts[name]}")
+    typer.echo(report.summary())
+    if report.transactions:
+        typer.echo(
+            f"{report.transactions} transactions, the longest"
+            f" {report.longest_seconds * 1000:.0f} ms"
+        )
+
+
+def _workflow_store(settings: Settings) -> Any:
+    """A DBOS client on the database, or None when DBOS has not made its tables there."""
+    from dbos import DBOSClient
+
+    try:
+        client = DBOSClient(system_database_url=settings.sync_database_url)
+    except Exception:
+        return None
+    try:
+        client.list_workflows(limit=1, load_input=False, load_output=False)
+    except Exception:  # no tables: a database no server has run on
+        client.destroy()
+        return None
+    return client
+
+
+@app.command()
+def backup(
+    path: Annotated[Path, typer.Argument(help="Where the copy goes; must not exist.")],
+) -> None:
+    """Copy the SQLite database while the server runs (PostgreSQL: use pg_dump; README)."""
+    from kennel.db.backup import BackupError, backup_sqlite
+
+    settings = _settings()
+    if not settings.is_sqlite:
+        typer.echo(
+            "kennel: backup copies a SQLite database; this one is PostgreSQL: use pg_dump"
+            ' (README, "Backups and upgrades")',
+            err=True,
+        )
+        raise typer.Exit(2)
+    source = Path(settings.database_url_object.database or "")
+    _say_database(settings)
+    try:
+        done = backup_sqlite(source, path.resolve())
+    except BackupError as exc:
+        typer.echo(f"kennel: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"copied to {done.path} ({done.size} bytes, integrity ok, {done.tasks} tasks,"
+        f" {done.turns} turns)"
+    )
+
+
 @mail_app.command("list")
 def mail_list(
     failed: Annotated[bool, typer.Option(help="Only messages refused or failed.")] = False,
@@ -194,8 +322,9 @@ def mail_list(
         async with db.read() as r:
             return await messages(r, failed_only=failed)
 
+    rows = _with_database(_settings(), listing)
     typer.echo("ID\tRECEIVED\tSTATUS\tFROM\tTO\tREASON")
-    for row in _with_database(_settings(), listing):
+    for row in rows:
         received = row.received_at.strftime("%Y-%m-%d %H:%M:%S")
         sender = row.sender or row.envelope_from or "<>"
         reason = (row.reason or "").replace("\t", " ")

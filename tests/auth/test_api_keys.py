@@ -342,6 +342,8 @@ def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_keys_create_and_revoke_commands(empty_database_url: str, tmp_path: Path) -> None:
+    upgraded = run_cli(empty_database_url, "db", "upgrade")  # the key commands make none
+    assert upgraded.returncode == 0, upgraded.stderr
     created = run_cli(
         empty_database_url, "keys", "create", "--email", "ada@example.com", "--org", "Acme"
     )

@@ -60,6 +60,8 @@ def dashboard_server(
         "KENNEL_OFFLINE_MODEL_DELAY_SECONDS": str(DELAY_SECONDS),
         # The webhook panel's test delivers to a receiver on 127.0.0.1, over plain http.
         "KENNEL_ALLOW_PRIVATE_WEBHOOKS": "true",
+        # The live timeline's test has the model read a page served on 127.0.0.1.
+        "KENNEL_ALLOW_PRIVATE_FETCH": "true",
         "PYTHONPATH": _pythonpath(),
     }
     with (

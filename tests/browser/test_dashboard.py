@@ -186,7 +186,7 @@ def test_a_delayed_schedule_from_the_form_starts_its_task(browser_page: BrowserP
     page = browser_page.page
     browser_page.sign_in()
     worker_id = worker_via_api(browser_page, "Scheduled Beagle")
-    page.goto(f"/workers/{worker_id}")
+    page.goto(f"/workers/{worker_id}#panel-schedules")
     panel = page.locator("#panel-schedules")
     words = "nap for two seconds then bark once"
     panel.get_by_label("Task input").fill(words)
@@ -213,6 +213,13 @@ def test_a_delayed_schedule_from_the_form_starts_its_task(browser_page: BrowserP
     expect(page.locator("#live-status")).to_have_text("completed", timeout=15_000)
     expect(page.locator("#answer")).to_have_text(f"Done: {words}")
     expect(page.locator("#schedule-list")).to_contain_text("No schedules.")  # a one-shot
+    # ... which stays reachable under Past schedules, with its run and the task it started.
+    past = page.locator("#past-schedules")
+    expect(past).to_contain_text(words)
+    past.locator("summary").first.click()
+    past.get_by_text("Runs (1)").click()
+    expect(past.locator("table.runs")).to_contain_text("started")
+    expect(past.get_by_role("link", name="task")).to_be_visible()
     assert page.evaluate("window.kennelTestMarker") == "same page"
     browser_page.shot("schedule-fired")
 
@@ -224,7 +231,7 @@ def test_a_webhook_from_the_form_logs_its_delivery(browser_page: BrowserPage) ->
     browser_page.sign_in()
     worker_id = worker_via_api(browser_page, "Hooked Beagle")
     with Receiver() as receiver:
-        page.goto(f"/workers/{worker_id}")
+        page.goto(f"/workers/{worker_id}#panel-webhook")
         panel = page.locator("#panel-webhook")
         panel.get_by_label("Webhook URL").fill(receiver.url("/kennel"))
         panel.get_by_role("button", name="Set webhook").click()
@@ -238,6 +245,7 @@ def test_a_webhook_from_the_form_logs_its_delivery(browser_page: BrowserPage) ->
         expect(page.locator("#panel-webhook").get_by_role("button", name="Copied")).to_be_visible()
         assert page.evaluate("navigator.clipboard.readText()") == token
 
+        page.locator("#tabs").get_by_role("link", name="Overview").click()
         page.get_by_label("Input", exact=True).fill("ring the bell")
         page.locator("#run").get_by_role("button", name="Run").click()
         expect(page.locator("#live-status")).to_have_text("completed", timeout=15_000)
@@ -253,16 +261,18 @@ def test_a_webhook_from_the_form_logs_its_delivery(browser_page: BrowserPage) ->
                 return bool(logs) and logs[0]["responseStatus"] == 200
 
             server.wait_for("the delivery logged with its answer", logged, timeout=30)
-        page.reload()
+        page.goto(f"/workers/{worker_id}#panel-webhook")
+        page.reload()  # the goto only moved the #fragment: load the page afresh
         log = page.locator("#webhook-log")
-        expect(log.locator("tbody tr")).to_have_count(1)
+        expect(log.locator("tr.execution")).to_have_count(1)
         expect(log).to_contain_text("success")
         expect(log).to_contain_text("200")
         log.get_by_role("button", name="Redeliver").click()
         page.wait_for_url(re.compile(rf".*/workers/{worker_id}#panel-webhook$"))
-        expect(page.locator("#webhook-log tbody tr")).to_have_count(2)
+        expect(page.locator("#webhook-log tr.execution")).to_have_count(2)
         assert len(receiver.wait_for(2)) == 2
 
+    page.locator("#tabs").get_by_role("link", name="E-mail").click()
     email = page.locator("#panel-email")
     email.get_by_label("Allowed senders", exact=False).fill("ann@example.com\n@example.org")
     email.get_by_role("button", name="Save senders").click()

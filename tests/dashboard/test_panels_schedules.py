@@ -266,8 +266,8 @@ class TestActions:
         base = f"/workers/{worker_id}/schedules/{made['id']}"
         page = f"/workers/{worker_id}"
 
-        async def act(what: str) -> list[dict]:
-            r = await post_form(browser, page, f"{base}/{what}")
+        async def act(what: str, **data: str) -> list[dict]:
+            r = await post_form(browser, page, f"{base}/{what}", data)
             assert r.status_code == 303, r.text
             assert r.headers["location"] == f"/workers/{worker_id}#panel-schedules"
             return await schedules_of(client, member, worker_id)
@@ -285,7 +285,14 @@ class TestActions:
         history = shown.split('class="list runs"', 1)[1]
         assert "manual" in history
         assert f'href="/tasks/{run["taskId"]}"' in history
-        assert await act("cancel") == []
+        # Cancel asks first (the page's script asks in a dialog and confirms): nothing changes.
+        asked = await post_form(browser, page, f"{base}/cancel")
+        assert asked.status_code == 200
+        assert "Cancel this schedule?" in asked.text
+        assert f'action="{base}/cancel"' in asked.text
+        assert '<input type="hidden" name="confirmed" value="yes">' in asked.text
+        assert len(await schedules_of(client, member, worker_id)) == 1
+        assert await act("cancel", confirmed="yes") == []
         assert "No schedules." in panel((await browser.get(page)).text, "schedules")
         # Already cancelled: the API's 404, as a page.
         gone = await post_form(browser, page, f"{base}/pause")

@@ -15,6 +15,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from kennel.dashboard import panels_webhook
 from kennel.models import webhook_executions
 from kennel.webhooks.workflows import UNKNOWN_MESSAGE
 from tests.factories import Member
@@ -105,6 +106,11 @@ class TestPanel:
 
         page = f"/workers/{worker_id}"
         r = await post_form(browser, page, f"/workers/{worker_id}/webhook/token")
+        assert r.status_code == 200  # asked first
+        assert "Make a new token?" in r.text
+        assert (await hook_of(client, member, worker_id))["token"] == hook["token"]
+        yes = {"confirmed": "yes"}
+        r = await post_form(browser, page, f"/workers/{worker_id}/webhook/token", yes)
         assert r.status_code == 303, r.text
         rotated = await hook_of(client, member, worker_id)
         assert rotated["url"] == url
@@ -115,6 +121,9 @@ class TestPanel:
         assert "The previous token also signs deliveries until" in shown
 
         r = await post_form(browser, page, f"/workers/{worker_id}/webhook/remove")
+        assert "Remove the webhook?" in r.text
+        assert (await hook_of(client, member, worker_id))["url"] == url
+        r = await post_form(browser, page, f"/workers/{worker_id}/webhook/remove", yes)
         assert r.status_code == 303, r.text
         assert await hook_of(client, member, worker_id) == {"url": None, "token": None}
         assert "Set webhook" in panel((await browser.get(page)).text, "webhook")
@@ -187,6 +196,43 @@ class TestLog:
             browser, page, f"/workers/{worker_id}/webhook/executions/whx_nope/redeliver"
         )
         assert missing.status_code == 404
+
+    async def test_older_attempts_link_to_a_page_of_their_own(
+        self,
+        client: httpx.AsyncClient,
+        member: Member,
+        browser: httpx.AsyncClient,
+        private_webhooks: None,
+        receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(panels_webhook, "DETAILS_INLINE", 1)
+        worker_id = await new_worker_id(client, member)
+        path = fresh_path()
+        receiver.script(path, [200, 200])
+        assert (await set_url(browser, worker_id, receiver.url(path))).status_code == 303
+        r = await post_task(client, member, input="Ring the bell", workerId=worker_id)
+        assert r.status_code == 200, r.text
+        (first,) = await logged(client, member, worker_id, 1)
+        page = f"/workers/{worker_id}"
+        redeliver = f"/workers/{worker_id}/webhook/executions/{first['id']}/redeliver"
+        assert (await post_form(browser, page, redeliver)).status_code == 303
+        newest, older = await logged(client, member, worker_id, 2)
+        shown = panel((await browser.get(page)).text, "webhook")
+        assert f'id="execution-{newest["id"]}-detail"' in shown  # inline, the newest only
+        assert f'id="execution-{older["id"]}-detail"' not in shown
+        link = f"/workers/{worker_id}/webhook/executions/{older['id']}"
+        assert f'<a href="{link}">Request and response</a>' in shown
+        detail = await browser.get(link)
+        assert detail.status_code == 200
+        assert f"webhook-id: {older['eventId']}" in detail.text
+        assert "X-Handinger-Token: whk_••••" in detail.text
+        token = (await hook_of(client, member, worker_id))["token"]
+        assert token not in detail.text
+        assert '<pre class="code request-body">' in detail.text
+        assert (
+            await browser.get(f"/workers/{worker_id}/webhook/executions/whx_no")
+        ).status_code == 404
 
     async def test_an_attempt_shows_while_it_is_sent_and_when_it_was_cut_off(
         self,

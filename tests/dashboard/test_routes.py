@@ -159,7 +159,7 @@ class TestWorkerPage:
             "visibility": "public",
         }
         r = await browser.post(f"/workers/{worker_id}/template", data=form)
-        assert (r.status_code, r.headers["location"]) == (303, f"/workers/{worker_id}")
+        assert (r.status_code, r.headers["location"]) == (303, f"/workers/{worker_id}#template")
         template = (await client.get("/api/workers", headers=member.headers)).json()["workers"][0]
         assert (template["title"], template["instructionsVersion"]) == ("New title", 1)
         r = await browser.post(
@@ -313,7 +313,12 @@ class TestTaskPage:
         assert "tokens in" in turn
         assert f'href="/workers/{worker_id}/files/in.txt"' in turn
         assert 'href="/workers/' + worker_id + '">Archivist</a>' in page.text
-        r = await browser.post(f"/tasks/{task_id}/archive", data={"csrf": csrf_of(page.text)})
+        form = {"csrf": csrf_of(page.text)}
+        asked = await browser.post(f"/tasks/{task_id}/archive", data=form)
+        assert asked.status_code == 200
+        assert "Archive this task?" in asked.text
+        assert 'id="archived"' not in (await browser.get(f"/tasks/{task_id}")).text
+        r = await browser.post(f"/tasks/{task_id}/archive", data={**form, "confirmed": "yes"})
         assert (r.status_code, r.headers["location"]) == (303, f"/tasks/{task_id}")
         page = await browser.get(f"/tasks/{task_id}")
         assert 'id="archived"' in page.text
@@ -334,7 +339,8 @@ class TestTaskPage:
             page = await theirs.get(f"/tasks/{task_id}")
             assert page.status_code == 200
             assert ">Archive</button>" not in page.text
-            r = await theirs.post(f"/tasks/{task_id}/archive", data={"csrf": csrf_of(page.text)})
+            form = {"csrf": csrf_of(page.text), "confirmed": "yes"}
+            r = await theirs.post(f"/tasks/{task_id}/archive", data=form)
             assert r.status_code == 403
 
 

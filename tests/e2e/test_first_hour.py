@@ -48,11 +48,15 @@ def _admin(server: str, statement: str) -> None:
         conn.execute(statement)
 
 
-def test_a_missing_postgres_database_is_created(postgres_server: str) -> None:
+def test_a_missing_postgres_database_is_created_only_when_asked(postgres_server: str) -> None:
+    # More cases, and their exact lines, in tests/operations/test_startup.py.
     name = f"kennel_new_{secrets.token_hex(4)}"
     url = make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
     try:
-        done = kennel(url, "db", "upgrade")
+        refused = kennel(url, "db", "upgrade")
+        assert refused.returncode == 2, refused.stderr
+        assert "--create-database" in refused.stderr
+        done = kennel(url, "db", "upgrade", "--create-database")
         assert done.returncode == 0, done.stderr
         assert kennel(url, "keys", "list").returncode == 0  # migrated: the tables are there
     finally:
@@ -64,9 +68,12 @@ def test_a_database_that_cannot_be_created_is_one_line(postgres_server: str) -> 
     _admin(postgres_server, f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
     try:
         url = make_url(postgres_server).set(username=role, database=f"nope_{role}")
-        done = kennel(url.render_as_string(hide_password=False), "serve", "--port", "1")
+        done = kennel(
+            url.render_as_string(hide_password=False), "db", "upgrade", "--create-database"
+        )
         assert done.returncode == 2
-        (line,) = done.stderr.strip().splitlines()
+        said, line = done.stderr.strip().splitlines()  # the database used, then why not
+        assert said.startswith("kennel: database postgresql://")
         assert line.startswith("kennel: KENNEL_DATABASE_URL names database")
         assert "createdb" in line
         assert "CREATEDB" in line
@@ -92,6 +99,7 @@ def test_unusable_databases_stop_start_up_with_one_line(url: str, says: str) -> 
 
 def test_the_key_commands_say_what_they_did(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'kennel.sqlite3'}"
+    assert kennel(url, "db", "upgrade").returncode == 0  # the commands make no database
     created = kennel(url, "keys", "create", "--email", "ada@example.com")
     assert created.returncode == 0, created.stderr
     assert "(default, created)" in created.stdout.splitlines()[0]  # the organization it used

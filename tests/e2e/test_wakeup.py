@@ -67,3 +67,22 @@ def test_a_bell_wakes_its_waiter_and_stops_with_dbos() -> None:
     bell.set()  # what DBOS's shutdown does to each event it holds
     assert bell.wait(30) is True
     assert bell.is_set()
+
+
+def test_a_bell_holds_the_poll_while_the_loop_is_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kennel.core import wakeup
+
+    monkeypatch.setattr(wakeup, "_lag", 1.0)  # the server's loop a second behind
+    bell = _Bell(threading.Event())
+    threading.Timer(0.3, lambda: monkeypatch.setattr(wakeup, "_lag", 0.0)).start()
+    bell.ring()
+    began = time.monotonic()
+    assert bell.wait(30) is False
+    assert time.monotonic() - began >= 0.25  # held until the loop caught up, not at the ring
+
+    monkeypatch.setattr(wakeup, "_lag", 1.0)  # behind for good: held at most _HOLD_SECONDS
+    monkeypatch.setattr(wakeup, "_HOLD_SECONDS", 0.3)
+    bell.ring()
+    began = time.monotonic()
+    assert bell.wait(30) is False
+    assert 0.25 <= time.monotonic() - began < 10

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -21,7 +20,7 @@ from kennel.api.errors import install_error_handlers
 from kennel.api.http import add_routes
 from kennel.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from kennel.api.openapi import install_openapi
-from kennel.api.startup import startup_block, startup_facts
+from kennel.api.startup import announce_ready, startup_facts
 from kennel.api.unavailable import RETRY_AFTER_SECONDS, transient_cause
 from kennel.auth.dependencies import VerifiedKeys
 from kennel.auth.service import bootstrap
@@ -45,6 +44,8 @@ from kennel.mcp import MCP_METHODS, MCP_PATH, McpDoor
 from kennel.mcp_servers.endpoints import router as mcp_servers_router
 from kennel.metrics.http import HttpMetricsMiddleware
 from kennel.metrics.scrape import METRICS_PATH, install_metrics
+from kennel.retention import periodic as retention_periodic
+from kennel.retention.periodic import RetentionService
 from kennel.schedules.dispatcher import Dispatcher
 from kennel.schedules.endpoints import router as schedules_router
 from kennel.tasks import workflows as tasks_workflows
@@ -85,7 +86,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if is_offline(settings.model):
         log.warning("*" * 20 + " " + _OFFLINE_BANNER + " " + "*" * 20)
     durable = app.state.durable
-    listener = FrontDoor(rt) if durable and settings.smtp_enabled else None
+    listener = (
+        FrontDoor(rt, sockets=app.state.smtp_sockets) if durable and settings.smtp_enabled else None
+    )
     services: list[BackgroundService] = []
     if durable:
         runtime.install(rt)
@@ -99,16 +102,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             takeover,
             Dispatcher(rt),
             *([listener] if listener else []),
+            *([RetentionService(rt, settings.retention_days)] if settings.retention_days else []),
         ]
         for service in wanted:
             await service.start()
             services.append(service)
     app.state.mail_listener = listener
-    facts = await startup_facts(rt, listener.address if listener else None)
-    log.info("kennel %s ready", __version__, extra=facts)
-    if app.state.announce:  # for people, on stdout: stderr carries the JSON-lines log
-        sys.stdout.write(startup_block(facts))
-        sys.stdout.flush()
+    facts = app.state.startup_facts = await startup_facts(
+        rt, listener.address if listener else None
+    )
+    if not app.state.announce:  # `kennel serve` says it once its HTTP port listens too
+        announce_ready(facts, to_stdout=False)
     try:
         async with app.state.mcp.running(), watching_lag():
             yield
@@ -126,7 +130,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 # Every module that declares DBOS workflows: DBOS must know them all before it launches.
-WORKFLOWS = (tasks_workflows, webhooks_workflows, mail_workflows, mail_answers)
+WORKFLOWS = (
+    tasks_workflows,
+    webhooks_workflows,
+    mail_workflows,
+    mail_answers,
+    retention_periodic,
+)
 
 
 def _queues(settings: Settings) -> list[Queue]:
@@ -139,8 +149,8 @@ def create_app(
     """Build the app; the database is migrated by its lifespan.
 
     `durable=False` leaves DBOS (task runs) off: for tools and tests that only need the API
-    of a second app in a process where another one runs tasks. `announce` prints where things
-    are once it has started (`kennel serve`).
+    of a second app in a process where another one runs tasks. `announce`: the caller says
+    "ready" (`kennel serve`, once uvicorn listens), from `app.state.startup_facts`.
     """
     settings = settings or load_settings()
     # Before the app (FastAPI's request spans use the provider it finds), before DBOS launches
@@ -172,6 +182,7 @@ def create_app(
     app.state.durable_running = False
     app.state.head_revision = head_revision()
     app.state.announce = announce
+    app.state.smtp_sockets = None  # bound already by `kennel serve` (api/listeners.py)
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from kennel.auth.keys import hash_key
 from kennel.core.runtime import Runtime
 from kennel.db.setup import describe_database
 
-__all__ = ["startup_block", "startup_facts"]
+__all__ = ["announce_ready", "startup_block", "startup_facts"]
 
 log = logging.getLogger("kennel")
 
@@ -96,3 +97,11 @@ def startup_block(facts: dict[str, Any]) -> str:
     ]
     lines = [f"Kennel {facts['version']} is ready", *(f"  {k:<14}{v}" for k, v in rows)]
     return "\n".join(lines) + "\n"
+
+
+def announce_ready(facts: dict[str, Any], *, to_stdout: bool) -> None:
+    """The `ready` log line, and for people the block on stdout (stderr carries the log)."""
+    log.info("kennel %s ready", __version__, extra=facts)
+    if to_stdout:
+        sys.stdout.write(startup_block(facts))
+        sys.stdout.flush()

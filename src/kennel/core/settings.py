@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import secrets
 import socket
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
 from sqlalchemy.engine import URL, make_url
 
 from kennel.core.parsers import (
@@ -379,6 +381,17 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty (unset it to leave /metrics open)")
         return value
 
+    # --- Data over time (retention) ---
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Delete tasks idle for this many days (with their turns and mail), older deliveries,"
+            " schedule runs, idempotency keys and DBOS's finished workflows, once an hour"
+            " (unset: nothing is ever deleted; `kennel prune` does it by hand)."
+        ),
+    )
+
     # --- Traces and logs (OpenTelemetry traces are on when OTEL_EXPORTER_OTLP_ENDPOINT is set) ---
     trace_content: bool = Field(
         False,
@@ -531,6 +544,14 @@ def load_settings(**overrides: object) -> Settings:
     """Read the settings from the environment, turning a bad value into one clear line."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]  # overrides are checked by pydantic
+    except _SourceError as exc:
+        # pydantic-settings decodes a JSON setting (KENNEL_BUDGET_CAPS) before validating it,
+        # and raises its own error, naming the field only in English, over the JSON error.
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"KENNEL_{found.group(1).upper()}" if found else "a KENNEL_* variable"
+        cause = exc.__cause__
+        reason = f"not valid JSON ({cause})" if cause is not None else str(exc)
+        raise SettingsError(f"invalid setting {name}: {reason}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         if not first["loc"]:  # a rule across settings: its message names them

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = ["LAG_LIMIT_SECONDS", "install", "ring", "watching_lag"]
 # A loop this far behind has more than enough to do: dequeue nothing more until it catches up.
 LAG_LIMIT_SECONDS = 0.05
 _SAMPLE_SECONDS = 0.05
+_HOLD_SECONDS = 2.0
 _lag = 0.0  # how late the loop's latest sample woke
 
 
@@ -62,8 +64,12 @@ class _Bell:
         self._rung.wait(timeout)
         # Cleared before the poll that follows: work queued after this is rung again.
         self._rung.clear()
-        while _lag > LAG_LIMIT_SECONDS and not self._stop.wait(_SAMPLE_SECONDS):
-            pass
+        # Behind: hold the poll, for at most `_HOLD_SECONDS` (a loop that stays behind for
+        # reasons of its own must not starve the queue).
+        held_until = time.monotonic() + _HOLD_SECONDS
+        while _lag > LAG_LIMIT_SECONDS and time.monotonic() < held_until:
+            if self._stop.wait(_SAMPLE_SECONDS):
+                break
         return self._stop.is_set()
 
 

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from kennel.api.http import add_routes
 from kennel.dashboard import panels_email, panels_schedules, panels_webhook
 from kennel.dashboard.headers import DashboardHeadersMiddleware
+from kennel.dashboard.notfound import install_not_found_page
 from kennel.dashboard.panels import WORKER_PANELS
 from kennel.dashboard.routes import router as pages_router
 from kennel.dashboard.signin import router as signin_router
@@ -23,7 +24,8 @@ _STATIC = Path(__file__).parent / "static"
 
 
 def install_dashboard(app: FastAPI) -> None:
-    """Mount the pages, the worker page's panels, the static files and the security headers."""
+    """Mount the pages, the worker page's panels, the static files, the security headers and
+    the 404 page of addresses no route serves."""
     app.mount(STATIC_PATH, StaticFiles(directory=_STATIC), name="dashboard-static")
     add_routes(app, signin_router)
     add_routes(app, pages_router)
@@ -33,3 +35,4 @@ def install_dashboard(app: FastAPI) -> None:
     for panel in (panels_schedules, panels_webhook, panels_email):
         add_routes(app, panel.router)
     app.add_middleware(DashboardHeadersMiddleware)
+    install_not_found_page(app)

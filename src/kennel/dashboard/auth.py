@@ -132,7 +132,9 @@ async def signed_in(request: Request) -> SignedIn:
             back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(back)
     request.state.caller_user_id = caller.user_id  # for the access log
-    return SignedIn(caller, session_id)
+    who = SignedIn(caller, session_id)
+    request.state.signed_in = who  # an error page keeps the navigation
+    return who
 
 
 SignedInDep = Annotated[SignedIn, Depends(signed_in)]

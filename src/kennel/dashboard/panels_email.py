@@ -13,8 +13,9 @@ from kennel.auth import Caller
 from kennel.core.runtime import Runtime, of_request
 from kennel.dashboard import forms, panel_forms
 from kennel.dashboard.auth import SignedInDep
+from kennel.dashboard.flash import flash_redirect
 from kennel.dashboard.routes import render_worker_page
-from kennel.dashboard.routing import DashboardRoute, redirect
+from kennel.dashboard.routing import DashboardRoute
 from kennel.mail import service
 from kennel.workers.repository import WorkerRow
 
@@ -47,4 +48,4 @@ async def set_allowed_senders(worker_id: str, request: Request, who: SignedInDep
             panel_values=form.fields,
             status=exc.status,
         )
-    return redirect(f"/workers/{worker_id}#panel-email")
+    return flash_redirect(f"/workers/{worker_id}#panel-email", "senders-saved")

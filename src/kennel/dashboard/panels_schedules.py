@@ -16,8 +16,10 @@ from kennel.core.parsers import parse_timezone
 from kennel.core.runtime import Runtime, of_request
 from kennel.dashboard import forms, panel_forms
 from kennel.dashboard.auth import SignedIn, SignedInDep
+from kennel.dashboard.confirm import require_confirmed
+from kennel.dashboard.flash import flash_redirect
 from kennel.dashboard.routes import render_worker_page
-from kennel.dashboard.routing import DashboardRoute, redirect
+from kennel.dashboard.routing import DashboardRoute
 from kennel.schedules import service
 from kennel.schedules.repository import RunView, ScheduleRow
 from kennel.schedules.schemas import Cron
@@ -47,16 +49,32 @@ def due_text(moment: datetime, zone: str | None = None) -> str:
     return text
 
 
+# Past schedules listed under the live ones (the newest to end first); older ones are left out.
+PAST_SHOWN = 20
+
+
+async def _view(rt: Runtime, caller: Caller, row: ScheduleRow, *, past: bool) -> ScheduleView:
+    zone = service.zone_of(rt, row) if row.kind == "cron" else None
+    runs, total = await service.list_runs(rt, caller, row.worker_id, row.id, page=1)
+    upcoming = [] if past else [due_text(due, zone) for due in service.upcoming_of(rt, row)]
+    return ScheduleView(row, zone, upcoming, runs, total)
+
+
 async def schedules_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dict[str, Any]:
-    """The panel's context: the worker's active schedules, the next due first."""
-    views = []
-    for row in await service.list_schedules(rt, caller, worker.id):
-        zone = service.zone_of(rt, row) if row.kind == "cron" else None
-        runs, total = await service.list_runs(rt, caller, worker.id, row.id, page=1)
-        upcoming = [due_text(due, zone) for due in service.upcoming_of(rt, row)]
-        views.append(ScheduleView(row, zone, upcoming, runs, total))
+    """The panel's context: the worker's active schedules, the next due first, and those that
+    ended (cancelled, or one-shots that fired) with their runs."""
+    views = [
+        await _view(rt, caller, row, past=False)
+        for row in await service.list_schedules(rt, caller, worker.id)
+    ]
+    ended, ended_total = await service.list_finished_schedules(
+        rt, caller, worker.id, limit=PAST_SHOWN
+    )
+    past = [await _view(rt, caller, row, past=True) for row in ended]
     return {
         "schedules": views,
+        "past": past,
+        "past_total": ended_total,
         "timezone": rt.settings.schedule_timezone,
         "kinds": panel_forms.KINDS,
         "min_interval": rt.settings.min_interval_seconds,
@@ -68,8 +86,8 @@ async def schedules_panel(rt: Runtime, caller: Caller, worker: WorkerRow) -> dic
     }
 
 
-def _back(worker_id: str) -> Response:
-    return redirect(f"/workers/{worker_id}#panel-schedules")
+def _back(worker_id: str, flash: str) -> Response:
+    return flash_redirect(f"/workers/{worker_id}#panel-schedules", flash)
 
 
 def _errors(exc: ApiError) -> dict[str, str]:
@@ -101,7 +119,7 @@ async def create_schedule(worker_id: str, request: Request, who: SignedInDep) ->
             status=exc.status,
         )
     if not preview:
-        return _back(worker_id)
+        return _back(worker_id, "schedule-created")
     zone = None
     if isinstance(data.when, Cron):
         zone = data.when.timezone or rt.settings.schedule_timezone
@@ -115,10 +133,23 @@ async def _act(
     worker_id: str,
     schedule_id: str,
     action: Callable[[Runtime, Caller], Awaitable[object]],
+    flash: str,
+    *,
+    confirm: str | None = None,
 ) -> Response:
-    """One of a listed schedule's buttons; a refusal is shown next to that schedule."""
+    """One of a listed schedule's buttons; a refusal is shown next to that schedule.
+    `confirm`: the kind of question (`kennel.dashboard.confirm`) asked first."""
     rt = of_request(request)
-    await forms.read_signed_form(request, who)
+    form = await forms.read_signed_form(request, who)
+    if confirm is not None:
+        found = await service.get_schedule(rt, who.caller, worker_id, schedule_id)
+        require_confirmed(
+            form,
+            confirm,
+            action=request.url.path,  # the answer posts here again
+            back=f"/workers/{found.worker_id}#panel-schedules",
+            subject=found.input,
+        )
     try:
         await action(rt, who.caller)
     except ApiError as exc:
@@ -128,7 +159,7 @@ async def _act(
         return await render_worker_page(
             request, who, worker_id, panel_errors=errors, status=exc.status
         )
-    return _back(worker_id)
+    return _back(worker_id, flash)
 
 
 @router.post("/workers/{worker_id}/schedules/{schedule_id}/pause")
@@ -140,7 +171,7 @@ async def pause_schedule(
     async def pause(rt: Runtime, caller: Caller) -> object:
         return await service.set_paused(rt, caller, worker_id, schedule_id, True)
 
-    return await _act(request, who, worker_id, schedule_id, pause)
+    return await _act(request, who, worker_id, schedule_id, pause, "schedule-paused")
 
 
 @router.post("/workers/{worker_id}/schedules/{schedule_id}/resume")
@@ -152,7 +183,7 @@ async def resume_schedule(
     async def resume(rt: Runtime, caller: Caller) -> object:
         return await service.set_paused(rt, caller, worker_id, schedule_id, False)
 
-    return await _act(request, who, worker_id, schedule_id, resume)
+    return await _act(request, who, worker_id, schedule_id, resume, "schedule-resumed")
 
 
 @router.post("/workers/{worker_id}/schedules/{schedule_id}/run")
@@ -164,7 +195,7 @@ async def run_schedule_now(
     async def run(rt: Runtime, caller: Caller) -> object:
         return await service.run_now(rt, caller, worker_id, schedule_id)
 
-    return await _act(request, who, worker_id, schedule_id, run)
+    return await _act(request, who, worker_id, schedule_id, run, "schedule-run")
 
 
 @router.post("/workers/{worker_id}/schedules/{schedule_id}/cancel")
@@ -176,4 +207,12 @@ async def cancel_schedule(
     async def cancel(rt: Runtime, caller: Caller) -> None:
         await service.cancel_schedule(rt, caller, worker_id, schedule_id)
 
-    return await _act(request, who, worker_id, schedule_id, cancel)
+    return await _act(
+        request,
+        who,
+        worker_id,
+        schedule_id,
+        cancel,
+        "schedule-cancelled",
+        confirm="cancel-schedule",
+    )

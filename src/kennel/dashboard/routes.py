@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -16,12 +17,22 @@ from starlette.responses import Response
 
 from kennel.api.errors import ApiError
 from kennel.api.http import file_download, page_count
-from kennel.core.runtime import of_request
+from kennel.auth import Caller
+from kennel.core.runtime import Runtime, of_request
 from kennel.dashboard import forms
 from kennel.dashboard.auth import SignedIn, SignedInDep
+from kennel.dashboard.confirm import require_confirmed
 from kennel.dashboard.conversation import conversation
+from kennel.dashboard.filters import (
+    TASK_STATUSES,
+    TRIGGERS,
+    VISIBILITIES,
+    TaskSearch,
+    WorkerSearch,
+)
+from kennel.dashboard.flash import flash_redirect
 from kennel.dashboard.panels import load_worker_panels
-from kennel.dashboard.routing import DashboardRoute, page_number, redirect
+from kennel.dashboard.routing import DashboardRoute, page_number
 from kennel.dashboard.templating import render
 from kennel.dashboard.usage import usage_chart
 from kennel.mcp_servers import service as mcp_servers_service
@@ -31,6 +42,7 @@ from kennel.tasks.starting import TurnRequest, run_task
 from kennel.tasks.streaming import sse_response
 from kennel.workers import service as workers_service
 from kennel.workers.render import worker_email
+from kennel.workers.schemas import WorkerState
 
 __all__ = ["render_worker_page", "router"]
 
@@ -51,9 +63,17 @@ def _base(who: SignedIn) -> dict[str, Any]:
 
 @router.get("/")
 @router.get("/workers")
-async def workers_page(request: Request, who: SignedInDep, page: str | None = None) -> Response:
-    """The workers the user can see, and the New worker form."""
-    return await _workers_page(request, who, page=page_number(page))
+async def workers_page(
+    request: Request,
+    who: SignedInDep,
+    page: str | None = None,
+    q: str | None = None,
+    visibility: str | None = None,
+) -> Response:
+    """The workers the user can see (`q` searches titles and summaries, `visibility` filters),
+    and the New worker form."""
+    search = WorkerSearch.of(q, visibility)
+    return await _workers_page(request, who, page=page_number(page), search=search)
 
 
 async def _workers_page(
@@ -61,12 +81,16 @@ async def _workers_page(
     who: SignedIn,
     *,
     page: int = 1,
+    search: WorkerSearch | None = None,
     errors: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
     rt = of_request(request)
-    rows, total = await workers_service.list_workers(rt.db, who.caller, visibility=None, page=page)
+    search = search or WorkerSearch.of(None, None)
+    rows, total = await workers_service.list_workers(
+        rt.db, who.caller, visibility=search.visibility, page=page, search=search.q
+    )
     activity = await tasks_service.worker_activity(rt, who.caller, [w.id for w in rows])
     context = {
         **_base(who),
@@ -75,6 +99,8 @@ async def _workers_page(
         "page": page,
         "page_count": page_count(total, workers_service.PAGE_SIZE),
         "total": total,
+        "search": search,
+        "visibilities": VISIBILITIES,
         "errors": errors or {},
         "values": values or {},
     }
@@ -102,7 +128,7 @@ async def create_worker(request: Request, who: SignedInDep) -> Response:
         return await _workers_page(
             request, who, errors=errors, values=form.fields, status=exc.status
         )
-    return redirect(f"/workers/{worker.id}")
+    return flash_redirect(f"/workers/{worker.id}", "worker-created")
 
 
 # -- one worker -----------------------------------------------------------------------------
@@ -110,10 +136,20 @@ async def create_worker(request: Request, who: SignedInDep) -> Response:
 
 @router.get("/workers/{worker_id}")
 async def worker_page(
-    worker_id: str, request: Request, who: SignedInDep, page: str | None = None
+    worker_id: str,
+    request: Request,
+    who: SignedInDep,
+    page: str | None = None,
+    q: str | None = None,
+    status: str | None = None,
+    trigger: str | None = None,
 ) -> Response:
-    """A worker: its template, live state, the Run form, its task history and usage."""
-    return await render_worker_page(request, who, worker_id, page=page_number(page))
+    """A worker: its template, live state, the Run form, its task history (`q` searches
+    titles, `status` and `trigger` filter) and usage."""
+    search = TaskSearch.of(q, status, trigger)
+    return await render_worker_page(
+        request, who, worker_id, page=page_number(page), task_search=search
+    )
 
 
 async def render_worker_page(
@@ -122,6 +158,7 @@ async def render_worker_page(
     worker_id: str,
     *,
     page: int = 1,
+    task_search: TaskSearch | None = None,
     template_errors: dict[str, str] | None = None,
     template_values: dict[str, str] | None = None,
     run_errors: dict[str, str] | None = None,
@@ -136,8 +173,15 @@ async def render_worker_page(
     caller = who.caller
     state = await tasks_service.worker_state(rt, caller, worker_id)
     worker = await workers_service.get_worker(rt.db, caller, worker_id)
+    search = task_search or TaskSearch.of(None, None, None)
     history, total = await tasks_service.list_tasks(
-        rt, caller, worker_id=worker.id, status=None, page=page
+        rt,
+        caller,
+        worker_id=worker.id,
+        status=search.status,
+        page=page,
+        search=search.q,
+        triggered_by=search.trigger,
     )
     usage = usage_chart(await tasks_service.credits_per_day(rt, caller, worker.id))
     panels = await load_worker_panels(rt, caller, worker)
@@ -158,6 +202,11 @@ async def render_worker_page(
         "is_creator": worker.user_id == caller.user_id,
         "conversation": conversation(state.messages),
         "history": history,
+        "history_total": total,
+        "task_search": search,
+        "task_statuses": TASK_STATUSES,
+        "triggers": TRIGGERS,
+        "turn_started": await _turn_started(rt, caller, state),
         "page": page,
         "page_count": page_count(total, tasks_service.PAGE_SIZE),
         "usage": usage,
@@ -172,6 +221,20 @@ async def render_worker_page(
         **panels,
     }
     return render("worker.html", context, status_code=status)
+
+
+async def _turn_started(rt: Runtime, caller: Caller, state: WorkerState) -> datetime | None:
+    """When the turn in flight began (or was asked for, while it waits): the page's clock
+    counts from there."""
+    task_id = state.metadata.get("taskId")
+    if not state.running or not task_id:
+        return None
+    try:
+        _, turns, _ = await tasks_service.get_task(rt, caller, str(task_id))
+    except ApiError:  # archived or gone meanwhile: the clock counts from the page's opening
+        return None
+    latest = turns[-1] if turns else None
+    return (latest.started_at or latest.created_at) if latest else None
 
 
 def _schema_text(schema: dict[str, Any] | None) -> str:
@@ -198,7 +261,24 @@ async def save_template(worker_id: str, request: Request, who: SignedInDep) -> R
             template_values=form.fields,
             status=exc.status,
         )
-    return redirect(f"/workers/{worker.id}")
+    return flash_redirect(f"/workers/{worker.id}#template", "template-saved")
+
+
+@router.post("/workers/{worker_id}/delete")
+async def delete_worker(worker_id: str, request: Request, who: SignedInDep) -> Response:
+    """Delete the worker (its creator only): its schedules are cancelled, its webhook removed."""
+    rt = of_request(request)
+    form = await forms.read_signed_form(request, who)
+    worker = await workers_service.get_worker(rt.db, who.caller, worker_id)
+    require_confirmed(
+        form,
+        "delete-worker",
+        action=f"/workers/{worker.id}/delete",
+        back=f"/workers/{worker.id}#template",
+        subject=worker.title,
+    )
+    await workers_service.delete_worker(rt.db, who.caller, worker.id)
+    return flash_redirect("/workers", "worker-deleted")
 
 
 @router.post("/workers/{worker_id}/run")
@@ -222,7 +302,7 @@ async def run(worker_id: str, request: Request, who: SignedInDep) -> Response:
             run_values=form.fields,
             status=exc.status,
         )
-    return redirect(f"/workers/{started.worker.id}#state")
+    return flash_redirect(f"/workers/{started.worker.id}#state", "task-started")
 
 
 @router.get("/workers/{worker_id}/events")
@@ -272,7 +352,9 @@ async def task_page(task_id: str, request: Request, who: SignedInDep) -> Respons
 async def archive_task(task_id: str, request: Request, who: SignedInDep) -> Response:
     """Archive the task (the worker's creator only), aborting its turn in flight."""
     rt = of_request(request)
-    await forms.read_signed_form(request, who)
+    form = await forms.read_signed_form(request, who)
     task, _, _ = await tasks_service.get_task(rt, who.caller, task_id)
+    here = f"/tasks/{quote(task.public_id, safe='')}"
+    require_confirmed(form, "archive-task", action=f"{here}/archive", back=here, subject=task.title)
     await tasks_service.archive_task(rt, who.caller, task.public_id)
-    return redirect(f"/tasks/{quote(task.public_id, safe='')}")
+    return flash_redirect(f"/tasks/{quote(task.public_id, safe='')}", "task-archived")

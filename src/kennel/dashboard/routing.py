@@ -11,6 +11,8 @@ from starlette.responses import RedirectResponse, Response
 
 from kennel.api.errors import ApiError
 from kennel.dashboard.auth import CsrfRefused, SignInRequired, login_url
+from kennel.dashboard.confirm import ConfirmFirst
+from kennel.dashboard.flash import flash_of, forget_flash
 from kennel.dashboard.templating import render
 
 __all__ = ["DashboardRoute", "error_page", "page_number", "redirect"]
@@ -34,25 +36,55 @@ class DashboardRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except SignInRequired as exc:
-                return RedirectResponse(login_url(exc.next_path), status_code=303)
-            except CsrfRefused:
-                message = (
-                    "This form did not carry this sign-in's security token, so nothing was "
-                    "changed. Reload the page and try again."
-                )
-                return error_page(403, message)
-            except ApiError as exc:
-                return error_page(exc.status, exc.message)
+            with flash_of(request) as flashed:
+                response = await self._answer(handler, request)
+            if flashed and response.media_type == "text/html":
+                forget_flash(response)  # shown on this page, or on the error page
+            return response
 
         return answer
 
+    @staticmethod
+    async def _answer(
+        handler: Callable[[Request], Coroutine[Any, Any, Response]], request: Request
+    ) -> Response:
+        try:
+            return await handler(request)
+        except SignInRequired as exc:
+            return RedirectResponse(login_url(exc.next_path), status_code=303)
+        except CsrfRefused:
+            message = (
+                "This form did not carry this sign-in's security token, so nothing was "
+                "changed. Reload the page and try again."
+            )
+            return error_page(403, message, request)
+        except ApiError as exc:
+            return error_page(exc.status, exc.message, request)
+        except ConfirmFirst as ask:
+            return _confirm_page(ask, request)
 
-def error_page(status: int, message: str) -> Response:
+
+def _confirm_page(ask: ConfirmFirst, request: Request) -> Response:
+    who = request.state.signed_in  # a form was read: the browser is signed in
+    context = {
+        "question": ask.question,
+        "action": ask.action,
+        "back": ask.back,
+        "subject": ask.subject,
+        "signed_in": who,
+        "csrf": who.csrf,
+    }
+    return render("confirm.html", context)
+
+
+def error_page(status: int, message: str, request: Request | None = None) -> Response:
+    """The error inside the site's layout; with the navigation when the browser is signed in."""
     title = _TITLES.get(status, "Something went wrong")
-    return render("error.html", {"title": title, "message": message}, status_code=status)
+    who = getattr(request.state, "signed_in", None) if request is not None else None
+    context = {"title": title, "message": message, "signed_in": who}
+    if who is not None:
+        context["csrf"] = who.csrf
+    return render("error.html", context, status_code=status)
 
 
 def redirect(path: str) -> RedirectResponse:

@@ -11,6 +11,9 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
+from kennel.dashboard.confirm import QUESTIONS
+from kennel.dashboard.flash import current_flash
+
 __all__ = ["TEMPLATES", "render"]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -73,6 +76,8 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+# The confirm step's questions, for the forms' `data-confirm` (the routes ask the same).
+_env.globals["QUESTIONS"] = QUESTIONS
 _env.filters.update(
     when=_when,
     iso=_iso,
@@ -93,5 +98,5 @@ def render(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """The template `name` rendered with `context`, as an HTML response."""
-    html = _env.get_template(name).render(context)
+    html = _env.get_template(name).render({"flash": current_flash(), **context})
     return HTMLResponse(html, status_code=status_code, headers=headers)

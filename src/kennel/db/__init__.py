@@ -110,11 +110,13 @@ def select_rows(row_type: type[R], table: FromClause) -> Select[Any]:
     return select(*row_columns(row_type, table))
 
 
-def migrate(settings: Settings, revision: str = "head") -> None:
-    """Bring the database schema up to `revision` (blocking; run it in a thread from async code)."""
+def migrate(settings: Settings, revision: str = "head", *, create_sqlite: bool = True) -> None:
+    """Bring the database schema up to `revision` (blocking; run it in a thread from async code).
+    A missing PostgreSQL database is an error (`kennel db upgrade --create-database` makes it);
+    a missing SQLite file is made unless `create_sqlite` is False."""
     from kennel.db.setup import ensure_database
 
-    ensure_database(settings)
+    ensure_database(settings, create_sqlite=create_sqlite)
     url = settings.database_url_object
     if settings.is_sqlite:
         sync_url = url.set(drivername="sqlite")

@@ -11,13 +11,23 @@ from sqlalchemy.engine import URL
 
 from kennel.core.settings import Settings
 
-__all__ = ["DatabaseSetupError", "describe_database", "ensure_database"]
+__all__ = [
+    "DatabaseSetupError",
+    "MissingDatabase",
+    "database_in_use",
+    "describe_database",
+    "ensure_database",
+]
 
 log = logging.getLogger("kennel.db")
 
 
 class DatabaseSetupError(Exception):
     """The configured database cannot be used; the message is one line saying why and what to do."""
+
+
+class MissingDatabase(DatabaseSetupError):
+    """The database does not exist, and this command was not asked to create it."""
 
 
 def describe_database(settings: Settings) -> str:
@@ -28,17 +38,43 @@ def describe_database(settings: Settings) -> str:
     return f"PostgreSQL {url.host or 'localhost'}:{url.port or 5432}/{url.database}"
 
 
-def ensure_database(settings: Settings) -> None:
-    """Raise `DatabaseSetupError` unless the database can be opened; a PostgreSQL database
-    that does not exist yet is created when the role may."""
+def database_in_use(settings: Settings) -> str:
+    """The line the commands print: the URL (password masked) and the setting it comes from."""
+    url = settings.database_url_object
+    if settings.database_url:
+        return f"database {url.render_as_string(hide_password=True)} (KENNEL_DATABASE_URL)"
+    return f"database {url.render_as_string()} (in KENNEL_DATA_DIR={settings.data_dir})"
+
+
+def ensure_database(
+    settings: Settings, *, create_sqlite: bool = True, create_postgres: bool = False
+) -> bool:
+    """Raise `DatabaseSetupError` unless the database can be opened; True when it was created.
+
+    A missing SQLite file is made only with `create_sqlite` (`kennel serve` and `db upgrade`:
+    the server's own folder), a missing PostgreSQL database only with `create_postgres`
+    (`kennel db upgrade --create-database`): a mistyped name, or a command run from another
+    folder, must not quietly start an empty database next to the real one.
+    """
     url = settings.database_url_object
     if settings.is_sqlite:
-        _ensure_sqlite(Path(url.database or ""))
-    else:
-        _ensure_postgres(url)
+        return _ensure_sqlite(settings, Path(url.database or ""), create_sqlite)
+    return _ensure_postgres(url, create_postgres)
 
 
-def _ensure_sqlite(path: Path) -> None:
+def _ensure_sqlite(settings: Settings, path: Path, create: bool) -> bool:
+    if not create and not path.exists():
+        where = (
+            "KENNEL_DATABASE_URL"
+            if settings.database_url
+            else f"KENNEL_DATA_DIR={settings.data_dir}, from {Path.cwd()}"
+        )
+        raise MissingDatabase(
+            f"no database at {path.resolve()} ({where}): run this where the server runs, or "
+            "set KENNEL_DATA_DIR or KENNEL_DATABASE_URL to the server's; `kennel db upgrade` "
+            "makes a new one"
+        )
+    created = not path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         sqlite3.connect(path).close()
@@ -47,21 +83,27 @@ def _ensure_sqlite(path: Path) -> None:
             f"KENNEL_DATABASE_URL: cannot open the SQLite database {str(path)!r} ({exc}); "
             "point it at a file in a folder Kennel may write to"
         ) from None
+    return created
 
 
-def _ensure_postgres(url: URL) -> None:
+def _ensure_postgres(url: URL, create: bool) -> bool:
     import psycopg
 
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
     user = url.username or "the current user"
     try:
         psycopg.connect(_dsn(url), connect_timeout=10).close()
-        return
+        return False
     except psycopg.OperationalError as exc:
         reason = _reason(exc)
     if "does not exist" in reason and f'database "{url.database}"' in reason:
-        _create_postgres_database(url, where, user)
-        return
+        if not create:
+            raise MissingDatabase(
+                f"KENNEL_DATABASE_URL names database {url.database!r}, which does not exist on "
+                f"{where}: check the name, or create it with `kennel db upgrade "
+                "--create-database`"
+            )
+        return _create_postgres_database(url, where, user)
     if "password" in reason or "authentication" in reason or "role" in reason:
         raise DatabaseSetupError(
             f"KENNEL_DATABASE_URL: PostgreSQL at {where} refused user {user!r} ({reason}); "
@@ -73,7 +115,7 @@ def _ensure_postgres(url: URL) -> None:
     )
 
 
-def _create_postgres_database(url: URL, where: str, user: str) -> None:
+def _create_postgres_database(url: URL, where: str, user: str) -> bool:
     import psycopg
     from psycopg import sql
 
@@ -83,7 +125,7 @@ def _create_postgres_database(url: URL, where: str, user: str) -> None:
         ) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database or "")))
     except psycopg.errors.DuplicateDatabase:
-        return  # another process made it meanwhile
+        return False  # another process made it meanwhile
     except psycopg.Error as exc:
         raise DatabaseSetupError(
             f"KENNEL_DATABASE_URL names database {url.database!r}, which does not exist on "
@@ -92,6 +134,7 @@ def _create_postgres_database(url: URL, where: str, user: str) -> None:
             f"{url.database}`, or give {user!r} the CREATEDB privilege"
         ) from None
     log.info("created PostgreSQL database %r on %s", url.database, where)
+    return True
 
 
 def _dsn(url: URL) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import socket
 import threading
 
 from kennel.core.runtime import Runtime
@@ -30,8 +31,9 @@ class FrontDoor:
     `stored` at the next start-up). Its database connections are its own (PostgreSQL
     connections belong to one loop); its settings are the server's."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, sockets: list[socket.socket] | None = None) -> None:
         self._rt = rt
+        self._sockets = sockets  # bound by `kennel serve`; None: bind host and port here
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._listener: SmtpListener | None = None
@@ -98,6 +100,7 @@ class FrontDoor:
             tls_cert=settings.smtp_tls_cert,
             tls_key=settings.smtp_tls_key,
             hostname=settings.smtp_hostname,
+            sockets=self._sockets,
         )
         try:
             loop.run_until_complete(self._listener.start())

@@ -206,6 +206,7 @@ class SmtpListener:
         tls_key: Path | None = None,
         hostname: str | None = None,
         idle_timeout: float = 300,
+        sockets: list[socket.socket] | None = None,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("STARTTLS needs both a certificate and a key")
@@ -218,19 +219,22 @@ class SmtpListener:
         self._tls_files = (tls_cert, tls_key) if tls_cert and tls_key else None
         self._hostname = hostname
         self._idle_timeout = idle_timeout
-        self._server: asyncio.Server | None = None
+        # Bound already by `kennel serve` (api/listeners.py), so a busy port was one line
+        # before anything started; otherwise bound in start() to host and port.
+        self._sockets = sockets
+        self._servers: list[asyncio.Server] = []
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
 
     @property
     def address(self) -> tuple[str, int]:
         """The host and port listened on (the real port when 0 was asked for)."""
-        if self._server is None:
+        if not self._servers:
             raise RuntimeError("the listener is not started")
-        host, port = self._server.sockets[0].getsockname()[:2]
+        host, port = self._servers[0].sockets[0].getsockname()[:2]
         return host, port
 
     async def start(self) -> None:
-        if self._server is not None:
+        if self._servers:
             raise RuntimeError("the listener is already started")
         loop = asyncio.get_running_loop()
         tls = self._tls_context()
@@ -251,17 +255,22 @@ class SmtpListener:
             self._sessions.add(smtp)
             return smtp
 
-        self._server = await loop.create_server(session, self.host, self.port)
+        if self._sockets is None:
+            self._servers = [await loop.create_server(session, self.host, self.port)]
+        else:
+            self._servers = [await loop.create_server(session, sock=s) for s in self._sockets]
 
     async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
+        servers, self._servers = self._servers, []
+        if not servers:
             return
-        server.close()
+        for server in servers:
+            server.close()
         for smtp in list(self._sessions):  # Server.close() leaves open sessions running
             if smtp.transport is not None:
                 smtp.transport.close()
-        await server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
         await asyncio.sleep(0)  # let the closed sessions' connection_lost run
 
     async def __aenter__(self) -> SmtpListener:

@@ -42,6 +42,7 @@ mail_messages = Table(
     Column("received_at", UTCDateTime, nullable=False, default=utcnow),
     Index("ix_mail_messages_turn_id", "turn_id"),
     Index("ix_mail_messages_status", "status"),
+    Index("ix_mail_messages_task_id", "task_id"),  # a deleted task's SET NULL (0015)
 )
 
 # Message-IDs of a task's mail, received and sent: a reply naming one continues that task.
@@ -52,6 +53,7 @@ mail_threads = Table(
     Column("message_id", String(998), primary_key=True),
     Column("task_id", ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_mail_threads_task_id", "task_id"),  # a deleted task's cascade (0015)
 )
 
 # Addresses (`ann@example.com`) and domains (`@example.com`) allowed to write to a worker

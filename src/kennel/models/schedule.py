@@ -52,4 +52,5 @@ schedule_runs = Table(
     # The executor id of the process that fired it (`KENNEL_EXECUTOR_ID`); NULL before 0014.
     Column("fired_by", String(200), nullable=True),
     Index("ix_schedule_runs_schedule_fired", "schedule_id", "fired_at"),
+    Index("ix_schedule_runs_task_id", "task_id"),  # a deleted task's SET NULL (0015)
 )

@@ -46,6 +46,7 @@ tasks = Table(
     Column("archived_at", UTCDateTime, nullable=True),
     Index("ix_tasks_worker_last_turn", "worker_id", "last_turn_at"),
     Index("ix_tasks_organization_created", "organization_id", "created_at"),
+    Index("ix_tasks_last_turn_at", "last_turn_at"),  # the prune's candidates (0015)
     UniqueConstraint("organization_id", "public_id"),
 )
 

@@ -41,6 +41,7 @@ webhook_events = Table(
     Column("task_title", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     UniqueConstraint("worker_id", "turn_id"),
+    Index("ix_webhook_events_created_at", "created_at"),  # old deliveries, by date (0015)
 )
 
 # One row per attempt, written before the POST is sent and finished after it, so that a crash

@@ -23,7 +23,9 @@ __all__ = [
     "cancel_all_of_worker",
     "claim_due",
     "count_active",
+    "count_finished",
     "earliest_due",
+    "finished_of_worker",
     "insert",
     "insert_run",
     "last_started_task_status",
@@ -128,6 +130,23 @@ async def active_of_worker(r: Read, worker_id: str) -> list[ScheduleRow]:
         )
     )
     return [ScheduleRow._make(row) for row in rows]
+
+
+async def finished_of_worker(r: Read, worker_id: str, *, limit: int) -> list[ScheduleRow]:
+    """The worker's schedules that will not fire again (cancelled, or one-shots that fired),
+    the latest to end first."""
+    ended = func.coalesce(schedules.c.cancelled_at, schedules.c.last_run_at, schedules.c.created_at)
+    rows = await r.all(
+        _SELECT.where(schedules.c.worker_id == worker_id, ~_ACTIVE)
+        .order_by(ended.desc(), schedules.c.id.desc())
+        .limit(limit)
+    )
+    return [ScheduleRow._make(row) for row in rows]
+
+
+async def count_finished(r: Read, worker_id: str) -> int:
+    query = select(func.count()).where(schedules.c.worker_id == worker_id, ~_ACTIVE)
+    return int(await r.scalar(query))
 
 
 async def count_active(r: Read, worker_id: str) -> int:

@@ -27,6 +27,7 @@ __all__ = [
     "cancel_schedule",
     "create_schedule",
     "get_schedule",
+    "list_finished_schedules",
     "list_runs",
     "list_schedules",
     "preview_schedule",
@@ -139,6 +140,17 @@ async def list_schedules(rt: Runtime, caller: Caller, worker_id: str) -> list[Sc
     async with rt.db.read() as r:
         worker = await workers_service.visible_worker(r, caller, worker_id)
         return await repo.active_of_worker(r, worker.id)
+
+
+async def list_finished_schedules(
+    rt: Runtime, caller: Caller, worker_id: str, *, limit: int
+) -> tuple[list[ScheduleRow], int]:
+    """The worker's schedules that ended (cancelled, or one-shots that fired), the latest
+    first, and how many there are: their runs stay readable."""
+    async with rt.db.read() as r:
+        worker = await workers_service.visible_worker(r, caller, worker_id)
+        rows = await repo.finished_of_worker(r, worker.id, limit=limit)
+        return rows, await repo.count_finished(r, worker.id)
 
 
 async def get_schedule(

@@ -286,9 +286,18 @@ async def files_of_task(r: Read, task_id: str) -> list[TurnFileRow]:
 
 
 async def page_visible(
-    r: Read, caller: Caller, *, worker_id: str | None, status: str | None, page: int, size: int
+    r: Read,
+    caller: Caller,
+    *,
+    worker_id: str | None,
+    status: str | None,
+    page: int,
+    size: int,
+    search: str | None = None,
+    triggered_by: str | None = None,
 ) -> tuple[list[TaskRow], int]:
-    """A page of the caller's visible, unarchived tasks, newest first, and how many there are."""
+    """A page of the caller's visible, unarchived tasks, newest first, and how many there are;
+    `search`: only those whose title holds it, in any case."""
     where = [
         VISIBLE_TO_CALLER,
         tasks.c.organization_id == bindparam("caller_organization_id"),
@@ -298,6 +307,10 @@ async def page_visible(
         where.append(tasks.c.worker_id == worker_id)
     if status is not None:
         where.append(tasks.c.status == status)
+    if triggered_by is not None:
+        where.append(tasks.c.triggered_by == triggered_by)
+    if search:
+        where.append(func.lower(tasks.c.title).contains(search.lower(), autoescape=True))
     joined = tasks.join(workers, workers.c.id == tasks.c.worker_id)
     params = caller_params(caller)
     total = await r.scalar(select(func.count()).select_from(joined).where(*where), params)

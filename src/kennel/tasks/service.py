@@ -132,11 +132,25 @@ async def get_task(
 
 
 async def list_tasks(
-    rt: Runtime, caller: Caller, *, worker_id: str | None, status: str | None, page: int
+    rt: Runtime,
+    caller: Caller,
+    *,
+    worker_id: str | None,
+    status: str | None,
+    page: int,
+    search: str | None = None,
+    triggered_by: str | None = None,
 ) -> tuple[list[TaskRow], int]:
     async with rt.db.read() as r:
         return await repo.page_visible(
-            r, caller, worker_id=worker_id, status=status, page=page, size=PAGE_SIZE
+            r,
+            caller,
+            worker_id=worker_id,
+            status=status,
+            page=page,
+            size=PAGE_SIZE,
+            search=search,
+            triggered_by=triggered_by,
         )
 
 

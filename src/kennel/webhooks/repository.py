@@ -23,6 +23,7 @@ __all__ = [
     "claim_execution",
     "drop_execution",
     "event",
+    "event_bodies",
     "event_of_turn",
     "execution",
     "finish_execution",
@@ -175,6 +176,19 @@ async def rotate_token(
 async def event(r: Read, event_id: str) -> EventRow | None:
     row = await r.first(_EVENT, {"event_id": event_id})
     return EventRow._make(row) if row else None
+
+
+async def event_bodies(r: Read, worker_id: str, event_ids: list[str]) -> dict[str, str]:
+    """The request bodies of the worker's events of these ids (an event's body is what each
+    of its attempts sent, byte for byte)."""
+    if not event_ids:
+        return {}
+    rows = await r.all(
+        select(webhook_events.c.id, webhook_events.c.body).where(
+            webhook_events.c.worker_id == worker_id, webhook_events.c.id.in_(event_ids)
+        )
+    )
+    return {row.id: row.body for row in rows}
 
 
 async def event_of_turn(r: Read, worker_id: str, turn_id: str) -> EventRow | None:

@@ -19,6 +19,8 @@ from kennel.workers.events import on_worker_deleted
 
 __all__ = [
     "EXECUTIONS_PAGE_SIZE",
+    "delivery_bodies",
+    "get_execution",
     "get_webhook",
     "list_executions",
     "redeliver",
@@ -89,6 +91,28 @@ async def list_executions(
             r, worker.id, page=page, size=EXECUTIONS_PAGE_SIZE, in_flight=in_flight
         )
     return rows, total
+
+
+async def delivery_bodies(
+    db: Database, caller: Caller, worker_id: str, executions: list[ExecutionRow]
+) -> dict[str, str]:
+    """`{event id: the request body its attempts sent}` for these attempts of the worker."""
+    async with db.read() as r:
+        worker = await workers_service.visible_worker(r, caller, worker_id)
+        ids = sorted({x.event_id for x in executions})
+        return await repo.event_bodies(r, worker.id, ids)
+
+
+async def get_execution(
+    db: Database, caller: Caller, worker_id: str, execution_id: str
+) -> ExecutionRow:
+    """One delivery attempt of a worker the caller may see (404 otherwise)."""
+    async with db.read() as r:
+        worker = await workers_service.visible_worker(r, caller, worker_id)
+        found = await repo.execution(r, worker.id, execution_id)
+    if found is None:
+        raise NotFound("execution", execution_id)
+    return found
 
 
 async def redeliver(

@@ -105,12 +105,25 @@ async def by_id(r: Read, worker_id: str) -> WorkerRow | None:
 
 
 async def page_visible(
-    r: Read, caller: Caller, *, visibility: str | None, page: int, size: int
+    r: Read,
+    caller: Caller,
+    *,
+    visibility: str | None,
+    page: int,
+    size: int,
+    search: str | None = None,
 ) -> tuple[list[WorkerRow], int]:
-    """A page of the workers the caller may see, newest first, and how many there are."""
+    """A page of the workers the caller may see, newest first, and how many there are;
+    `search`: only those whose title or summary holds it, in any case."""
     where = [VISIBLE_TO_CALLER]
     if visibility is not None:
         where.append(workers.c.visibility == visibility)
+    if search:
+        needle = search.lower()
+        where.append(
+            func.lower(workers.c.title).contains(needle, autoescape=True)
+            | func.lower(workers.c.summary).contains(needle, autoescape=True)
+        )
     params = caller_params(caller)
     total = await r.scalar(select(func.count()).select_from(workers).where(*where), params)
     rows = await r.all(

@@ -69,10 +69,12 @@ async def get_worker(db: Database, caller: Caller, worker_id: str) -> WorkerRow:
 
 
 async def list_workers(
-    db: Database, caller: Caller, *, visibility: str | None, page: int
+    db: Database, caller: Caller, *, visibility: str | None, page: int, search: str | None = None
 ) -> tuple[list[WorkerRow], int]:
     async with db.read() as r:
-        return await repo.page_visible(r, caller, visibility=visibility, page=page, size=PAGE_SIZE)
+        return await repo.page_visible(
+            r, caller, visibility=visibility, page=page, size=PAGE_SIZE, search=search
+        )
 
 
 async def prepare_worker(
