@@ -16,7 +16,7 @@ from pydantic_ai.exceptions import (
     UsageLimitExceeded,
 )
 
-from kennel.agents.failures import FAILURE_CODES, failure_of
+from kennel.agents.failures import FAILURE_CODES, cause_of, failure_of, without_secrets
 
 
 def told(exc: BaseException) -> tuple[str, str]:
@@ -107,3 +107,40 @@ class TestCodes:
 
     def test_kennels_own_errors_are_not_classified(self) -> None:
         assert failure_of(KeyError("x"), budget="low", seconds=60) is None
+
+
+class TestCauseOf:
+    def test_names_the_error_and_its_deepest_cause(self) -> None:
+        try:
+            try:
+                raise ConnectionRefusedError(111, "Connection refused")
+            except OSError as refused:
+                failed = ModelConnectionError("smollm", "Connection error.", phase="connect")
+                raise failed from refused
+        except ModelConnectionError as exc:
+            cause = cause_of(exc)
+        assert cause == (
+            "ModelConnectionError: Connection error. <- ConnectionRefusedError: "
+            "[Errno 111] Connection refused"
+        )
+
+    def test_an_error_without_cause_is_itself(self) -> None:
+        assert cause_of(UnexpectedModelBehavior("nothing")) == "UnexpectedModelBehavior: nothing"
+
+    def test_a_quoted_key_is_blanked(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdef123456")
+        exc = ModelHTTPError(401, "m", body={"error": {"message": "bad key sk-test-abcdef123456"}})
+        cause = cause_of(exc)
+        assert "sk-test-abcdef123456" not in cause
+        assert "bad key [redacted]" in cause
+
+
+class TestWithoutSecrets:
+    def test_only_secret_looking_variables_are_blanked(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "ant-secret-value")
+        monkeypatch.setenv("SOME_TOKEN", "tok-secret-value")
+        monkeypatch.setenv("SOME_HOST", "not-a-secret-value")
+        text = "ant-secret-value tok-secret-value not-a-secret-value"
+        assert without_secrets(text) == "[redacted] [redacted] not-a-secret-value"

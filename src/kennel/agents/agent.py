@@ -29,6 +29,7 @@ from pydantic_ai.messages import (
     ToolCallPartDelta,
 )
 from pydantic_ai.models import Model
+from pydantic_ai.models.instrumented import InstrumentationSettings
 
 from kennel.agents.notices import TurnNotice
 from kennel.agents.tools import (
@@ -42,7 +43,14 @@ from kennel.agents.tools import (
 )
 from kennel.core import runtime
 
-__all__ = ["EVENTS_STREAM", "MODEL_ID", "TurnNotice", "event_adapter", "turn_agent"]
+__all__ = [
+    "EVENTS_STREAM",
+    "MODEL_ID",
+    "TurnNotice",
+    "event_adapter",
+    "instrument_turns",
+    "turn_agent",
+]
 
 MODEL_ID = "kennel:configured"
 EVENTS_STREAM = "events"
@@ -165,3 +173,15 @@ turn_agent: Agent[TurnDeps, Any] = Agent(
         DBOSDurability(event_stream_handler=_publish_events),
     ],
 )
+
+
+def instrument_turns(*, include_content: bool) -> None:
+    """Have every turn make pydantic-ai's spans (agent run, model request, tool call; GenAI
+    semantic conventions) with the global tracer provider (`kennel.core.tracing`).
+
+    `include_content` (`KENNEL_TRACE_CONTENT`, off by default): prompts, instructions,
+    answers, tool arguments and results go into the spans too. Off, the spans keep names, token
+    counts and timings: what a worker was asked and found stays out of the tracing backend."""
+    turn_agent.instrument = InstrumentationSettings(
+        include_content=include_content, include_binary_content=include_content
+    )

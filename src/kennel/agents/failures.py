@@ -20,6 +20,7 @@ but not library internals (pydantic's `[type=...` trailers, documentation URLs).
 from __future__ import annotations
 
 import itertools
+import os
 import re
 
 from pydantic import ValidationError
@@ -38,7 +39,7 @@ from pydantic_ai.exceptions import (
 
 from kennel.core.causes import causes
 
-__all__ = ["FAILURE_CODES", "TurnFailure", "failure_of"]
+__all__ = ["FAILURE_CODES", "TurnFailure", "cause_of", "failure_of", "without_secrets"]
 
 FAILURE_CODES = (
     "budget_exceeded",
@@ -83,6 +84,31 @@ def failure_of(exc: BaseException, *, budget: str, seconds: float | None) -> Tur
             return "model_error", f"The model provider refused the request: {_words(exc)}"
         return "model_unavailable", f"The model server failed: {_cause(exc)}"
     return None
+
+
+def cause_of(exc: BaseException) -> str:
+    """What raised, for the server's log: the error's type and words, and those of its deepest
+    cause when it is another ("ModelAPIError: Connection error. <- ConnectError: [Errno 111]
+    Connection refused"); secrets of the environment blanked."""
+    chain = list(itertools.islice(causes(exc), 7))
+    text = f"{type(exc).__name__}: {_words(exc)}"
+    deepest = chain[-1]
+    if deepest is not exc:
+        text += f" <- {type(deepest).__name__}: {_words(deepest)}"
+    return without_secrets(text)
+
+
+# Environment variables whose values are secrets (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$")
+
+
+def without_secrets(text: str) -> str:
+    """`text` with the value of every secret-looking environment variable (an API key a
+    provider's error might quote) replaced by `[redacted]`."""
+    for name, value in os.environ.items():
+        if len(value) >= 8 and _SECRET_NAME.search(name) and value in text:
+            text = text.replace(value, "[redacted]")
+    return text
 
 
 def _output_invalid(exc: UnexpectedModelBehavior) -> str:

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from kennel import __version__
 from kennel.agents import build_model, is_offline
+from kennel.agents.agent import instrument_turns
 from kennel.api.docs import install_docs
 from kennel.api.errors import install_error_handlers
 from kennel.api.http import add_routes
@@ -30,6 +31,7 @@ from kennel.core.durable import launch as launch_dbos
 from kennel.core.durable import shutdown as shutdown_dbos
 from kennel.core.settings import Settings, load_settings
 from kennel.core.takeover import Takeover
+from kennel.core.tracing import configure_tracing, flush_traces
 from kennel.core.wakeup import watching_lag
 from kennel.dashboard import install_dashboard
 from kennel.db import head_revision, migrate, open_database, schema_revision
@@ -124,6 +126,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await takeover.release()
             runtime.uninstall()
         await rt.db.dispose()
+        await asyncio.to_thread(flush_traces)  # the last spans, DBOS's and the requests' done
 
 
 # Every module that declares DBOS workflows: DBOS must know them all before it launches.
@@ -150,6 +153,10 @@ def create_app(
     "ready" (`kennel serve`, once uvicorn listens), from `app.state.startup_facts`.
     """
     settings = settings or load_settings()
+    # Before the app (FastAPI's request spans use the provider it finds), before DBOS launches
+    # (it takes the provider then) and before any turn runs.
+    if configure_tracing(settings.executor_id):
+        instrument_turns(include_content=settings.trace_content)
     app = FastAPI(
         title="Kennel",
         version=__version__,
@@ -157,6 +164,10 @@ def create_app(
         lifespan=_lifespan,
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own request spans (`POST /api/tasks`, the route template; the caller's
+        # `traceparent` continued), on when a tracer provider is installed. Without its spans
+        # per dependency, endpoint and serialization: three more for every request.
+        telemetry={"operation_spans": False},
     )
     # The model is built here, not in the lifespan, so a bad KENNEL_MODEL fails before anything
     # starts; the database is only opened (no connection is made until the lifespan).

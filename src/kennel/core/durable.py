@@ -21,6 +21,7 @@ from kennel import __version__
 from kennel.core import wakeup
 from kennel.core.causes import is_transient
 from kennel.core.settings import Settings
+from kennel.core.tracing import tracing_enabled
 from kennel.db.sqlite import SYNCHRONOUS
 from kennel.metrics import record_database_error
 
@@ -112,6 +113,11 @@ def config(settings: Settings) -> DBOSConfig:
         # Stream readers poll on SQLite (there is no LISTEN/NOTIFY): a second is too slow for SSE.
         "notification_listener_polling_interval_sec": STREAM_POLLING_SECONDS,
     }
+    if tracing_enabled():
+        # DBOS's own spans (one per workflow and step), made with the tracer provider Kennel
+        # installed (`kennel.core.tracing`): with no endpoints of its own it adds no exporter.
+        dbos_config["enable_otlp"] = True
+        dbos_config["otel_attribute_format"] = "semconv"
     if not settings.is_sqlite:
         # Its share of the process's budget, its LISTEN connection (taken from the pool and
         # detached) among them. Opened as needed and kept: closing them on return made a
@@ -168,6 +174,8 @@ async def launch(
     `workflows`: the modules that declare them, imported by the caller: DBOS must know every
     workflow before it launches, or it cannot recover one."""
     log.debug("launching DBOS with the workflows of %s", ", ".join(m.__name__ for m in workflows))
+    if tracing_enabled():
+        logging.getLogger("dbos").addFilter(_no_log_exporter_warning)
     wakeup.install({queue.name: queue.concurrency for queue in queues})
     DBOS(config=config(settings))
     DBOS.launch()
@@ -177,6 +185,12 @@ async def launch(
             worker_concurrency=queue.concurrency,
             polling_interval_sec=queue.polling_seconds,
         )
+
+
+def _no_log_exporter_warning(record: logging.LogRecord) -> bool:
+    """Drop DBOS's warning that OTLP is on without a logger provider, at each launch: Kennel
+    sends traces over OTLP, and its log to stderr, on purpose."""
+    return not str(record.msg).startswith("OTLP is enabled but logger provider not set")
 
 
 def shutdown() -> None:

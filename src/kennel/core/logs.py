@@ -8,6 +8,8 @@ import sys
 import time
 from contextvars import ContextVar
 
+from opentelemetry import trace
+
 __all__ = ["configure_logging", "request_id_var"]
 
 request_id_var: ContextVar[str | None] = ContextVar("kennel_request_id", default=None)
@@ -31,6 +33,10 @@ class _JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["requestId"] = request_id
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # traces are on: the line can be found from its span, and back
+            entry["traceId"] = trace.format_trace_id(span.trace_id)
+            entry["spanId"] = trace.format_span_id(span.span_id)
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -38,6 +44,8 @@ class _JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
+    """Every line the process logs, as JSON on stderr: Kennel's, and its libraries' (uvicorn,
+    DBOS, alembic, httpx) and Python's warnings."""
     handler = logging.StreamHandler(sys.stderr)
     formatter = _JsonFormatter()
     formatter.converter = time.gmtime
@@ -49,3 +57,10 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # our middleware logs each request
+    # DBOS gives its logger a plain-text handler of its own when it finds none, and stops it
+    # propagating (about 100 lines in 3 s of a database outage, none of them JSON). Given ours
+    # first, it keeps it: each line once, as JSON, with the workflow id DBOS adds to it.
+    dbos = logging.getLogger("dbos")
+    dbos.handlers[:] = [handler]
+    dbos.propagate = False
+    logging.captureWarnings(True)  # a library's DeprecationWarning, say: a JSON line too

@@ -392,6 +392,15 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Traces and logs (OpenTelemetry traces are on when OTEL_EXPORTER_OTLP_ENDPOINT is set) ---
+    trace_content: bool = Field(
+        False,
+        description=(
+            "Put prompts, instructions, answers and tool arguments and results in the traces' "
+            "model and tool spans (off: only names, token counts and timings)."
+        ),
+    )
+
     @field_validator("public_url", "search_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:

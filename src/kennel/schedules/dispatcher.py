@@ -22,11 +22,15 @@ import hashlib
 import logging
 from datetime import datetime
 
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
 from kennel.api.errors import ApiError
 from kennel.auth import Caller
 from kennel.core.causes import transient_cause
 from kennel.core.runtime import Runtime
 from kennel.core.timestamps import iso_z, utcnow
+from kennel.core.tracing import tracer
 from kennel.db import Write
 from kennel.metrics import record_database_error, record_firing
 from kennel.schedules import repository as repo
@@ -36,7 +40,15 @@ from kennel.schedules.timing import CATCH_UP_SECONDS, count_due, due_after
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.starting import TaskExists, TurnRequest, enqueue_turn, record_turn
 
-__all__ = ["BATCH", "Dispatcher", "fire_due", "firing_task_id", "firing_turn_id", "wake"]
+__all__ = [
+    "BATCH",
+    "Dispatcher",
+    "fire_due",
+    "firing_span",
+    "firing_task_id",
+    "firing_turn_id",
+    "wake",
+]
 
 log = logging.getLogger("kennel.schedules")
 
@@ -52,6 +64,14 @@ def wake() -> None:
 
 def firing_task_id(schedule_id: str, due: datetime) -> str:
     return f"{schedule_id}:{due.strftime('%Y%m%dT%H%M%S')}.{due.microsecond // 1000:03d}Z"
+
+
+def firing_span(schedule_id: str, due: datetime | None) -> Span:
+    """The span of one firing (a no-op one when traces are off), not yet ended."""
+    attributes = {"kennel.schedule_id": schedule_id}
+    if due is not None:
+        attributes["kennel.schedule.due_at"] = iso_z(due)
+    return tracer().start_span("fire schedule", attributes=attributes)
 
 
 def firing_turn_id(schedule_id: str, due: datetime) -> str:
@@ -115,19 +135,35 @@ class Dispatcher:
 async def fire_due(rt: Runtime, now: datetime) -> int:
     """Fire the schedules due at `now` (one batch); how many were claimed. The turns are queued
     in the background, so that the next batch is claimed at once."""
-    turn_ids: list[str] = []
+    firings: list[tuple[str, Span]] = []
+    spans: list[Span] = []
     runs: list[RunRow] = []
-    async with rt.db.write() as w:
-        due = await repo.claim_due(w, now, BATCH)
-        for schedule in due:
-            run, turn_id = await _fire(w, rt, schedule, now)
-            runs.append(run)
-            if turn_id is not None:
-                turn_ids.append(turn_id)
+    try:
+        async with rt.db.write() as w:
+            due = await repo.claim_due(w, now, BATCH)
+            for schedule in due:
+                # A span per firing, from its claim to its turn's queueing: the turn's own
+                # span is its child (`enqueue_turn` carries the context into the workflow).
+                span = firing_span(schedule.id, schedule.next_run_at)
+                spans.append(span)
+                with trace.use_span(span, end_on_exit=False):
+                    run, turn_id = await _fire(w, rt, schedule, now)
+                runs.append(run)
+                span.set_attribute("kennel.schedule.outcome", run.outcome)
+                if turn_id is not None:
+                    span.set_attribute("kennel.turn_id", turn_id)
+                    firings.append((turn_id, span))
+    except BaseException:
+        for span in spans:
+            span.end()  # rolled back: nothing was fired
+        raise
     for run in runs:  # committed: counted once
         record_firing(run.outcome, (run.fired_at - run.due_at).total_seconds())
-    if turn_ids:
-        queueing = asyncio.create_task(_enqueue(rt, turn_ids))
+    for span in spans:
+        if all(span is not queued for _, queued in firings):
+            span.end()  # skipped or failed: nothing to queue
+    if firings:
+        queueing = asyncio.create_task(_enqueue(rt, firings))
         _queueing.add(queueing)  # held: the loop keeps only weak references to tasks
         queueing.add_done_callback(_queueing.discard)
     return len(due)
@@ -136,12 +172,13 @@ async def fire_due(rt: Runtime, now: datetime) -> int:
 _queueing: set[asyncio.Task[None]] = set()
 
 
-async def _enqueue(rt: Runtime, turn_ids: list[str]) -> None:
-    for turn_id in turn_ids:
-        try:
-            await enqueue_turn(rt, turn_id)
-        except Exception:  # the turn is pending in the database: the next start-up queues it
-            log.exception("queueing the turn %s of a schedule failed", turn_id)
+async def _enqueue(rt: Runtime, firings: list[tuple[str, Span]]) -> None:
+    for turn_id, span in firings:
+        with trace.use_span(span, end_on_exit=True):
+            try:
+                await enqueue_turn(rt, turn_id)
+            except Exception:  # the turn is pending in the database: the next start-up queues it
+                log.exception("queueing the turn %s of a schedule failed", turn_id)
 
 
 async def _fire(

@@ -27,7 +27,8 @@ import contextvars
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, NamedTuple
 
-from dbos import DBOS, SetWorkflowID
+from dbos import DBOS, PropagateOtelContext, SetWorkflowID
+from opentelemetry import context as otel_context
 
 from kennel.db import Read
 
@@ -61,11 +62,14 @@ async def concerned(r: Read, turn_id: str) -> list[str]:
 
 async def start_listeners(turn_id: str, names: Iterable[str]) -> None:
     """Start those listeners of the ended turn (idempotent: the workflow ids are fixed)."""
+    trace_context = otel_context.get_current()
     for name in names:
         # A fresh context: not a child of the turn's workflow, if called from it (see above).
-        await asyncio.create_task(_start(turn_id, name), context=contextvars.Context())
+        start = _start(turn_id, name, trace_context)
+        await asyncio.create_task(start, context=contextvars.Context())
 
 
-async def _start(turn_id: str, name: str) -> None:
-    with SetWorkflowID(f"{turn_id}:{name}"):
+async def _start(turn_id: str, name: str, trace_context: otel_context.Context) -> None:
+    # The trace goes on, though: the listener's spans (a webhook's attempts) join the turn's.
+    with SetWorkflowID(f"{turn_id}:{name}"), PropagateOtelContext(trace_context):
         await DBOS.start_workflow_async(_listeners[name].workflow, turn_id)

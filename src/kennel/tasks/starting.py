@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from dbos import DBOS, SetWorkflowID
+from dbos import DBOS, PropagateOtelContext, SetWorkflowID
 from sqlalchemy.exc import IntegrityError
 
 from kennel.api.errors import ApiError, BadRequest, Conflict, TooBusy
@@ -340,7 +340,10 @@ async def enqueue_turn(rt: Runtime, turn_id: str) -> None:
     if context is None:
         log.warning("turn %s is not pending; not enqueued", turn_id)
         return
-    with SetWorkflowID(turn_id):
+    # The caller's trace context (the request's span, or the schedule firing's) goes into the
+    # workflow's row, so the turn joins that trace in whichever process runs it, even after a
+    # restart. Nothing is written when traces are off.
+    with SetWorkflowID(turn_id), PropagateOtelContext():
         await DBOS.enqueue_workflow_async(TURN_QUEUE, run_turn, turn_id, context)
     wakeup.ring(TURN_QUEUE)
 

@@ -27,7 +27,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.toolsets import AbstractToolset
 
 from kennel.agents.agent import EVENTS_STREAM, MODEL_ID, event_adapter, turn_agent
-from kennel.agents.failures import failure_of
+from kennel.agents.failures import cause_of, failure_of, without_secrets
 from kennel.agents.mcp_tools import MCP_RESULT_KEY, mcp_toolset
 from kennel.agents.notices import TurnNotice, cut_off_notices, unused_tool_notices
 from kennel.agents.output import OutputSchemaError, schema_output_type
@@ -73,6 +73,7 @@ class TurnContext(TypedDict):
     # Queued by an older version: absent (NotRequired), read with .get().
     organization_id: NotRequired[str]
     mcp_servers: NotRequired[list[str]]  # the worker's MCP servers, by name
+    task_public_id: NotRequired[str]  # the API's task id (a client's own, when it chose one)
 
 
 class TurnOutcome(TypedDict):
@@ -125,6 +126,7 @@ async def turn_context(r: Read, settings: Settings, turn_id: str) -> TurnContext
         "history": history,
         "organization_id": task.organization_id,
         "mcp_servers": list(worker.mcp_servers) if worker is not None else [],
+        "task_public_id": task.public_id,
     }
 
 
@@ -139,8 +141,9 @@ async def run_turn(turn_id: str, context: TurnContext) -> str:
         return await _ended_already(rt, turn_id)  # aborted before it started
     record_turn_started()
     began = time.monotonic()
+    cause: str | None = None
     try:
-        outcome = await _run_agent(context)
+        outcome, cause = await _run_agent(context)
     except Exception:  # a bug: the turn still ends, and the log says where (DBOS's own stops,
         # cancellation among them, are BaseExceptions and go through)
         log.exception("turn %s failed unexpectedly", turn_id, extra={"turnId": turn_id})
@@ -160,7 +163,7 @@ async def run_turn(turn_id: str, context: TurnContext) -> str:
         # run before a crash that came before DBOS recorded it.
         return await _ended_already(rt, turn_id)
     seconds = time.monotonic() - began
-    _log_end(turn_id, outcome, seconds)
+    _log_end(context, outcome, seconds, cause)
     record_turn_end(
         outcome["status"],
         outcome["error_code"],
@@ -186,10 +189,17 @@ async def _ended_already(rt: Runtime, turn_id: str) -> str:
     return end.status
 
 
-def _log_end(turn_id: str, outcome: TurnOutcome, seconds: float) -> None:
-    """One line per turn for operators: errors at WARNING, with their code and message."""
+def _log_end(context: TurnContext, outcome: TurnOutcome, seconds: float, cause: str | None) -> None:
+    """One line per turn for operators, naming its task, worker and model: errors at WARNING
+    with their code, message and cause (what the agent raised: a provider's failure in the
+    provider library's words), so a failing model server shows in the log, not only in the
+    API's answers. No prompt, no key."""
+    turn_id = context["turn_id"]
     fields = {
         "turnId": turn_id,
+        "taskId": context.get("task_public_id") or context["task_id"],
+        "workerId": context["worker_id"],
+        "model": runtime.current().settings.model,  # KENNEL_MODEL, as the operator wrote it
         "status": outcome["status"],
         "durationMs": round(seconds * 1000),
         "requests": outcome["requests"],
@@ -198,7 +208,9 @@ def _log_end(turn_id: str, outcome: TurnOutcome, seconds: float) -> None:
     }
     code = outcome.get("error_code")
     if code:
-        fields.update(code=code, error=outcome.get("error_message"))
+        fields.update(code=code, error=without_secrets(outcome.get("error_message") or ""))
+        if cause:
+            fields["cause"] = cause
         log.warning("turn %s ended in error %s: %s", turn_id, code, fields["error"], extra=fields)
     else:
         log.info("turn %s %s", turn_id, outcome["status"], extra=fields)
@@ -262,8 +274,9 @@ async def finish_abandoned_turns(rt: Runtime) -> int:
 _ENDED_WITHOUT_RESULT = frozenset({"ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 
 
-async def _run_agent(context: TurnContext) -> TurnOutcome:
-    """Run the agent for one turn and describe how it ended, errors included."""
+async def _run_agent(context: TurnContext) -> tuple[TurnOutcome, str | None]:
+    """Run the agent for one turn and describe how it ended, errors included; with the cause
+    of a failure the agent raised, for the log."""
     caps = BudgetCaps(**context["caps"])
     history = ModelMessagesTypeAdapter.validate_python(context["history"])
     schema = context["output_schema"]
@@ -276,7 +289,8 @@ async def _run_agent(context: TurnContext) -> TurnOutcome:
     try:
         output_type: Any = _structured(schema) if schema else str
     except OutputSchemaError as exc:  # stored before Kennel checked schemas this way
-        return _outcome(None, [], ("invalid_output_schema", f"The outputSchema {exc}."), caps)
+        invalid = ("invalid_output_schema", f"The outputSchema {exc}.")
+        return _outcome(None, [], invalid, caps), None
     toolsets: list[AbstractToolset[TurnDeps]] = []
     notices: list[dict[str, str]] = []
     if context.get("mcp_servers"):
@@ -285,6 +299,7 @@ async def _run_agent(context: TurnContext) -> TurnOutcome:
         notices = [{"code": "mcp_server_unavailable", "message": p} for p in problems]
         await _publish_notices(notices, first=0)
     error: tuple[str, str] | None = None
+    cause: str | None = None
     output: Any = None
     with capture_run_messages() as captured:
         try:
@@ -306,6 +321,7 @@ async def _run_agent(context: TurnContext) -> TurnOutcome:
                 "agent_error",
                 str(exc),
             )
+            cause = cause_of(exc)
     new_messages: list[ModelMessage] = list(captured[len(history) :])
     record_model_requests(new_messages)
     cut_off = 0
@@ -322,7 +338,10 @@ async def _run_agent(context: TurnContext) -> TurnOutcome:
         unused += cut_off_notices(new_messages, context["budget"], caps.output_tokens)
         await _publish_notices(unused, first=len(notices))
         notices += unused
-    return _outcome(output, new_messages, error, caps, extra_output_tokens=cut_off, notices=notices)
+    outcome = _outcome(
+        output, new_messages, error, caps, extra_output_tokens=cut_off, notices=notices
+    )
+    return outcome, cause
 
 
 async def _publish_notices(notices: list[dict[str, str]], *, first: int) -> None:

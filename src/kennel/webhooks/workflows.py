@@ -29,6 +29,7 @@ import random
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
+from opentelemetry.trace import StatusCode
 from sqlalchemy.exc import IntegrityError
 
 from kennel import __version__
@@ -37,6 +38,7 @@ from kennel.core.causes import is_transient
 from kennel.core.durable import WHILE_TRANSIENT
 from kennel.core.ids import derived_id, new_id
 from kennel.core.timestamps import iso_z, utcnow
+from kennel.core.tracing import tracer
 from kennel.metrics import record_webhook_delivery
 from kennel.tasks import repository as tasks_repo
 from kennel.tasks.listeners import register_turn_listener
@@ -145,15 +147,31 @@ async def _attempt(event_id: str, number: int, retries: bool = True) -> dict[str
     again (`delay` None: done)."""
     workflow_id = DBOS.workflow_id
     assert workflow_id is not None
-    # The id comes back from the step: a workflow forked from a later step goes on with the
-    # rows of the one it was forked from.
-    execution_id = await _begin_attempt(
-        event_id, derived_id("whx", f"{workflow_id}:{number}"), retries
-    )
-    if execution_id is None:
-        return {"delay": None, "outcome": "stopped: the webhook changed", "execution_id": None}
-    sent = await _send_attempt(event_id, execution_id, retries)
-    return await _finish_attempt(event_id, execution_id, number, sent, retries)
+    # A span per attempt, around its three steps (DBOS's spans, when traces are on); a
+    # recovered workflow replays the finished steps, so an attempt may show twice, briefly.
+    attributes: dict[str, str | int] = {
+        "kennel.webhook.event_id": event_id,
+        "kennel.webhook.attempt": number,
+    }
+    with tracer().start_as_current_span("webhook attempt", attributes=attributes) as span:
+        # The id comes back from the step: a workflow forked from a later step goes on with
+        # the rows of the one it was forked from.
+        execution_id = await _begin_attempt(
+            event_id, derived_id("whx", f"{workflow_id}:{number}"), retries
+        )
+        if execution_id is None:
+            span.set_attribute("kennel.webhook.outcome", "stopped")
+            return {"delay": None, "outcome": "stopped: the webhook changed", "execution_id": None}
+        span.set_attribute("kennel.webhook.execution_id", execution_id)
+        sent = await _send_attempt(event_id, execution_id, retries)
+        if isinstance(sent.get("status"), int):  # the URL stays out: it may hold a secret
+            span.set_attribute("http.response.status_code", sent["status"])
+        result = await _finish_attempt(event_id, execution_id, number, sent, retries)
+        again = result["delay"] is not None  # its outcome says "gave up" until the last
+        span.set_attribute("kennel.webhook.outcome", "retrying" if again else result["outcome"])
+        if not sent.get("ok"):
+            span.set_status(StatusCode.ERROR, str(sent.get("error") or sent["sent"])[:200])
+        return result
 
 
 @DBOS.step(
