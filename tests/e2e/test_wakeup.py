@@ -73,7 +73,13 @@ def test_a_bell_holds_the_poll_while_the_loop_is_behind(monkeypatch: pytest.Monk
     from kennel.core import wakeup
 
     monkeypatch.setattr(wakeup, "_lag", 1.0)  # the server's loop a second behind
-    bell = _Bell(threading.Event())
+    idle = _Bell(threading.Event())  # ... but none of the queue's work runs here: not held
+    idle.ring()
+    began = time.monotonic()
+    assert idle.wait(30) is False
+    assert time.monotonic() - began < 0.25
+
+    bell = _Bell(threading.Event(), running=lambda: 3)
     threading.Timer(0.3, lambda: monkeypatch.setattr(wakeup, "_lag", 0.0)).start()
     bell.ring()
     began = time.monotonic()

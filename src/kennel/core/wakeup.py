@@ -15,7 +15,7 @@ The queue is still the only way work starts: a wake-up only makes the next poll 
 
 The same wait is the admission control of a loaded process. Turns run on the server's event
 loop, beside its requests; a runner that dequeues while the loop is already behind (its lag,
-sampled every 50 ms, above `LAG_LIMIT_SECONDS`) only adds work that competes with the turns
+sampled every 50 ms, above `LAG_LIMIT_SECONDS`) with turns of its own running only adds work that competes with the turns
 running and the requests waiting: offered 4x what it could do, a server took every turn at
 once, answered POSTs in seconds and reads in more, and finished fewer turns. The runner now
 waits while the loop is behind, so queued work stays queued (where another process can take
@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 __all__ = ["LAG_LIMIT_SECONDS", "install", "ring", "watching_lag"]
@@ -48,8 +48,9 @@ class _Bell:
     """What a runner thread waits on in place of DBOS's stop event: stop (DBOS's shutdown
     sets every event it holds, this one among them) or a ring, whichever comes first."""
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event, running: Callable[[], int] = lambda: 0) -> None:
         self._stop = stop
+        self._running = running  # how many of the queue's workflows this process runs
         self._rung = threading.Event()
 
     def is_set(self) -> bool:
@@ -60,6 +61,11 @@ class _Bell:
 
     ring = set
 
+    def _behind(self) -> bool:
+        """The loop is behind, and this runner's own turns may be why: one that is behind
+        with none running here (a machine busy with other processes) is not held."""
+        return _lag > LAG_LIMIT_SECONDS and self._running() > 0
+
     def wait(self, timeout: float | None = None) -> bool:
         self._rung.wait(timeout)
         # Cleared before the poll that follows: work queued after this is rung again.
@@ -67,7 +73,7 @@ class _Bell:
         # Behind: hold the poll, for at most `_HOLD_SECONDS` (a loop that stays behind for
         # reasons of its own must not starve the queue).
         held_until = time.monotonic() + _HOLD_SECONDS
-        while _lag > LAG_LIMIT_SECONDS and time.monotonic() < held_until:
+        while self._behind() and time.monotonic() < held_until:
             if self._stop.wait(_SAMPLE_SECONDS):
                 break
         return self._stop.is_set()
@@ -95,7 +101,8 @@ def install(concurrency: dict[str, int]) -> None:
     if not getattr(run, "kennel", False):
 
         def run_with_bell(stop_event: threading.Event, dbos: Any, queue: Any) -> None:
-            bell = _Bell(stop_event)
+            active = dbos._active_workflows_set
+            bell = _Bell(stop_event, lambda: active.count_for_queue(queue.name))
             # Shutdown sets the events of this list: a waiting runner then stops at once.
             dbos.background_thread_stop_events.append(bell)
             _bells[queue.name] = bell
