@@ -185,6 +185,7 @@ async def launch(
             worker_concurrency=queue.concurrency,
             polling_interval_sec=queue.polling_seconds,
         )
+    wakeup.queues_registered()
 
 
 def _no_log_exporter_warning(record: logging.LogRecord) -> bool:

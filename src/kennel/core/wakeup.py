@@ -15,16 +15,17 @@ The queue is still the only way work starts: a wake-up only makes the next poll 
 
 The same wait is the admission control of a loaded process. Turns run on the server's event
 loop, beside its requests; a runner that dequeues while the loop is already behind (its lag,
-sampled every 50 ms, above `LAG_LIMIT_SECONDS`) with turns of its own running only adds work that competes with the turns
-running and the requests waiting: offered 4x what it could do, a server took every turn at
-once, answered POSTs in seconds and reads in more, and finished fewer turns. The runner now
-waits while the loop is behind, so queued work stays queued (where another process can take
-it) until this one has room (`bench/overload.py`).
+sampled every 50 ms, above `LAG_LIMIT_SECONDS`) with turns of its own running only adds work
+that competes with the turns running and the requests waiting: offered 4x what it could do,
+a server took every turn at once, answered POSTs in seconds and reads in more, and finished
+fewer turns. The runner now waits while the loop is behind, so queued work stays queued
+(where another process can take it) until this one has room (`bench/overload.py`).
 
-DBOS 3.4 has no API to wake a runner, so two of its internals are wrapped (`install`, before
-`DBOS.launch`): the function each runner thread runs, given a stop event whose `wait` also
-returns on a ring, and the release of a running workflow's slot. `tests/e2e/test_wakeup.py`
-fails if a DBOS release stops calling either."""
+DBOS 3.4 has no API to wake a runner, so three of its internals are wrapped (`install`, before
+`DBOS.launch`): the function each runner thread runs and the one of the thread that starts
+them, each given a stop event whose `wait` also returns on a ring, and the release of a
+running workflow's slot. `tests/e2e/test_wakeup.py` fails if a DBOS release stops calling
+them."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-__all__ = ["LAG_LIMIT_SECONDS", "install", "ring", "watching_lag"]
+__all__ = ["LAG_LIMIT_SECONDS", "install", "queues_registered", "ring", "watching_lag"]
 
 # A loop this far behind has more than enough to do: dequeue nothing more until it catches up.
 LAG_LIMIT_SECONDS = 0.05
@@ -52,6 +53,9 @@ class _Bell:
         self._stop = stop
         self._running = running  # how many of the queue's workflows this process runs
         self._rung = threading.Event()
+        # Rung from the start: a runner polls as soon as it starts (work may have been queued
+        # before it existed, with no bell to ring).
+        self._rung.set()
 
     def is_set(self) -> bool:
         return self._stop.is_set()
@@ -90,13 +94,39 @@ def ring(queue_name: str) -> None:
         bell.ring()
 
 
+# DBOS's thread that starts a runner for each queue it finds registered, every second.
+_MANAGER = ""
+
+
+def queues_registered() -> None:
+    """Have DBOS start the runners of queues registered just now, not a second later: the
+    queues are registered after DBOS launched, and its first look for them came before."""
+    ring(_MANAGER)
+
+
 def install(concurrency: dict[str, int]) -> None:
     """Wrap DBOS's runner threads and slot releases (idempotent); `concurrency`: each of
     Kennel's queues' slots in this process, to tell when a release frees a full runner."""
     import dbos._core as core
+    import dbos._dbos as launcher
     import dbos._queue as queues
 
     _concurrency.update(concurrency)
+    manage = launcher.queue_thread  # type: ignore[attr-defined]  # imported there from _queue
+    if not getattr(manage, "kennel", False):
+
+        def manage_with_bell(stop_event: threading.Event, dbos: Any) -> None:
+            bell = _Bell(stop_event)
+            dbos.background_thread_stop_events.append(bell)
+            _bells[_MANAGER] = bell
+            try:
+                manage(bell, dbos)  # type: ignore[arg-type]  # an Event in all DBOS uses
+            finally:
+                if _bells.get(_MANAGER) is bell:
+                    del _bells[_MANAGER]
+
+        manage_with_bell.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
+        launcher.queue_thread = manage_with_bell  # type: ignore[attr-defined]  # see above
     run = queues.queue_worker_thread
     if not getattr(run, "kennel", False):
 
