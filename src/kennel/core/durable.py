@@ -144,20 +144,13 @@ def sqlite_engine_kwargs(path: str) -> dict[str, Any]:
       file's connections never go stale.
     - Kennel's own `synchronous=NORMAL` (`db.sqlite.SYNCHRONOUS`; sqlite3 leaves FULL, an
       fsync for each of the several commits DBOS makes a turn).
-    - One connection: SQLite has one writer, and DBOS's threads (its queue runners, its
-      thread pool's steps and stream writes) each on a connection of their own waited for it
-      in SQLite's busy handler, which sleeps 1, 2, 5 ... 100 ms and misses the moment the
-      lock frees. Under 4x overload (`bench/overload.py`) that collapsed goodput to 3.6-4.6
-      tasks/s and POSTs to 17 s at p50; taking turns on the pool's one connection instead
-      (first come, first served, no sleeping): 13.8 tasks/s, POSTs 5.3 s.
+    - Its pool as SQLAlchemy makes it. One connection, on which DBOS's threads took turns
+      instead of waiting in SQLite's busy handler, tripled goodput under 4x overload
+      (`bench/overload.py`: 3.6-4.6 -> 13.8 tasks/s), but a DBOS thread can hold a write
+      transaction while it waits for a second connection: with one, it held the lock for the
+      pool's timeout and every other writer of the file met "database is locked" (a CI run).
     """
-    return {
-        "pool_pre_ping": False,
-        "creator": functools.partial(_sqlite_connection, path),
-        "pool_size": 1,
-        "max_overflow": 0,
-        "pool_timeout": 300,
-    }
+    return {"pool_pre_ping": False, "creator": functools.partial(_sqlite_connection, path)}
 
 
 def _sqlite_connection(path: str) -> sqlite3.Connection:
