@@ -54,3 +54,8 @@ async def test_a_task_past_the_bound_is_refused_with_retry_after_and_not_written
     # Room again: the next one is taken in.
     again = await post_task(client, member, workerId=worker_id, input="Now there is room")
     assert again.status_code == 200, again.text
+
+
+def test_the_openapi_document_names_the_429(app: FastAPI) -> None:
+    answers = app.openapi()["paths"]["/api/tasks"]["post"]["responses"]
+    assert "Retry-After" in answers["429"]["headers"]

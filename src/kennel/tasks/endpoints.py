@@ -100,7 +100,15 @@ async def _parse(request: Request) -> tuple[TaskCreate, list[Upload]]:
 @router.post(
     "",
     response_model=WorkerState,
-    responses={200: SSE_RESPONSE, 415: {"description": "Neither JSON nor multipart."}},
+    responses={
+        200: SSE_RESPONSE,
+        415: {"description": "Neither JSON nor multipart."},
+        429: {
+            "description": "This process is already taking in as many tasks as it can; "
+            "nothing was written. Retry after `Retry-After` seconds (a Kennel extension).",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        },
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
