@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 __all__ = ["LAG_LIMIT_SECONDS", "install", "queues_registered", "ring", "watching_lag"]
@@ -104,6 +105,23 @@ def queues_registered() -> None:
     ring(_MANAGER)
 
 
+@contextlib.contextmanager
+def _bell_for(
+    name: str, stop: threading.Event, dbos: Any, running: Callable[[], int] = lambda: 0
+) -> Iterator[Any]:
+    """A bell for the DBOS thread `name` while it runs (typed `Any`: DBOS's threads take an
+    `Event`, and use only its `wait` and `is_set`)."""
+    bell = _Bell(stop, running)
+    # Shutdown sets the events of this list: a waiting thread then stops at once.
+    dbos.background_thread_stop_events.append(bell)
+    _bells[name] = bell
+    try:
+        yield bell
+    finally:
+        if _bells.get(name) is bell:
+            del _bells[name]
+
+
 def install(concurrency: dict[str, int]) -> None:
     """Wrap DBOS's runner threads and slot releases (idempotent); `concurrency`: each of
     Kennel's queues' slots in this process, to tell when a release frees a full runner."""
@@ -116,14 +134,8 @@ def install(concurrency: dict[str, int]) -> None:
     if not getattr(manage, "kennel", False):
 
         def manage_with_bell(stop_event: threading.Event, dbos: Any) -> None:
-            bell = _Bell(stop_event)
-            dbos.background_thread_stop_events.append(bell)
-            _bells[_MANAGER] = bell
-            try:
-                manage(bell, dbos)  # type: ignore[arg-type]  # an Event in all DBOS uses
-            finally:
-                if _bells.get(_MANAGER) is bell:
-                    del _bells[_MANAGER]
+            with _bell_for(_MANAGER, stop_event, dbos) as bell:
+                manage(bell, dbos)
 
         manage_with_bell.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
         launcher.queue_thread = manage_with_bell  # type: ignore[attr-defined]  # see above
@@ -132,15 +144,9 @@ def install(concurrency: dict[str, int]) -> None:
 
         def run_with_bell(stop_event: threading.Event, dbos: Any, queue: Any) -> None:
             active = dbos._active_workflows_set
-            bell = _Bell(stop_event, lambda: active.count_for_queue(queue.name))
-            # Shutdown sets the events of this list: a waiting runner then stops at once.
-            dbos.background_thread_stop_events.append(bell)
-            _bells[queue.name] = bell
-            try:
-                run(bell, dbos, queue)  # type: ignore[arg-type]  # an Event in all DBOS uses
-            finally:
-                if _bells.get(queue.name) is bell:
-                    del _bells[queue.name]
+            running = functools.partial(active.count_for_queue, queue.name)
+            with _bell_for(queue.name, stop_event, dbos, running) as bell:
+                run(bell, dbos, queue)
 
         run_with_bell.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
         queues.queue_worker_thread = run_with_bell
