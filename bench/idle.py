@@ -17,23 +17,15 @@ Prints each figure with PASS or BELOW.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
-import tempfile
 import time
-from datetime import datetime
-from pathlib import Path
 
 import httpx
 
-from schedules import idle_cpu, insert_waiting, start
+from schedules import idle_cpu, insert_waiting, instant, served
 
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "30"))
-
-
-def _at(iso: str) -> datetime:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 def start_latency(http: httpx.Client, worker_id: str, idle: float = 10.0) -> float:
@@ -47,7 +39,7 @@ def start_latency(http: httpx.Client, worker_id: str, idle: float = 10.0) -> flo
         body = http.get(f"/api/tasks/{task_id}").json()
         turn = body["turns"][0]
         if turn["status"] != "pending":
-            return (_at(turn["startedAt"]) - _at(body["task"]["createdAt"])).total_seconds()
+            return (instant(turn["startedAt"]) - instant(body["task"]["createdAt"])).total_seconds()
         if time.monotonic() > deadline:
             raise SystemExit("the turn did not start within 60 s")
         time.sleep(0.02)
@@ -63,60 +55,37 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, default=100_000, help="schedules left waiting")
     parser.add_argument("--starts", type=int, default=10, help="idle-then-start samples")
     opts = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kennel-bench-idle-") as folder:
-        tmp = Path(folder)
-        name = f"kennel_bench_idle_{os.getpid()}"
-        if opts.postgres:
-            from _machine import scratch_postgres
-            from sqlalchemy.engine import make_url
-
-            asyncio.run(scratch_postgres(opts.postgres, name, create=True))
-            database_url = (
-                make_url(opts.postgres).set(database=name).render_as_string(hide_password=False)
+    with served("idle", opts.postgres) as server:
+        with httpx.Client(
+            base_url=server.base, headers={"Authorization": f"Bearer {server.key}"}, timeout=60
+        ) as http:
+            worker = http.post("/api/workers", json={"title": "Idle"}).json()
+            time.sleep(5)  # start-up work (recovery, first sweeps) is not idling
+            quiet = idle_cpu(server.process.pid, IDLE_SECONDS)
+            print(
+                f"idle CPU, no schedules:        {quiet:6.2%} of a core   "
+                f"(aim < 2 %: {verdict(quiet < 0.02)})"
             )
-        else:
-            database_url = f"sqlite:///{tmp / 'kennel.sqlite3'}"
-        process, base, key = start(tmp, database_url)
-        try:
-            backend = "PostgreSQL" if opts.postgres else "SQLite"
-            print(f"Kennel idle bench: {backend}, {os.cpu_count()} CPUs")
-            with httpx.Client(
-                base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
-            ) as http:
-                worker = http.post("/api/workers", json={"title": "Idle"}).json()
-                time.sleep(5)  # start-up work (recovery, first sweeps) is not idling
-                quiet = idle_cpu(process.pid, IDLE_SECONDS)
-                print(
-                    f"idle CPU, no schedules:        {quiet:6.2%} of a core   "
-                    f"(aim < 2 %: {verdict(quiet < 0.02)})"
-                )
-                insert_waiting(
-                    database_url,
-                    worker["id"],
-                    worker["organizationId"],
-                    worker["userId"],
-                    opts.waiting,
-                )
-                time.sleep(2)
-                busy = idle_cpu(process.pid, IDLE_SECONDS)
-                print(
-                    f"idle CPU, {opts.waiting:>7,} waiting:     {busy:6.2%} of a core   "
-                    f"(aim < 2 %: {verdict(busy < 0.02)})"
-                )
-                waits = sorted(start_latency(http, worker["id"]) * 1000 for _ in range(opts.starts))
-                p50, worst = statistics.median(waits), waits[-1]
-                print(
-                    f"turn start after 10 s idle:    p50 {p50:5.0f} ms  max {worst:5.0f} ms   "
-                    f"(aim p50 <= 100 ms: {verdict(p50 <= 100)}, "
-                    f"max <= 250 ms: {verdict(worst <= 250)})"
-                )
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            if opts.postgres:
-                from _machine import scratch_postgres
-
-                asyncio.run(scratch_postgres(opts.postgres, name, create=False))
+            insert_waiting(
+                server.database_url,
+                worker["id"],
+                worker["organizationId"],
+                worker["userId"],
+                opts.waiting,
+            )
+            time.sleep(2)
+            busy = idle_cpu(server.process.pid, IDLE_SECONDS)
+            print(
+                f"idle CPU, {opts.waiting:>7,} waiting:     {busy:6.2%} of a core   "
+                f"(aim < 2 %: {verdict(busy < 0.02)})"
+            )
+            waits = sorted(start_latency(http, worker["id"]) * 1000 for _ in range(opts.starts))
+            p50, worst = statistics.median(waits), waits[-1]
+            print(
+                f"turn start after 10 s idle:    p50 {p50:5.0f} ms  max {worst:5.0f} ms   "
+                f"(aim p50 <= 100 ms: {verdict(p50 <= 100)}, "
+                f"max <= 250 ms: {verdict(worst <= 250)})"
+            )
 
 
 if __name__ == "__main__":

@@ -16,21 +16,33 @@ It starts the real `kennel serve` on a fresh database and then:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from _machine import cpu_seconds, free_port
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 PYTHON = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
+
+
+@dataclass(frozen=True)
+class Served:
+    process: subprocess.Popen[bytes]
+    base: str
+    key: str
+    database_url: str
 
 
 def start(tmp: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str, str]:
@@ -64,7 +76,38 @@ def start(tmp: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str, s
     raise SystemExit((tmp / "server.log").read_text()[-3000:])
 
 
-def _at(iso: str) -> datetime:
+@contextlib.contextmanager
+def served(label: str, postgres: str | None) -> Iterator[Served]:
+    """`kennel serve` on a fresh database (a scratch one on the `postgres` server, dropped
+    afterwards, or a SQLite file in a temp folder), stopped at the end; the bench's title line
+    printed."""
+    import asyncio
+
+    from _machine import scratch_postgres
+
+    with tempfile.TemporaryDirectory(prefix=f"kennel-bench-{label}-") as folder:
+        tmp = Path(folder)
+        name = f"kennel_bench_{label}_{os.getpid()}"
+        if postgres:
+            asyncio.run(scratch_postgres(postgres, name, create=True))
+            database_url = (
+                make_url(postgres).set(database=name).render_as_string(hide_password=False)
+            )
+        else:
+            database_url = f"sqlite:///{tmp / 'kennel.sqlite3'}"
+        process, base, key = start(tmp, database_url)
+        try:
+            backend = "PostgreSQL" if postgres else "SQLite"
+            print(f"Kennel {label} bench: {backend}, {os.cpu_count()} CPUs")
+            yield Served(process, base, key, database_url)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+            if postgres:
+                asyncio.run(scratch_postgres(postgres, name, create=False))
+
+
+def instant(iso: str) -> datetime:
     return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
@@ -91,7 +134,7 @@ def lateness(http: httpx.Client, count: int) -> list[float]:
     page = 1
     while len(late) < count:
         body = http.get("/api/tasks", params={"workerId": worker, "page": page}).json()
-        late += [(_at(t["createdAt"]) - due).total_seconds() for t in body["tasks"]]
+        late += [(instant(t["createdAt"]) - due).total_seconds() for t in body["tasks"]]
         page += 1
     return late
 
@@ -163,48 +206,29 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL", help="a scratch database on this server")
     parser.add_argument("--waiting", type=int, default=100_000, help="schedules left waiting")
     opts = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kennel-bench-schedules-") as folder:
-        tmp = Path(folder)
-        if opts.postgres:
-            import asyncio
-
-            from _machine import scratch_postgres
-            from sqlalchemy.engine import make_url
-
-            name = f"kennel_bench_schedules_{os.getpid()}"
-            asyncio.run(scratch_postgres(opts.postgres, name, create=True))
-            database_url = (
-                make_url(opts.postgres).set(database=name).render_as_string(hide_password=False)
-            )
-        else:
-            database_url = f"sqlite:///{tmp / 'kennel.sqlite3'}"
-        process, base, key = start(tmp, database_url)
-        try:
-            backend = "PostgreSQL" if opts.postgres else "SQLite"
-            print(f"Kennel schedules bench: {backend}, {os.cpu_count()} CPUs")
-            with httpx.Client(
-                base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
-            ) as http:
-                print("lateness (task createdAt - due time):")
-                for count, aim in ((1, None), (100, 250.0), (1000, 1000.0)):
-                    report(str(count), lateness(http, count), aim if not opts.postgres else None)
-                settle(http)
-                quiet = idle_cpu(process.pid)
-                worker = http.post("/api/workers", json={"title": "Waiting"}).json()
-            insert_waiting(
-                database_url, worker["id"], worker["organizationId"], worker["userId"], opts.waiting
-            )
-            busy = idle_cpu(process.pid)
-            verdict = "PASS" if busy < 0.02 else "BELOW"
-            print(
-                f"idle server CPU over 20 s: {quiet:.2%} of a core with no schedules waiting, "
-                f"{busy:.2%} with {opts.waiting:,} waiting   (aim < 2 %: {verdict})"
-            )
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            if opts.postgres:
-                asyncio.run(scratch_postgres(opts.postgres, name, create=False))
+    with served("schedules", opts.postgres) as server:
+        with httpx.Client(
+            base_url=server.base, headers={"Authorization": f"Bearer {server.key}"}, timeout=60
+        ) as http:
+            print("lateness (task createdAt - due time):")
+            for count, aim in ((1, None), (100, 250.0), (1000, 1000.0)):
+                report(str(count), lateness(http, count), aim if not opts.postgres else None)
+            settle(http)
+            quiet = idle_cpu(server.process.pid)
+            worker = http.post("/api/workers", json={"title": "Waiting"}).json()
+        insert_waiting(
+            server.database_url,
+            worker["id"],
+            worker["organizationId"],
+            worker["userId"],
+            opts.waiting,
+        )
+        busy = idle_cpu(server.process.pid)
+        verdict = "PASS" if busy < 0.02 else "BELOW"
+        print(
+            f"idle server CPU over 20 s: {quiet:.2%} of a core with no schedules waiting, "
+            f"{busy:.2%} with {opts.waiting:,} waiting   (aim < 2 %: {verdict})"
+        )
 
 
 if __name__ == "__main__":
