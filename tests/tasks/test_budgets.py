@@ -13,7 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    UserPromptPart,
+)
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 
 from kennel.agents.offline_model import OfflineModel
@@ -260,14 +267,27 @@ class TestCredits:
 
 class WrongOutputModel(FunctionModel):
     """Always answers with output that breaks the worker's schema ("count" as a string): as
-    JSON text in native structured-output mode, else as a call of the output tool."""
+    JSON text in native structured-output mode, else as a call of the output tool.
 
-    def __init__(self) -> None:
+    `requests` counts the requests of turns asked `prompt` only: the app is shared by the
+    tests of a session, and a turn an earlier test left queued may run during this one, with
+    this model (one such request made a loaded CI run count 4 where the turn made 3)."""
+
+    def __init__(self, prompt: str) -> None:
+        self.prompt = prompt
         self.requests = 0
         super().__init__(self._respond, stream_function=self._stream, model_name="wrong")
 
-    def _part(self, info: AgentInfo) -> ToolCallPart | TextPart:
-        self.requests += 1
+    def _part(self, messages: list[ModelMessage], info: AgentInfo) -> ToolCallPart | TextPart:
+        prompts = [
+            part.content
+            for message in messages
+            if isinstance(message, ModelRequest)
+            for part in message.parts
+            if isinstance(part, UserPromptPart)
+        ]
+        if self.prompt in prompts:
+            self.requests += 1
         wrong = {"count": "many"}
         if info.model_request_parameters.output_mode == "native":
             return TextPart(json.dumps(wrong))
@@ -275,12 +295,12 @@ class WrongOutputModel(FunctionModel):
         return ToolCallPart(info.output_tools[0].name, wrong, tool_call_id="out")
 
     async def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        return ModelResponse(parts=[self._part(info)])
+        return ModelResponse(parts=[self._part(messages, info)])
 
     async def _stream(
         self, messages: list[ModelMessage], info: AgentInfo
     ) -> AsyncIterator[str | DeltaToolCalls]:
-        part = self._part(info)
+        part = self._part(messages, info)
         if isinstance(part, TextPart):
             yield part.content
         else:
@@ -291,7 +311,7 @@ class TestInvalidOutput:
     async def test_output_the_schema_rejects_ends_in_error(
         self, client: httpx.AsyncClient, member: Member, reconfigure: Callable[..., None]
     ) -> None:
-        model = WrongOutputModel()
+        model = WrongOutputModel("How many dogs?")
         reconfigure(model=model)
         schema = {
             "type": "object",
