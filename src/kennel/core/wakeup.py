@@ -15,11 +15,12 @@ The queue is still the only way work starts: a wake-up only makes the next poll 
 
 The same wait is the admission control of a loaded process. Turns run on the server's event
 loop, beside its requests; a runner that dequeues while the loop is already behind (its lag,
-sampled every 50 ms, above `LAG_LIMIT_SECONDS`) with turns of its own running only adds work
-that competes with the turns running and the requests waiting: offered 4x what it could do,
-a server took every turn at once, answered POSTs in seconds and reads in more, and finished
-fewer turns. The runner now waits while the loop is behind, so queued work stays queued
-(where another process can take it) until this one has room (`bench/overload.py`).
+sampled every 50 ms while it runs workflows and every second while it runs none, above
+`LAG_LIMIT_SECONDS`) with turns of its own running only adds work that competes with the
+turns running and the requests waiting: offered 4x what it could do, a server took every turn
+at once, answered POSTs in seconds and reads in more, and finished fewer turns. The runner now
+waits while the loop is behind, so queued work stays queued (where another process can take
+it) until this one has room (`bench/overload.py`).
 
 DBOS 3.4 has no API to wake a runner, so three of its internals are wrapped (`install`, before
 `DBOS.launch`): the function each runner thread runs and the one of the thread that starts
@@ -43,6 +44,7 @@ __all__ = ["LAG_LIMIT_SECONDS", "install", "queues_registered", "ring", "watchin
 LAG_LIMIT_SECONDS = 0.05
 _SAMPLE_SECONDS = 0.05
 _HOLD_SECONDS = 2.0
+_IDLE_SAMPLE_SECONDS = 1.0
 _lag = 0.0  # how late the loop's latest sample woke
 
 
@@ -52,7 +54,7 @@ class _Bell:
 
     def __init__(self, stop: threading.Event, running: Callable[[], int] = lambda: 0) -> None:
         self._stop = stop
-        self._running = running  # how many of the queue's workflows this process runs
+        self.running = running  # how many of the queue's workflows this process runs
         self._rung = threading.Event()
         # Rung from the start: a runner polls as soon as it starts (work may have been queued
         # before it existed, with no bell to ring).
@@ -69,7 +71,7 @@ class _Bell:
     def _behind(self) -> bool:
         """The loop is behind, and this runner's own turns may be why: one that is behind
         with none running here (a machine busy with other processes) is not held."""
-        return _lag > LAG_LIMIT_SECONDS and self._running() > 0
+        return _lag > LAG_LIMIT_SECONDS and self.running() > 0
 
     def wait(self, timeout: float | None = None) -> bool:
         self._rung.wait(timeout)
@@ -86,6 +88,11 @@ class _Bell:
 
 _bells: dict[str, _Bell] = {}
 _concurrency: dict[str, int] = {}
+
+
+def _running_here() -> bool:
+    """Whether this process runs a workflow of one of its runners' queues."""
+    return any(bell.running() for bell in list(_bells.values()))
 
 
 def ring(queue_name: str) -> None:
@@ -175,9 +182,13 @@ async def watching_lag() -> AsyncIterator[None]:
         global _lag
         loop = asyncio.get_running_loop()
         while True:
+            # Often while this process runs workflows (the only time a runner is held), once
+            # a second while it runs none: an idle server is not woken 20 times a second. A
+            # second's sleep that wakes late is as good a sample of the lag.
+            interval = _SAMPLE_SECONDS if _running_here() else _IDLE_SAMPLE_SECONDS
             began = loop.time()
-            await asyncio.sleep(_SAMPLE_SECONDS)
-            _lag = max(0.0, loop.time() - began - _SAMPLE_SECONDS)
+            await asyncio.sleep(interval)
+            _lag = max(0.0, loop.time() - began - interval)
 
     sampler = asyncio.create_task(sample(), name="kennel-loop-lag")
     try:
