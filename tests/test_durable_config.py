@@ -44,15 +44,16 @@ def test_dbos_sqlite_connections_are_synchronous_normal_on_the_apps_file(tmp_pat
 
 
 async def test_queues_are_polled_at_the_setting(app: FastAPI) -> None:
-    """Both runners poll for work queued by other processes at `queue_polling_seconds`;
-    work queued in this process wakes them (tests/e2e/test_wakeup.py)."""
+    """The turns' runner polls for work queued by other processes at
+    `queue_polling_seconds`, the mail's five times as slowly; work queued in this process
+    wakes them (tests/e2e/test_wakeup.py)."""
     from dbos import DBOS
 
     from kennel.mail.workflows import MAIL_QUEUE
     from kennel.tasks.workflows import TURN_QUEUE
 
     polling = app.state.runtime.settings.queue_polling_seconds
-    for name in (TURN_QUEUE, MAIL_QUEUE):
+    for name, expected in ((TURN_QUEUE, polling), (MAIL_QUEUE, 5 * polling)):
         queue = await DBOS.retrieve_queue_async(name)
         assert queue is not None
-        assert await queue.get_polling_interval_sec_async() == polling
+        assert await queue.get_polling_interval_sec_async() == expected

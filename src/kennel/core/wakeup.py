@@ -9,7 +9,8 @@ once by what this process knows means work:
 
 - this process queued a workflow on it (`ring` after `DBOS.enqueue_workflow_async`);
 - one of this process's workflows on it ended while the runner was full (a slot freed for
-  the next queued one).
+  the next queued one);
+- this process took a dead one's work over (`ring_all`: DBOS put it back on its queues).
 
 The queue is still the only way work starts: a wake-up only makes the next poll sooner.
 
@@ -38,7 +39,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-__all__ = ["LAG_LIMIT_SECONDS", "install", "queues_registered", "ring", "watching_lag"]
+__all__ = [
+    "LAG_LIMIT_SECONDS",
+    "install",
+    "queues_registered",
+    "ring",
+    "ring_all",
+    "watching_lag",
+]
 
 # A loop this far behind has more than enough to do: dequeue nothing more until it catches up.
 LAG_LIMIT_SECONDS = 0.05
@@ -104,6 +112,13 @@ def ring(queue_name: str) -> None:
 
 # DBOS's thread that starts a runner for each queue it finds registered, every second.
 _MANAGER = ""
+
+
+def ring_all() -> None:
+    """Wake every runner of this process: work was put back on their queues (a dead process's,
+    taken over here), which no enqueue here rang for."""
+    for bell in list(_bells.values()):
+        bell.ring()
 
 
 def queues_registered() -> None:

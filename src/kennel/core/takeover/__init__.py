@@ -37,6 +37,7 @@ from functools import cache
 
 from dbos import DBOS
 
+from kennel.core import wakeup
 from kennel.core.runtime import Runtime
 from kennel.core.takeover import repository as repo
 from kennel.core.timestamps import utcnow
@@ -137,6 +138,8 @@ class Takeover:
 
     async def _take_over(self, executor_id: str, heartbeat_at: datetime, why: str) -> None:
         handles = await asyncio.to_thread(DBOS._recover_pending_workflows, [executor_id])
+        if handles:
+            wakeup.ring_all()  # its work is back on the queues: this process starts it at once
         async with self._rt.db.write() as w:
             await repo.forget(w, executor_id, heartbeat_at)
         ids = [handle.get_workflow_id() for handle in handles]
