@@ -186,8 +186,9 @@ class Settings(BaseSettings):
         1.0,
         gt=0,
         description=(
-            "How often a process looks for work queued by other processes (or taken over from"
-            " a dead one); work queued by this process starts at once."
+            "How often a process looks for turns queued by other processes (mail: five times"
+            " as long); work queued by this process, or taken over from a dead one, starts at"
+            " once."
         ),
     )
     executor_id: str = Field(
