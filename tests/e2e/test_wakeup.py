@@ -103,3 +103,22 @@ def test_a_bell_holds_the_poll_while_the_loop_is_behind(monkeypatch: pytest.Monk
     began = time.monotonic()
     assert bell.wait(30) is False
     assert 0.25 <= time.monotonic() - began < 10
+
+
+def test_a_bell_holds_the_poll_while_mail_comes_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kennel.core import wakeup
+
+    bell = _Bell(threading.Event())  # nothing of the queue's runs here: only mail holds it
+    wakeup.defer(0.3)
+    bell.ring()
+    began = time.monotonic()
+    assert bell.wait(30) is False
+    assert time.monotonic() - began >= 0.25  # held until the mail stopped, not at the ring
+
+    monkeypatch.setattr(wakeup, "_HOLD_SECONDS", 0.3)  # mail that never stops: 0.3 s at most
+    wakeup.defer(60)
+    bell.ring()
+    began = time.monotonic()
+    assert bell.wait(30) is False
+    assert 0.25 <= time.monotonic() - began < 10
+    monkeypatch.setattr(wakeup, "_deferred", 0.0)

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import smtplib
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -21,6 +22,7 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
 from kennel.agents.offline_model import OfflineModel
+from kennel.core import wakeup
 from kennel.mail import senders
 from kennel.mail import workflows as intake
 from tests.e2e.conftest import free_port
@@ -120,7 +122,10 @@ class TestConversation:
     ) -> None:
         worker_id, address = await inbox_of(client, member, title="Mail Dog")
         first = compose(member.email, address)
+        before = time.monotonic()
         await send(app, first, mail_from=member.email, to=address)
+        # While it came in, no queue was polled (`wakeup.defer`: a burst is taken in first).
+        assert wakeup._deferred > before
         (answer,) = await eventually(lambda: answers_to(relay, first))
         assert answer["To"] == member.email
         assert address in answer["From"]

@@ -21,7 +21,10 @@ sampled every 50 ms while it runs workflows and every second while it runs none,
 turns running and the requests waiting: offered 4x what it could do, a server took every turn
 at once, answered POSTs in seconds and reads in more, and finished fewer turns. The runner now
 waits while the loop is behind, so queued work stays queued (where another process can take
-it) until this one has room (`bench/overload.py`).
+it) until this one has room (`bench/overload.py`). Mail coming in over SMTP holds the polls
+too (`defer`): the intakes and turns a burst of mail starts took SQLite's write lock and the
+interpreter from the messages still arriving, and a sender got 30 messages a second accepted
+instead of 250 (`bench/mail.py`).
 
 DBOS 3.4 has no API to wake a runner, so three of its internals are wrapped (`install`, before
 `DBOS.launch`): the function each runner thread runs and the one of the thread that starts
@@ -41,6 +44,7 @@ from typing import Any
 
 __all__ = [
     "LAG_LIMIT_SECONDS",
+    "defer",
     "install",
     "queues_registered",
     "ring",
@@ -54,6 +58,15 @@ _SAMPLE_SECONDS = 0.05
 _HOLD_SECONDS = 2.0
 _IDLE_SAMPLE_SECONDS = 1.0
 _lag = 0.0  # how late the loop's latest sample woke
+_deferred = 0.0  # no poll before this monotonic time (mail being taken in)
+
+
+def defer(seconds: float) -> None:
+    """Hold every runner's next poll for `seconds` from now (for `_HOLD_SECONDS` at most, as
+    a loop behind): the SMTP front door calls it as each message comes in, so a burst of mail
+    is taken in first, then started (`kennel.mail.front_door`)."""
+    global _deferred
+    _deferred = max(_deferred, time.monotonic() + seconds)
 
 
 class _Bell:
@@ -77,9 +90,10 @@ class _Bell:
     ring = set
 
     def _behind(self) -> bool:
-        """The loop is behind, and this runner's own turns may be why: one that is behind
-        with none running here (a machine busy with other processes) is not held."""
-        return _lag > LAG_LIMIT_SECONDS and self.running() > 0
+        """The loop is behind, and this runner's own turns may be why (one that is behind
+        with none running here, a machine busy with other processes, is not held); or mail is
+        coming in (`defer`)."""
+        return (_lag > LAG_LIMIT_SECONDS and self.running() > 0) or time.monotonic() < _deferred
 
     def wait(self, timeout: float | None = None) -> bool:
         self._rung.wait(timeout)

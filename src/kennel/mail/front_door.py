@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 
+from kennel.core import wakeup
 from kennel.core.runtime import Runtime
 from kennel.db import open_database
 from kennel.mail.listener import RcptDecision, SmtpListener, reachable_from_other_hosts
@@ -18,6 +19,9 @@ from kennel.mail.workflows import resume_intakes, start_intake
 __all__ = ["FrontDoor"]
 
 log = logging.getLogger("kennel.mail")
+
+# After a message comes in, how long no queue is polled (the next message of a burst is sooner).
+MAIL_BURST_SECONDS = 0.1
 
 
 class FrontDoor:
@@ -82,6 +86,11 @@ class FrontDoor:
             return await accept_recipient(here(), address, mail_from)
 
         async def on_data(envelope_from: str, recipients: list[str], raw: bytes, peer: str) -> str:
+            # Taken in first, started after: no queue is polled while messages keep coming
+            # (for 2 s at most at a time). Started meanwhile, the intakes and turns of the
+            # messages before held SQLite's write lock while this store waited for it: 13 of
+            # its 14.5 ms, and 30 messages a second from one sender instead of 250.
+            wakeup.defer(MAIL_BURST_SECONDS)
             return await store(here(), envelope_from, recipients, raw, peer, start=on_server)
 
         def on_server(message_id: str) -> None:
