@@ -122,3 +122,25 @@ def test_a_bell_holds_the_poll_while_mail_comes_in(monkeypatch: pytest.MonkeyPat
     assert bell.wait(30) is False
     assert 0.25 <= time.monotonic() - began < 10
     monkeypatch.setattr(wakeup, "_deferred", 0.0)
+
+
+def test_every_slot_freed_wakes_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four slots, four running; one ends (a poll dequeues the next, not yet counted as
+    running by DBOS), then another: that second release, with the runner no longer full,
+    must wake it too, or the free slot waits for the next poll (5 s for mail)."""
+    import dbos._core as core
+
+    from kennel.core import wakeup
+
+    wakeup.install({})  # DBOS's slot release wrapped (a no-op once the app did it)
+    monkeypatch.setitem(wakeup._concurrency, "bench_queue", 4)
+    bell = _Bell(threading.Event())
+    bell.wait(0)  # the ring it starts with
+    monkeypatch.setitem(wakeup._bells, "bench_queue", bell)
+    active = core.ActiveWorkflowById()
+    entries = [active.add(f"wf-{n}", "bench_queue") for n in range(4)]
+    entries[0].release()
+    assert bell._rung.is_set()  # full, then a slot free
+    bell.wait(0)  # the poll that dequeues the next (DBOS counts it only once it runs)
+    entries[1].release()
+    assert bell._rung.is_set(), "a slot freed while not full did not wake the runner"

@@ -8,8 +8,9 @@ default: work queued by another process, or taken over from a dead one) and is w
 once by what this process knows means work:
 
 - this process queued a workflow on it (`ring` after `DBOS.enqueue_workflow_async`);
-- one of this process's workflows on it ended while the runner was full (a slot freed for
-  the next queued one);
+- one of this process's workflows on it ended (a slot freed for the next queued one: rung
+  only when the runner was full, a workflow a poll had just dequeued but DBOS had not yet
+  counted as running hid a freed slot, and the queue waited for the next poll: 5 s for mail);
 - this process took a dead one's work over (`ring_all`: DBOS put it back on its queues).
 
 The queue is still the only way work starts: a wake-up only makes the next poll sooner.
@@ -160,7 +161,7 @@ def _bell_for(
 
 def install(concurrency: dict[str, int]) -> None:
     """Wrap DBOS's runner threads and slot releases (idempotent); `concurrency`: each of
-    Kennel's queues' slots in this process, to tell when a release frees a full runner."""
+    Kennel's queues' slots in this process, to tell when a release leaves room."""
     import dbos._core as core
     import dbos._dbos as launcher
     import dbos._queue as queues
@@ -196,7 +197,7 @@ def install(concurrency: dict[str, int]) -> None:
                 return
             name = bucket[0]
             slots = _concurrency.get(name)
-            if slots is not None and self.count_for_queue(name) == slots - 1:
+            if slots is not None and self.count_for_queue(name) < slots:
                 ring(name)
 
         remove_and_ring.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
