@@ -11,7 +11,8 @@ once by what this process knows means work:
 - one of this process's workflows on it ended (a slot freed for the next queued one: rung
   only when the runner was full, a workflow a poll had just dequeued but DBOS had not yet
   counted as running hid a freed slot, and the queue waited for the next poll: 5 s for mail);
-- this process took a dead one's work over (`ring_all`: DBOS put it back on its queues).
+- this process took a dead one's work over, or DBOS recovered this process's own at start-up
+  (`ring_all`: DBOS put it back on its queues).
 
 The queue is still the only way work starts: a wake-up only makes the next poll sooner.
 
@@ -27,10 +28,11 @@ too (`defer`): the intakes and turns a burst of mail starts took SQLite's write 
 interpreter from the messages still arriving, and a sender got 30 messages a second accepted
 instead of 250 (`bench/mail.py`).
 
-DBOS 3.4 has no API to wake a runner, so three of its internals are wrapped (`install`, before
+DBOS 3.4 has no API to wake a runner, so four of its internals are wrapped (`install`, before
 `DBOS.launch`): the function each runner thread runs and the one of the thread that starts
-them, each given a stop event whose `wait` also returns on a ring, and the release of a
-running workflow's slot. `tests/e2e/test_wakeup.py` fails if a DBOS release stops calling
+them, each given a stop event whose `wait` also returns on a ring, the release of a running
+workflow's slot, and start-up recovery. `tests/e2e/test_wakeup.py` (and the recovery and
+takeover tests, which wait less than `_RARELY_SECONDS`) fail if a DBOS release stops calling
 them."""
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+
+from dbos._utils import INTERNAL_QUEUE_NAME
 
 __all__ = [
     "LAG_LIMIT_SECONDS",
@@ -74,9 +78,16 @@ class _Bell:
     """What a runner thread waits on in place of DBOS's stop event: stop (DBOS's shutdown
     sets every event it holds, this one among them) or a ring, whichever comes first."""
 
-    def __init__(self, stop: threading.Event, running: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        stop: threading.Event,
+        running: Callable[[], int] = lambda: 0,
+        *,
+        at_least: float = 0.0,
+    ) -> None:
         self._stop = stop
         self.running = running  # how many of the queue's workflows this process runs
+        self._at_least = at_least  # unrung, wait this long at least, whatever DBOS asks
         self._rung = threading.Event()
         # Rung from the start: a runner polls as soon as it starts (work may have been queued
         # before it existed, with no bell to ring).
@@ -97,7 +108,7 @@ class _Bell:
         return (_lag > LAG_LIMIT_SECONDS and self.running() > 0) or time.monotonic() < _deferred
 
     def wait(self, timeout: float | None = None) -> bool:
-        self._rung.wait(timeout)
+        self._rung.wait(None if timeout is None else max(timeout, self._at_least))
         # Cleared before the poll that follows: work queued after this is rung again.
         self._rung.clear()
         # Behind: hold the poll, for at most `_HOLD_SECONDS` (a loop that stays behind for
@@ -127,6 +138,11 @@ def ring(queue_name: str) -> None:
 
 # DBOS's thread that starts a runner for each queue it finds registered, every second.
 _MANAGER = ""
+# The queue DBOS puts recovered workflows on (the ones no queue ran), and the manager: their
+# work comes only with what rings them (start-up recovery, a takeover, queues registered),
+# so they look for it themselves only this often (each look of a second cost an idle server
+# 0.1-0.3 % of a core).
+_RARELY_SECONDS = 10.0
 
 
 def ring_all() -> None:
@@ -144,11 +160,16 @@ def queues_registered() -> None:
 
 @contextlib.contextmanager
 def _bell_for(
-    name: str, stop: threading.Event, dbos: Any, running: Callable[[], int] = lambda: 0
+    name: str,
+    stop: threading.Event,
+    dbos: Any,
+    running: Callable[[], int] = lambda: 0,
+    *,
+    at_least: float = 0.0,
 ) -> Iterator[Any]:
     """A bell for the DBOS thread `name` while it runs (typed `Any`: DBOS's threads take an
     `Event`, and use only its `wait` and `is_set`)."""
-    bell = _Bell(stop, running)
+    bell = _Bell(stop, running, at_least=at_least)
     # Shutdown sets the events of this list: a waiting thread then stops at once.
     dbos.background_thread_stop_events.append(bell)
     _bells[name] = bell
@@ -171,7 +192,7 @@ def install(concurrency: dict[str, int]) -> None:
     if not getattr(manage, "kennel", False):
 
         def manage_with_bell(stop_event: threading.Event, dbos: Any) -> None:
-            with _bell_for(_MANAGER, stop_event, dbos) as bell:
+            with _bell_for(_MANAGER, stop_event, dbos, at_least=_RARELY_SECONDS) as bell:
                 manage(bell, dbos)
 
         manage_with_bell.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
@@ -182,11 +203,22 @@ def install(concurrency: dict[str, int]) -> None:
         def run_with_bell(stop_event: threading.Event, dbos: Any, queue: Any) -> None:
             active = dbos._active_workflows_set
             running = functools.partial(active.count_for_queue, queue.name)
-            with _bell_for(queue.name, stop_event, dbos, running) as bell:
+            at_least = _RARELY_SECONDS if queue.name == INTERNAL_QUEUE_NAME else 0.0
+            with _bell_for(queue.name, stop_event, dbos, running, at_least=at_least) as bell:
                 run(bell, dbos, queue)
 
         run_with_bell.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
         queues.queue_worker_thread = run_with_bell
+
+    recover = launcher.startup_recovery_thread  # type: ignore[attr-defined]  # imported there
+    if not getattr(recover, "kennel", False):
+
+        def recover_and_ring(dbos: Any, workflows: Any) -> None:
+            recover(dbos, workflows)
+            ring_all()  # what it put back on the queues starts now, not at the next poll
+
+        recover_and_ring.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
+        launcher.startup_recovery_thread = recover_and_ring  # type: ignore[attr-defined]
 
     remove = core.ActiveWorkflowById._remove
     if not getattr(remove, "kennel", False):
