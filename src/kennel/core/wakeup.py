@@ -218,7 +218,7 @@ def install(concurrency: dict[str, int]) -> None:
             ring_all()  # what it put back on the queues starts now, not at the next poll
 
         recover_and_ring.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
-        launcher.startup_recovery_thread = recover_and_ring  # type: ignore[attr-defined]
+        launcher.startup_recovery_thread = recover_and_ring  # type: ignore[attr-defined,assignment]
 
     remove = core.ActiveWorkflowById._remove
     if not getattr(remove, "kennel", False):
