@@ -144,3 +144,26 @@ def test_every_slot_freed_wakes_the_runner(monkeypatch: pytest.MonkeyPatch) -> N
     bell.wait(0)  # the poll that dequeues the next (DBOS counts it only once it runs)
     entries[1].release()
     assert bell._rung.is_set(), "a slot freed while not full did not wake the runner"
+
+
+def test_a_runners_bell_waits_on_dbos_stop_event_not_on_its_managers_bell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DBOS's manager hands its stop event (a bell that looks every 10 s) to the runners it
+    starts: a runner's hold must last its own 50 ms steps, and leave the manager's ring."""
+    from kennel.core import wakeup
+
+    stop = threading.Event()
+    manager = _Bell(stop, at_least=10.0)
+    manager.wait(0)  # the ring it starts with
+    runner = _Bell(manager)
+    manager.ring()  # queues registered: for the manager, not for the runner
+    threading.Timer(0.2, lambda: monkeypatch.setattr(wakeup, "_deferred", 0.0)).start()
+    wakeup.defer(60)  # mail coming in holds the runner, until the timer above
+    runner.ring()
+    began = time.monotonic()
+    assert runner.wait(30) is False
+    assert time.monotonic() - began < 5, "the hold waited on the manager's 10 s"
+    assert manager._rung.is_set(), "the runner took the manager's ring"
+    stop.set()
+    assert runner.wait(30) is True  # DBOS's stop reaches it beneath the manager's bell

@@ -85,7 +85,13 @@ class _Bell:
         *,
         at_least: float = 0.0,
     ) -> None:
-        self._stop = stop
+        # DBOS's manager hands its own stop event, here a bell, to each runner it starts:
+        # a runner waits on the event beneath, as a wait on the manager's bell would take
+        # the manager's ring and last as long as the manager's (`at_least`).
+        event: Any = stop
+        while isinstance(event, _Bell):
+            event = event._stop
+        self._stop: threading.Event = event
         self.running = running  # how many of the queue's workflows this process runs
         self._at_least = at_least  # unrung, wait this long at least, whatever DBOS asks
         self._rung = threading.Event()
@@ -218,7 +224,7 @@ def install(concurrency: dict[str, int]) -> None:
             ring_all()  # what it put back on the queues starts now, not at the next poll
 
         recover_and_ring.kennel = True  # type: ignore[attr-defined]  # the mark of the wrapper
-        launcher.startup_recovery_thread = recover_and_ring  # type: ignore[attr-defined,assignment]
+        launcher.startup_recovery_thread = recover_and_ring  # type: ignore[attr-defined,assignment]  # see above
 
     remove = core.ActiveWorkflowById._remove
     if not getattr(remove, "kennel", False):
