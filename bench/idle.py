@@ -66,13 +66,7 @@ def main() -> None:
                 f"idle CPU, no schedules:        {quiet:6.2%} of a core   "
                 f"(aim < 2 %: {verdict(quiet < 0.02)})"
             )
-            insert_waiting(
-                server.database_url,
-                worker["id"],
-                worker["organizationId"],
-                worker["userId"],
-                opts.waiting,
-            )
+            insert_waiting(server.database_url, worker, opts.waiting)
             time.sleep(2)
             busy = idle_cpu(server.process.pid, IDLE_SECONDS)
             print(

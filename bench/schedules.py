@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _machine import cpu_seconds, free_port
@@ -158,7 +159,9 @@ def idle_cpu(pid: int, seconds: float = 20.0) -> float:
     return (cpu_seconds(pid) - before) / seconds
 
 
-def insert_waiting(database_url: str, worker_id: str, org_id: str, user_id: str, n: int) -> None:
+def insert_waiting(database_url: str, worker: dict[str, Any], n: int) -> None:
+    """`n` one-shot schedules of `worker` (as the API answered it) a year ahead, written straight
+    into the database (the API would take minutes)."""
     from sqlalchemy import create_engine, insert
 
     from kennel.core.ids import new_id
@@ -170,9 +173,9 @@ def insert_waiting(database_url: str, worker_id: str, org_id: str, user_id: str,
     rows = [
         {
             "id": new_id("sch"),
-            "worker_id": worker_id,
-            "organization_id": org_id,
-            "created_by_user_id": user_id,
+            "worker_id": worker["id"],
+            "organization_id": worker["organizationId"],
+            "created_by_user_id": worker["userId"],
             "kind": "scheduled",
             "input": "Next year",
             "budget": "standard",
@@ -216,13 +219,7 @@ def main() -> None:
             settle(http)
             quiet = idle_cpu(server.process.pid)
             worker = http.post("/api/workers", json={"title": "Waiting"}).json()
-        insert_waiting(
-            server.database_url,
-            worker["id"],
-            worker["organizationId"],
-            worker["userId"],
-            opts.waiting,
-        )
+        insert_waiting(server.database_url, worker, opts.waiting)
         busy = idle_cpu(server.process.pid)
         verdict = "PASS" if busy < 0.02 else "BELOW"
         print(
